@@ -1,0 +1,33 @@
+//! Heron's domain core: the types every other crate speaks (events, alerts, tickets, notices,
+//! comments), the ticket lifecycle, alert fingerprinting, and the ports (traits) through which
+//! the application reaches storage and the policy engine.
+//!
+//! Invariants kept here:
+//! - this crate performs no IO and depends on no IO crate; time is always passed in;
+//! - every identifier is a UUID v7, so ids sort by creation time and serve as cursors;
+//! - a ticket only changes status along the edges of [`ticket::TicketStatus::can_become`].
+//!
+//! Feature `testing` adds an in-memory [`testing::InMemoryStore`] and the conformance suite
+//! that every [`ports::Store`] implementation must pass.
+
+pub mod alert;
+pub mod event;
+pub mod fingerprint;
+pub mod ids;
+pub mod policy;
+pub mod ports;
+pub mod schema;
+pub mod ticket;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use alert::{Alert, AlertDraft, Attribute, Severity};
+pub use event::{Accepted, Event, EventSource, EventState, NewEvent};
+pub use fingerprint::Fingerprint;
+pub use ids::{AlertId, CommentId, EventId, NoticeId, TicketId};
+pub use schema::SchemaName;
+pub use ticket::{Comment, CommentSource, Conclusion, Notice, Ticket, TicketChange, TicketStatus};
+
+/// Timestamps are UTC everywhere.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;

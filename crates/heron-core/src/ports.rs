@@ -1,0 +1,286 @@
+//! Storage ports. One [`Store`] holds events (which double as the pipeline's work queue),
+//! alerts, tickets, comments and notices. Implementations: `heron_store::{SqliteStore,
+//! PgStore}` and, with feature `testing`, [`crate::testing::InMemoryStore`]; all must pass
+//! [`crate::testing::conformance`].
+//!
+//! Invariants every implementation keeps:
+//! - `accept_event` is durable when it returns: the event is committed before intake answers;
+//! - one idempotency key per schema maps to exactly one event, forever;
+//! - a leased event is completed or failed only by the holder of its current lease, and its
+//!   outcome (alerts, ticket changes, new state) is committed atomically with that completion,
+//!   so every event's effects happen exactly once even when workers die mid-way;
+//! - at most one *active* ticket (open or acknowledged) per fingerprint is the deduplication
+//!   target, and the database enforces it; resolving a ticket, or opening a newer one for the
+//!   same fingerprint after the window, releases it.
+
+use crate::alert::AlertStatus;
+use crate::{
+    Accepted, Alert, AlertId, Attribute, Comment, Event, EventId, EventState, Fingerprint,
+    NewEvent, Notice, NoticeId, SchemaName, Severity, Ticket, TicketId, TicketStatus, Timestamp,
+    ticket::NewTicket,
+};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The change conflicts with the stored state (stale version, wrong state, duplicate…).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The caller's lease on this event expired and was taken over, or never existed.
+    #[error("the lease on event {0} is no longer held")]
+    LeaseLost(EventId),
+    /// The database cannot be reached; worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A stored value that does not name a known variant (a corrupt row or a bad filter).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownVariant {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// One page of a newest-first listing. `next_cursor` is the id to pass as `before` for the
+/// next page, present only when more items exist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventQuery {
+    pub state: Option<EventState>,
+    pub schema: Option<SchemaName>,
+    /// Only events with an id strictly smaller (older) than this.
+    pub before: Option<EventId>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlertQuery {
+    pub schema: Option<SchemaName>,
+    pub ticket: Option<TicketId>,
+    /// Only alerts bound to no ticket.
+    pub unbound: bool,
+    pub before: Option<AlertId>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TicketQuery {
+    pub status: Option<TicketStatus>,
+    pub severity: Option<Severity>,
+    pub assignee: Option<String>,
+    pub tag: Option<String>,
+    /// Case-insensitive substring of the title or the description.
+    pub text: Option<String>,
+    pub before: Option<TicketId>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NoticeQuery {
+    pub escalated: Option<bool>,
+    pub before: Option<NoticeId>,
+    pub limit: usize,
+}
+
+/// Proof of holding an event: only the current lease token can complete or fail it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub event_id: EventId,
+    pub token: uuid::Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeasedEvent {
+    pub event: Event,
+    pub lease: Lease,
+}
+
+/// An alert as the pipeline made it, before it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlert {
+    pub id: AlertId,
+    pub event_id: EventId,
+    pub schema: SchemaName,
+    pub title: String,
+    pub description: String,
+    pub attributes: Vec<Attribute>,
+    pub tags: Vec<String>,
+    pub severity: Severity,
+    pub fingerprint: Fingerprint,
+    pub channel: Option<String>,
+    pub data: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// Where an alert goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Bind to this ticket, which the worker found as the active ticket for the alert's
+    /// fingerprint seen since `seen_since`. If that no longer holds when completing (resolved,
+    /// or went stale meanwhile), completion fails with `Conflict` and the worker re-plans.
+    Attach {
+        ticket_id: TicketId,
+        seen_since: Timestamp,
+    },
+    /// Open `ticket`, unless an active ticket with the same fingerprint seen since `seen_since`
+    /// exists by the time of completion (another worker won the race): then bind to that one.
+    /// An active ticket with this fingerprint older than `seen_since` stops being the target.
+    Open {
+        ticket: NewTicket,
+        seen_since: Timestamp,
+    },
+    Notice {
+        notice_id: NoticeId,
+        title: String,
+        channel: Option<String>,
+    },
+    Discard,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedAlert {
+    pub alert: NewAlert,
+    pub disposition: Disposition,
+}
+
+/// What became of each planned alert, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum AlertBinding {
+    Attached(TicketId),
+    Opened(TicketId),
+    Noticed(NoticeId),
+    Discarded,
+}
+
+impl AlertBinding {
+    pub fn status(&self) -> AlertStatus {
+        match self {
+            AlertBinding::Attached(_) | AlertBinding::Opened(_) => AlertStatus::Ticketed,
+            AlertBinding::Noticed(_) => AlertStatus::Noticed,
+            AlertBinding::Discarded => AlertStatus::Discarded,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Pending events whose next attempt is due now or later.
+    pub pending: u64,
+    /// Leased events (including expired leases not yet taken over).
+    pub processing: u64,
+    pub failed: u64,
+}
+
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Durably stores a delivery as a `pending` event, due at once. With an idempotency key
+    /// already stored for the schema, stores nothing and answers the first event's id with
+    /// `duplicate: true`.
+    async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted>;
+    async fn get_event(&self, id: EventId) -> StoreResult<Option<Event>>;
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Page<Event>>;
+    /// Puts a `failed` or `ignored` event back to `pending`, due at `now`, clearing its error.
+    /// Other states: `Conflict`. Unknown id: `NotFound`.
+    async fn retry_event(&self, id: EventId, now: Timestamp) -> StoreResult<Event>;
+    /// Retries every `failed` event; returns how many.
+    async fn retry_failed_events(&self, now: Timestamp) -> StoreResult<u64>;
+    async fn queue_stats(&self, now: Timestamp) -> StoreResult<QueueStats>;
+}
+
+#[async_trait]
+pub trait EventQueue: Send + Sync {
+    /// Leases up to `limit` due events, oldest first: `pending` ones with `next_attempt_at <=
+    /// now`, and `processing` ones whose lease expired before `now`. Each gets a fresh token,
+    /// state `processing`, lease expiry `lease_until`, and `attempts + 1`. Concurrent callers
+    /// never receive the same event while its lease holds.
+    async fn lease_events(
+        &self,
+        limit: usize,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Vec<LeasedEvent>>;
+    /// The active ticket for `fingerprint` whose `last_seen >= seen_since`, if any.
+    async fn find_dedup_ticket(
+        &self,
+        fingerprint: &Fingerprint,
+        seen_since: Timestamp,
+    ) -> StoreResult<Option<TicketId>>;
+    /// Atomically stores the alerts, applies their dispositions (attaching bumps the ticket's
+    /// `alert_count`, sets `last_seen` to the alert's `created_at` if later, and bumps
+    /// `version`), and marks the event `processed` (or `ignored` when `alerts` is empty) at
+    /// `now`. `LeaseLost` if the lease token is not the current one; then nothing is stored.
+    async fn complete_event(
+        &self,
+        lease: &Lease,
+        alerts: Vec<PlannedAlert>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AlertBinding>>;
+    /// Records a failed attempt: with `retry_at`, back to `pending` due then; without, `failed`.
+    /// `last_error` is set either way. `LeaseLost` as for completion.
+    async fn fail_event(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<()>;
+    /// Gives a lease back unfinished (shutdown): `pending`, due at once; the attempt is not
+    /// counted.
+    async fn release_event(&self, lease: &Lease) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait TicketRepository: Send + Sync {
+    async fn get_ticket(&self, id: TicketId) -> StoreResult<Option<Ticket>>;
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>>;
+    /// Stores the mutable fields of `ticket` (status, severity, conclusion, reason, assignee,
+    /// tags, title, description, finding, acked_at, resolved_at, updated_at) if the stored
+    /// version equals `ticket.version`; returns it with `version + 1`. Stale version:
+    /// `Conflict`. A ticket that is no longer active stops being its fingerprint's target.
+    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<Ticket>;
+    async fn count_tickets_by_status(&self) -> StoreResult<Vec<(TicketStatus, u64)>>;
+    /// `NotFound` if the ticket does not exist.
+    async fn add_comment(&self, comment: Comment) -> StoreResult<Comment>;
+    /// Oldest first.
+    async fn list_comments(&self, ticket: TicketId) -> StoreResult<Vec<Comment>>;
+}
+
+#[async_trait]
+pub trait AlertRepository: Send + Sync {
+    async fn get_alert(&self, id: AlertId) -> StoreResult<Option<Alert>>;
+    async fn list_alerts(&self, query: &AlertQuery) -> StoreResult<Page<Alert>>;
+}
+
+#[async_trait]
+pub trait NoticeRepository: Send + Sync {
+    async fn get_notice(&self, id: NoticeId) -> StoreResult<Option<Notice>>;
+    async fn list_notices(&self, query: &NoticeQuery) -> StoreResult<Page<Notice>>;
+    /// Atomically opens `ticket` (with `alert_count` 1; it does not become a deduplication
+    /// target), binds the notice's alert to it (status `ticketed`) and records the ticket on
+    /// the notice. Already escalated: `Conflict`.
+    async fn escalate_notice(&self, id: NoticeId, ticket: NewTicket) -> StoreResult<Ticket>;
+}
+
+/// Everything a Heron process needs from its database.
+#[async_trait]
+pub trait Store:
+    EventLog + EventQueue + TicketRepository + AlertRepository + NoticeRepository
+{
+    /// Cheap round trip, for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+    /// "sqlite" or "postgres".
+    fn backend(&self) -> &'static str;
+}

@@ -1,0 +1,345 @@
+//! A compiled policy folder and the pipeline's queries against it.
+
+use crate::decode::{decode_ingest, decode_triage, default_alert};
+use crate::load::{LoadOptions, PolicyLoadError, RegoVersion, rego_files};
+use heron_core::SchemaName;
+use heron_core::policy::{
+    IngestOutput, PolicyEngine, PolicyError, PolicyInfo, TriageDecision, TriageInput,
+};
+use regorus::{CompiledPolicy, Engine, Value};
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+
+/// Packages under `ingest.` with this suffix hold tests, not a schema.
+const TEST_PACKAGE_SUFFIX: &str = "_test";
+const INTERNAL_PATH: &str = "heron_internal.rego";
+const TRIAGE_DECISION: &str = "data.heron_internal.triage_decision";
+
+/// Gathers every output field of `data.triage` into one object, so a decision is one
+/// evaluation; written in syntax valid under both Rego v0 and v1.
+const TRIAGE_WRAPPER: &str = r#"package heron_internal
+
+default triage_publish := "alert"
+triage_publish := data.triage.publish
+
+default triage_title := null
+triage_title := data.triage.title
+
+default triage_description := null
+triage_description := data.triage.description
+
+default triage_channel := null
+triage_channel := data.triage.channel
+
+default triage_severity := null
+triage_severity := data.triage.severity
+
+default triage_assignee := null
+triage_assignee := data.triage.assignee
+
+default triage_attr := []
+triage_attr := data.triage.attr
+
+triage_decision := {
+	"publish": triage_publish,
+	"title": triage_title,
+	"description": triage_description,
+	"channel": triage_channel,
+	"severity": triage_severity,
+	"assignee": triage_assignee,
+	"attr": triage_attr,
+}
+"#;
+
+pub struct PolicySet {
+    /// Every module, prepared; cloned for test runs and ad-hoc queries.
+    engine: Engine,
+    ingest: BTreeMap<String, CompiledPolicy>,
+    triage: Option<CompiledPolicy>,
+    info: PolicyInfo,
+    files: Vec<PathBuf>,
+    /// `(path, text)` of every module, for the test runner.
+    sources: Vec<(String, String)>,
+    version: RegoVersion,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl PolicySet {
+    /// Loads and compiles every `.rego` file under `roots`.
+    pub fn load(roots: &[PathBuf], options: &LoadOptions) -> Result<Self, PolicyLoadError> {
+        let files = rego_files(roots)?;
+        if files.is_empty() {
+            let shown = roots.first().cloned().unwrap_or_default();
+            return Err(PolicyLoadError::Empty(shown));
+        }
+        let mut sources = Vec::with_capacity(files.len());
+        for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|source| PolicyLoadError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            sources.push((file.to_string_lossy().into_owned(), text));
+        }
+        let mut set = Self::from_sources(sources, options)?;
+        set.files = files;
+        Ok(set)
+    }
+
+    /// Compiles policies given as `(path, source)` pairs.
+    pub fn from_sources(
+        sources: Vec<(String, String)>,
+        options: &LoadOptions,
+    ) -> Result<Self, PolicyLoadError> {
+        regorus::utils::limits::set_fallback_execution_timer_config(Some(
+            regorus::utils::limits::ExecutionTimerConfig {
+                limit: options.eval_timeout,
+                check_interval: NonZeroU32::MIN.saturating_add(255),
+            },
+        ));
+        let mut engine = Engine::new();
+        engine.set_rego_v0(options.version == RegoVersion::V0);
+        let file_count = sources.len();
+        for (path, text) in &sources {
+            engine.add_policy(path.clone(), text.clone()).map_err(|e| {
+                PolicyLoadError::Compile {
+                    path: PathBuf::from(path),
+                    message: compile_message(path, &e.to_string()),
+                }
+            })?;
+        }
+        let compile_error = |path: &str, e: &dyn std::fmt::Display| PolicyLoadError::Compile {
+            path: PathBuf::from(path),
+            message: e.to_string(),
+        };
+        let packages = engine
+            .get_packages()
+            .map_err(|e| compile_error("<policies>", &e))?;
+
+        let has_triage = packages.iter().any(|p| p == "data.triage");
+        let mut ingest = BTreeMap::new();
+        for package in &packages {
+            let Some(schema) = ingest_schema_of(package) else {
+                continue;
+            };
+            let entrypoint: regorus::Rc<str> = format!("{}.alerts", ingest_path(&schema)).into();
+            // A package under `ingest.` without an `alerts` rule (a helper library) is not a
+            // schema: posting to that name gets the default alert.
+            if let Ok(compiled) = engine.clone().compile_with_entrypoint(&entrypoint) {
+                ingest.insert(schema, compiled);
+            }
+        }
+        let triage = if has_triage {
+            let mut with_wrapper = engine.clone();
+            with_wrapper
+                .add_policy(INTERNAL_PATH.into(), TRIAGE_WRAPPER.into())
+                .map_err(|e| compile_error(INTERNAL_PATH, &e))?;
+            let entry: regorus::Rc<str> = TRIAGE_DECISION.into();
+            Some(
+                with_wrapper
+                    .compile_with_entrypoint(&entry)
+                    .map_err(|e| compile_error("data.triage", &e))?,
+            )
+        } else {
+            None
+        };
+        let info = PolicyInfo {
+            packages: packages.clone(),
+            ingest_schemas: ingest.keys().cloned().collect(),
+            has_triage,
+            files: file_count,
+        };
+        Ok(Self {
+            engine,
+            ingest,
+            triage,
+            info,
+            files: Vec::new(),
+            sources,
+            version: options.version,
+        })
+    }
+
+    /// A copy of the prepared engine holding every loaded module (tests included).
+    pub fn engine(&self) -> Engine {
+        self.engine.clone()
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    pub fn sources(&self) -> &[(String, String)] {
+        &self.sources
+    }
+
+    pub fn rego_version(&self) -> RegoVersion {
+        self.version
+    }
+}
+
+impl PolicyEngine for PolicySet {
+    fn ingest(
+        &self,
+        schema: &SchemaName,
+        event: &serde_json::Value,
+    ) -> Result<IngestOutput, PolicyError> {
+        let Some(compiled) = self.ingest.get(schema.as_str()) else {
+            return Ok(IngestOutput {
+                alerts: vec![default_alert(schema, event)],
+                package_found: false,
+            });
+        };
+        let query = || format!("data.ingest.{schema}.alerts");
+        let output = compiled
+            .eval_with_input(Value::from(event.clone()))
+            .map_err(|e| PolicyError::Evaluation {
+                query: query(),
+                message: e.to_string(),
+            })?;
+        let alerts = decode_ingest(&output).map_err(|message| PolicyError::Output {
+            query: query(),
+            message,
+        })?;
+        Ok(IngestOutput {
+            alerts,
+            package_found: true,
+        })
+    }
+
+    fn triage(&self, input: &TriageInput) -> Result<TriageDecision, PolicyError> {
+        let Some(compiled) = &self.triage else {
+            return Ok(TriageDecision::default());
+        };
+        let query = || "data.triage".to_owned();
+        let input = serde_json::to_value(input).map_err(|e| PolicyError::Output {
+            query: query(),
+            message: e.to_string(),
+        })?;
+        let output =
+            compiled
+                .eval_with_input(Value::from(input))
+                .map_err(|e| PolicyError::Evaluation {
+                    query: query(),
+                    message: e.to_string(),
+                })?;
+        decode_triage(&output).map_err(|message| PolicyError::Output {
+            query: query(),
+            message,
+        })
+    }
+
+    fn info(&self) -> PolicyInfo {
+        self.info.clone()
+    }
+}
+
+/// Puts regorus's `--> file:line:col` location first, compiler-style
+/// (`file:line:col: message`), followed by its source excerpt.
+fn compile_message(path: &str, raw: &str) -> String {
+    let location = raw
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("--> "))
+        .map(str::trim)
+        .unwrap_or(path);
+    let summary = raw
+        .lines()
+        .rev()
+        .find_map(|l| l.trim_start().strip_prefix("error: "))
+        .unwrap_or("compile error");
+    format!("{location}: {summary}\n{}", raw.trim_matches('\n'))
+}
+
+/// `data.ingest.aws.guardduty` → `aws.guardduty`; `data.ingest["okta-prod"]` → `okta-prod`.
+fn ingest_schema_of(package: &str) -> Option<String> {
+    let rest = package.strip_prefix("data.ingest")?;
+    let mut segments = Vec::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '.' => {
+                let mut seg = String::new();
+                while let Some(&n) = chars.peek() {
+                    if n == '.' || n == '[' {
+                        break;
+                    }
+                    seg.push(n);
+                    chars.next();
+                }
+                segments.push(seg);
+            }
+            '[' => {
+                let seg: String = chars
+                    .by_ref()
+                    .take_while(|&n| n != ']')
+                    .filter(|&n| n != '"')
+                    .collect();
+                segments.push(seg);
+            }
+            _ => return None,
+        }
+    }
+    let schema = segments.join(".");
+    let valid = SchemaName::parse(&schema).is_ok() && !schema.ends_with(TEST_PACKAGE_SUFFIX);
+    valid.then_some(schema)
+}
+
+/// The rule path of a schema's ingest package, bracketing segments that are not identifiers.
+fn ingest_path(schema: &str) -> String {
+    let mut path = String::from("data.ingest");
+    for segment in schema.split('.') {
+        let identifier = segment
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if identifier {
+            path.push('.');
+            path.push_str(segment);
+        } else {
+            path.push_str(&format!("[\"{segment}\"]"));
+        }
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_names_map_to_schemas() {
+        assert_eq!(
+            ingest_schema_of("data.ingest.guardduty").as_deref(),
+            Some("guardduty")
+        );
+        assert_eq!(
+            ingest_schema_of("data.ingest.aws.guardduty").as_deref(),
+            Some("aws.guardduty")
+        );
+        assert_eq!(
+            ingest_schema_of("data.ingest[\"okta-prod\"]").as_deref(),
+            Some("okta-prod")
+        );
+        assert_eq!(ingest_schema_of("data.ingest.guardduty_test"), None);
+        assert_eq!(ingest_schema_of("data.triage"), None);
+        assert_eq!(ingest_schema_of("data.ingestion.x"), None);
+    }
+
+    #[test]
+    fn schemas_map_back_to_rule_paths() {
+        assert_eq!(ingest_path("guardduty"), "data.ingest.guardduty");
+        assert_eq!(ingest_path("okta-prod"), "data.ingest[\"okta-prod\"]");
+        assert_eq!(ingest_path("aws.guardduty"), "data.ingest.aws.guardduty");
+        assert_eq!(ingest_path("0day"), "data.ingest[\"0day\"]");
+    }
+}
