@@ -1,0 +1,24 @@
+//! Heron's use cases, written against the ports of `heron-core` only: accepting deliveries,
+//! the event-processing worker (ingest → fingerprint → dedup → triage → ticket), and the
+//! ticket, comment, notice and event operations behind the API and CLI.
+//!
+//! Invariants:
+//! - intake never evaluates policies or calls out: it stores and acknowledges;
+//! - the worker plans an event's alerts from a snapshot of the policies, then commits them
+//!   with the event's completion in one store call, so a crash anywhere repeats the plan but
+//!   never half-applies it;
+//! - policy errors fail an event at once (retrying the same policy cannot help); storage
+//!   errors are retried with backoff until `max_attempts`.
+
+mod error;
+mod intake;
+pub mod metrics;
+mod policies;
+mod tickets;
+mod worker;
+
+pub use error::{AppError, AppResult};
+pub use intake::Intake;
+pub use policies::PolicyHandle;
+pub use tickets::{Actor, TicketService};
+pub use worker::{Worker, WorkerSettings};

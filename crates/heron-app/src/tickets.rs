@@ -1,0 +1,212 @@
+//! Ticket, comment, notice and event operations for the API and the CLI.
+
+use crate::{AppError, AppResult};
+use chrono::Utc;
+use heron_core::ports::{Store, StoreError};
+use heron_core::ticket::NewTicket;
+use heron_core::{
+    Comment, CommentId, CommentSource, Event, EventId, NoticeId, Ticket, TicketChange, TicketId,
+};
+use std::sync::Arc;
+
+/// Who is acting, recorded on what they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub source: CommentSource,
+}
+
+/// Longest comment accepted, in bytes.
+const MAX_COMMENT_BYTES: usize = 64 * 1024;
+/// Optimistic-concurrency retries when two people change a ticket at once.
+const UPDATE_RETRIES: usize = 3;
+
+#[derive(Clone)]
+pub struct TicketService {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for TicketService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketService").finish()
+    }
+}
+
+impl TicketService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Applies a change under the lifecycle rules and records who made it as a system comment.
+    pub async fn update(
+        &self,
+        id: TicketId,
+        change: TicketChange,
+        actor: &Actor,
+    ) -> AppResult<Ticket> {
+        if let Some(reason) = &change.reason
+            && reason.len() > MAX_COMMENT_BYTES
+        {
+            return Err(AppError::Invalid("reason is too long".into()));
+        }
+        for _ in 0..UPDATE_RETRIES {
+            let mut ticket = self
+                .store
+                .get_ticket(id)
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("ticket {id}")))?;
+            let before = ticket.clone();
+            ticket.apply(&change, Utc::now())?;
+            if ticket == before {
+                return Ok(ticket);
+            }
+            match self.store.update_ticket(&ticket).await {
+                Ok(updated) => {
+                    let summary = describe_change(&before, &updated);
+                    if !summary.is_empty() {
+                        self.record(id, actor, summary).await?;
+                    }
+                    return Ok(updated);
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Conflict(format!(
+            "ticket {id} is being changed concurrently; try again"
+        )))
+    }
+
+    pub async fn add_comment(
+        &self,
+        ticket: TicketId,
+        actor: &Actor,
+        text: &str,
+    ) -> AppResult<Comment> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(AppError::Invalid("comment text is empty".into()));
+        }
+        if text.len() > MAX_COMMENT_BYTES {
+            return Err(AppError::Invalid(format!(
+                "comment is longer than {MAX_COMMENT_BYTES} bytes"
+            )));
+        }
+        Ok(self
+            .store
+            .add_comment(Comment {
+                id: CommentId::new(),
+                ticket_id: ticket,
+                source: actor.source,
+                author: actor.name.clone(),
+                text: text.to_owned(),
+                created_at: Utc::now(),
+            })
+            .await?)
+    }
+
+    async fn record(&self, ticket: TicketId, actor: &Actor, summary: String) -> AppResult<()> {
+        self.store
+            .add_comment(Comment {
+                id: CommentId::new(),
+                ticket_id: ticket,
+                source: CommentSource::System,
+                author: actor.name.clone(),
+                text: format!("{} {summary}", actor.name),
+                created_at: Utc::now(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Opens a ticket from a notice's alert.
+    pub async fn escalate_notice(&self, id: NoticeId, actor: &Actor) -> AppResult<Ticket> {
+        let notice = self
+            .store
+            .get_notice(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("notice {id}")))?;
+        if let Some(ticket) = notice.ticket_id {
+            return Err(AppError::Conflict(format!(
+                "notice {id} was already escalated to ticket {ticket}"
+            )));
+        }
+        let alert = self
+            .store
+            .get_alert(notice.alert_id)
+            .await?
+            .ok_or_else(|| {
+                AppError::Internal(format!(
+                    "alert {} of notice {id} is missing",
+                    notice.alert_id
+                ))
+            })?;
+        let ticket = self
+            .store
+            .escalate_notice(
+                id,
+                NewTicket {
+                    id: TicketId::new(),
+                    title: alert.title,
+                    description: alert.description,
+                    schema: alert.schema,
+                    severity: alert.severity,
+                    assignee: None,
+                    tags: alert.tags,
+                    attributes: alert.attributes,
+                    channel: alert.channel,
+                    fingerprint: alert.fingerprint,
+                    created_at: Utc::now(),
+                },
+            )
+            .await?;
+        self.record(ticket.id, actor, format!("escalated notice {id}"))
+            .await?;
+        Ok(ticket)
+    }
+
+    pub async fn retry_event(&self, id: EventId) -> AppResult<Event> {
+        Ok(self.store.retry_event(id, Utc::now()).await?)
+    }
+
+    pub async fn retry_failed_events(&self) -> AppResult<u64> {
+        Ok(self.store.retry_failed_events(Utc::now()).await?)
+    }
+}
+
+fn describe_change(before: &Ticket, after: &Ticket) -> String {
+    let mut parts = Vec::new();
+    if before.status != after.status {
+        parts.push(format!(
+            "changed status {} → {}",
+            before.status, after.status
+        ));
+    }
+    if before.conclusion != after.conclusion
+        && let Some(c) = after.conclusion
+    {
+        parts.push(format!("set conclusion {c}"));
+    }
+    if before.assignee != after.assignee {
+        match &after.assignee {
+            Some(a) => parts.push(format!("assigned {a}")),
+            None => parts.push("unassigned the ticket".into()),
+        }
+    }
+    if before.severity != after.severity {
+        parts.push(format!(
+            "changed severity {} → {}",
+            before.severity, after.severity
+        ));
+    }
+    if before.reason != after.reason
+        && let Some(r) = &after.reason
+    {
+        parts.push(format!("with reason: {r}"));
+    }
+    parts.join(", ")
+}
