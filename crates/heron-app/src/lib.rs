@@ -13,6 +13,7 @@
 mod error;
 mod intake;
 pub mod metrics;
+pub mod pipeline;
 mod policies;
 mod tickets;
 mod worker;

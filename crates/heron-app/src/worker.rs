@@ -9,15 +9,11 @@ use crate::metrics::{
     ALERTS, EVENTS_FAILED, EVENTS_IGNORED, EVENTS_PROCESSED, EVENTS_RETRIED, STAGE_SECONDS,
     TICKETS_OPENED,
 };
+use crate::pipeline;
 use chrono::Utc;
-use heron_core::policy::{
-    PolicyEngine, PolicyError, Publish, TriageAlert, TriageInput, TriageMetadata,
-};
-use heron_core::ports::{
-    AlertBinding, Disposition, LeasedEvent, NewAlert, PlannedAlert, Store, StoreError,
-};
-use heron_core::ticket::NewTicket;
-use heron_core::{AlertId, Event, Fingerprint, NoticeId, TicketId, Timestamp};
+use heron_core::policy::{PolicyEngine, PolicyError};
+use heron_core::ports::{AlertBinding, Disposition, LeasedEvent, PlannedAlert, Store, StoreError};
+use heron_core::{Event, Timestamp};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -274,27 +270,9 @@ impl Worker {
 
         let seen_since = now - to_chrono(self.settings.dedup_window);
         let mut planned = Vec::with_capacity(output.alerts.len());
-        for draft in output.alerts {
-            let title = draft
-                .title
-                .clone()
-                .filter(|t| !t.trim().is_empty())
-                .unwrap_or_else(|| format!("Alert from {}", event.schema));
-            let fingerprint = Fingerprint::of(&event.schema, &draft, &title);
-            let mut alert = NewAlert {
-                id: AlertId::new(),
-                event_id: event.id,
-                schema: event.schema.clone(),
-                title,
-                description: draft.description.clone().unwrap_or_default(),
-                attributes: draft.attributes.clone(),
-                tags: draft.tags.clone(),
-                severity: draft.severity.unwrap_or_default(),
-                fingerprint,
-                channel: draft.channel.clone(),
-                data: body.clone(),
-                created_at: now,
-            };
+        for mut alert in
+            pipeline::alerts_from_drafts(event.id, &event.schema, output.alerts, &body, now)
+        {
             if let Some(ticket_id) = self
                 .store
                 .find_dedup_ticket(&alert.fingerprint, seen_since)
@@ -309,76 +287,13 @@ impl Worker {
                 });
                 continue;
             }
-            let disposition = self.triage(policies, &mut alert, seen_since)?;
+            let triage_started = Instant::now();
+            let disposition = pipeline::triage_alert(policies, &mut alert, seen_since)?;
+            metrics::histogram!(STAGE_SECONDS, "stage" => "triage")
+                .record(triage_started.elapsed());
             planned.push(PlannedAlert { alert, disposition });
         }
         Ok(planned)
-    }
-
-    /// Runs `data.triage` on a first-of-its-fingerprint alert, applies its overrides to the
-    /// alert, and decides where it goes.
-    fn triage(
-        &self,
-        policies: &dyn PolicyEngine,
-        alert: &mut NewAlert,
-        seen_since: Timestamp,
-    ) -> Result<Disposition, PlanError> {
-        let started = Instant::now();
-        let input = TriageInput {
-            alert: TriageAlert {
-                id: alert.id.to_string(),
-                schema: alert.schema.clone(),
-                metadata: TriageMetadata {
-                    title: alert.title.clone(),
-                    description: alert.description.clone(),
-                    attributes: alert.attributes.clone(),
-                    tags: alert.tags.clone(),
-                    channel: alert.channel.clone(),
-                    severity: alert.severity,
-                },
-                data: alert.data.clone(),
-            },
-            enrich: Vec::new(),
-        };
-        let decision = policies.triage(&input)?;
-        metrics::histogram!(STAGE_SECONDS, "stage" => "triage").record(started.elapsed());
-        if let Some(title) = decision.title.filter(|t| !t.trim().is_empty()) {
-            alert.title = title;
-        }
-        if let Some(description) = decision.description {
-            alert.description = description;
-        }
-        if let Some(channel) = decision.channel {
-            alert.channel = Some(channel);
-        }
-        if let Some(severity) = decision.severity {
-            alert.severity = severity;
-        }
-        alert.attributes.extend(decision.attr);
-        Ok(match decision.publish {
-            Publish::Alert => Disposition::Open {
-                ticket: NewTicket {
-                    id: TicketId::new(),
-                    title: alert.title.clone(),
-                    description: alert.description.clone(),
-                    schema: alert.schema.clone(),
-                    severity: alert.severity,
-                    assignee: decision.assignee,
-                    tags: alert.tags.clone(),
-                    attributes: alert.attributes.clone(),
-                    channel: alert.channel.clone(),
-                    fingerprint: alert.fingerprint.clone(),
-                    created_at: alert.created_at,
-                },
-                seen_since,
-            },
-            Publish::Notice => Disposition::Notice {
-                notice_id: NoticeId::new(),
-                title: alert.title.clone(),
-                channel: alert.channel.clone(),
-            },
-            Publish::Discard => Disposition::Discard,
-        })
     }
 }
 

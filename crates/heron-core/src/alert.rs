@@ -2,12 +2,14 @@
 //! or a notice.
 
 use crate::event::str_enum;
-use crate::{AlertId, EventId, Fingerprint, NoticeId, SchemaName, TicketId, Timestamp};
+use crate::{AlertId, EventId, Fingerprint, NoticeId, SchemaName, TicketId};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// Severity of an alert, a ticket or a finding, in increasing order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
 )]
@@ -30,6 +32,7 @@ str_enum!(Severity {
 });
 
 /// A key/value pivot on an alert (an IP, a user, a host…), optionally with a link.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Attribute {
     pub key: String,
@@ -52,6 +55,7 @@ pub struct AlertDraft {
 }
 
 /// What an alert became once the pipeline decided.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
@@ -69,6 +73,7 @@ str_enum!(AlertStatus {
     Discarded => "discarded",
 });
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub id: AlertId,
@@ -86,5 +91,5 @@ pub struct Alert {
     pub status: AlertStatus,
     pub ticket_id: Option<TicketId>,
     pub notice_id: Option<NoticeId>,
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
 }

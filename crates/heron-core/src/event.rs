@@ -4,12 +4,14 @@
 //! leases it, and ends `processed` (alerts made), `ignored` (the ingest policy made none) or
 //! `failed` (with the error, until someone retries it).
 
-use crate::{EventId, SchemaName, Timestamp};
+use crate::{EventId, SchemaName};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// The webhook flavour an event came in through.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventSource {
@@ -18,6 +20,7 @@ pub enum EventSource {
     Sns,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventState {
@@ -82,10 +85,11 @@ pub struct NewEvent {
     pub metadata: serde_json::Value,
     /// Re-deliveries with the same key (per schema) are acknowledged without a second event.
     pub idempotency_key: Option<String>,
-    pub received_at: Timestamp,
+    pub received_at: DateTime<Utc>,
 }
 
 /// The store's answer to an accepted delivery.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {
     pub event_id: EventId,
@@ -93,6 +97,7 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: EventId,
@@ -105,7 +110,7 @@ pub struct Event {
     /// Processing attempts started so far.
     pub attempts: u32,
     pub last_error: Option<String>,
-    pub received_at: Timestamp,
-    pub processed_at: Option<Timestamp>,
-    pub next_attempt_at: Option<Timestamp>,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }

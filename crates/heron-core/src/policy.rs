@@ -76,6 +76,7 @@ pub enum PolicyError {
 }
 
 /// Facts about the loaded policy set, for `/readyz` and the API.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PolicyInfo {
     pub packages: Vec<String>,

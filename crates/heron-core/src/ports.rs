@@ -51,6 +51,7 @@ pub struct UnknownVariant {
 
 /// One page of a newest-first listing. `next_cursor` is the id to pass as `before` for the
 /// next page, present only when more items exist.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -176,6 +177,7 @@ impl AlertBinding {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct QueueStats {
     /// Pending events whose next attempt is due now or later.

@@ -8,10 +8,12 @@ use crate::event::str_enum;
 use crate::{
     AlertId, Attribute, CommentId, Fingerprint, NoticeId, SchemaName, Severity, TicketId, Timestamp,
 };
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TicketStatus {
@@ -51,6 +53,7 @@ impl TicketStatus {
 }
 
 /// How an analyst closed a ticket (warren's conclusions).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Conclusion {
@@ -69,6 +72,7 @@ str_enum!(Conclusion {
     Escalated => "escalated",
 });
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ticket {
     pub id: TicketId,
@@ -87,12 +91,12 @@ pub struct Ticket {
     /// The agent's structured finding, once one exists.
     pub finding: Option<serde_json::Value>,
     pub alert_count: u64,
-    pub first_seen: Timestamp,
-    pub last_seen: Timestamp,
-    pub acked_at: Option<Timestamp>,
-    pub resolved_at: Option<Timestamp>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub acked_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency counter, bumped by every stored change.
     pub version: i64,
 }
@@ -110,7 +114,7 @@ pub struct NewTicket {
     pub attributes: Vec<Attribute>,
     pub channel: Option<String>,
     pub fingerprint: Fingerprint,
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A requested change to a ticket; `None` leaves a field as it is.
@@ -189,6 +193,7 @@ impl Ticket {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CommentSource {
@@ -207,6 +212,7 @@ str_enum!(CommentSource {
     System => "system",
 });
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comment {
     pub id: CommentId,
@@ -214,10 +220,11 @@ pub struct Comment {
     pub source: CommentSource,
     pub author: String,
     pub text: String,
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
 }
 
 /// An alert the triage policy published as a notice: visible, but no ticket until escalated.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     pub id: NoticeId,
@@ -226,7 +233,7 @@ pub struct Notice {
     pub title: String,
     pub severity: Severity,
     pub channel: Option<String>,
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
     /// The ticket it was escalated to, if it was.
     pub ticket_id: Option<TicketId>,
 }

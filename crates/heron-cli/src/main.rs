@@ -1,0 +1,467 @@
+//! `heron`: serve, work, migrate, test and evaluate policies, inspect and retry events.
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use heron_cli::runtime;
+use heron_cli::settings::{Overrides, Settings};
+use heron_core::policy::PolicyEngine;
+use heron_core::ports::{Disposition, EventQuery};
+use heron_core::{EventId, EventState, SchemaName};
+use heron_policy::testing::Outcome;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Prints to stdout, ignoring a closed pipe (`heron … | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "heron", version, about = "Agentic security-alert triage")]
+struct Cli {
+    /// TOML settings file (default: ./heron.toml when present).
+    #[arg(long, global = true, env = "HERON_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args, Default)]
+struct Common {
+    /// Folder for the SQLite database and the bootstrap token.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// postgres://… to use PostgreSQL instead of SQLite.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Policy file or folder (repeatable; default ./policies).
+    #[arg(long = "policies")]
+    policies: Vec<PathBuf>,
+    /// Parse policies as Rego v0.
+    #[arg(long)]
+    rego_v0: bool,
+}
+
+impl Common {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            policies: (!self.policies.is_empty()).then(|| self.policies.clone()),
+            rego_version: self.rego_v0.then(|| "v0".to_owned()),
+            ..Overrides::default()
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (and, unless --no-worker, the worker).
+    Serve {
+        /// Address to bind (default 127.0.0.1:8080).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Accept requests without a token; only on a loopback address.
+        #[arg(long)]
+        no_auth: bool,
+        /// Do not process events in this process (run `heron worker` elsewhere).
+        #[arg(long)]
+        no_worker: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Process queued events without serving HTTP.
+    Worker {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Test and evaluate Rego policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Inspect and retry stored events.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the effective settings (secrets redacted).
+    Config {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Run `test_*` rules (like `opa test`).
+    Test {
+        /// Policy files or folders (default ./policies).
+        paths: Vec<PathBuf>,
+        /// Print every test with its result and duration.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Only tests whose `package.rule` name contains this text.
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        #[arg(long)]
+        rego_v0: bool,
+    },
+    /// Evaluate ingest and triage on one event (a file, or - for stdin) and print the result.
+    Eval {
+        #[arg(long)]
+        schema: String,
+        /// The event JSON file, or - for stdin.
+        input: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// List events, newest first.
+    List {
+        #[arg(long)]
+        state: Option<EventState>,
+        #[arg(long)]
+        schema: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show one event with its body and last error.
+    Show { id: EventId },
+    /// Put failed (or ignored) events back in the queue.
+    Retry {
+        /// The event to retry.
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        id: Option<EventId>,
+        /// Retry every failed event.
+        #[arg(long)]
+        all_failed: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    // One TLS provider for the whole process (see docs/adr/0002).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HERON_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new(&settings.log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if settings.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve {
+            addr,
+            no_auth,
+            no_worker,
+            common,
+        } => {
+            let mut overrides = common.overrides();
+            overrides.addr = addr;
+            overrides.no_auth = no_auth.then_some(true);
+            let mut settings = Settings::load(config, &overrides)?;
+            if no_worker {
+                settings.worker.enabled = false;
+            }
+            init_tracing(&settings);
+            runtime::start_server(&settings)
+                .await?
+                .run_until_signal()
+                .await?;
+        }
+        Command::Worker { common } => {
+            let settings = Settings::load(config, &common.overrides())?;
+            init_tracing(&settings);
+            runtime::start_worker(&settings)
+                .await?
+                .run_until_signal()
+                .await?;
+        }
+        Command::Migrate { common } => {
+            let settings = Settings::load(config, &common.overrides())?;
+            init_tracing(&settings);
+            let store = runtime::open_store(&settings).await?;
+            out!("migrations applied ({} database)", store.backend());
+        }
+        Command::Policy { command } => return policy(config, command),
+        Command::Events { command, common } => {
+            let settings = Settings::load(config, &common.overrides())?;
+            return events(&settings, command).await;
+        }
+        Command::Config { common } => {
+            let settings = Settings::load(config, &common.overrides())?;
+            out_raw!("{}", toml::to_string_pretty(&settings.redacted())?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy(config: Option<&std::path::Path>, command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Test {
+            paths,
+            verbose,
+            run,
+            format,
+            rego_v0,
+        } => {
+            let overrides = Overrides {
+                policies: Some(runtime::policy_roots(&paths)),
+                rego_version: rego_v0.then(|| "v0".to_owned()),
+                ..Overrides::default()
+            };
+            let settings = Settings::load(config, &overrides)?;
+            let set = match runtime::load_policies(&settings) {
+                Ok(set) => set,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let report = heron_policy::testing::run(&set, |name| {
+                run.as_deref().is_none_or(|needle| name.contains(needle))
+            });
+            match format {
+                Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Text => print_test_report(&report, verbose),
+            }
+            let code = if report.count(Outcome::Error) > 0 {
+                2
+            } else if report.count(Outcome::Fail) > 0 {
+                1
+            } else {
+                0
+            };
+            Ok(ExitCode::from(code))
+        }
+        PolicyCommand::Eval {
+            schema,
+            input,
+            common,
+        } => {
+            let settings = Settings::load(config, &common.overrides())?;
+            let set = runtime::load_policies(&settings)?;
+            let schema = SchemaName::parse(&schema)?;
+            let text = if input.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text)?;
+                text
+            } else {
+                std::fs::read_to_string(&input)
+                    .with_context(|| format!("cannot read {}", input.display()))?
+            };
+            let body: serde_json::Value =
+                serde_json::from_str(&text).context("the input is not valid JSON")?;
+            if !body.is_object() {
+                bail!("the input must be a JSON object");
+            }
+            out!(
+                "{}",
+                serde_json::to_string_pretty(&evaluate(&set, &schema, &body)?)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Dry run of ingest → fingerprint → triage for one event; nothing is stored.
+fn evaluate(
+    set: &heron_policy::PolicySet,
+    schema: &SchemaName,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let now = chrono::Utc::now();
+    let output = set.ingest(schema, body)?;
+    let alerts =
+        heron_app::pipeline::alerts_from_drafts(EventId::new(), schema, output.alerts, body, now);
+    let mut results = Vec::new();
+    for mut alert in alerts {
+        let disposition = heron_app::pipeline::triage_alert(set, &mut alert, now)?;
+        let decision = match disposition {
+            Disposition::Open { .. } | Disposition::Attach { .. } => "alert",
+            Disposition::Notice { .. } => "notice",
+            Disposition::Discard => "discard",
+        };
+        results.push(serde_json::json!({
+            "title": alert.title,
+            "description": alert.description,
+            "severity": alert.severity,
+            "attributes": alert.attributes,
+            "tags": alert.tags,
+            "channel": alert.channel,
+            "fingerprint": alert.fingerprint,
+            "publish": decision,
+        }));
+    }
+    Ok(serde_json::json!({
+        "schema": schema,
+        "ingest_package": output.package_found,
+        "alerts": results,
+    }))
+}
+
+fn print_test_report(report: &heron_policy::testing::TestReport, verbose: bool) {
+    let mut current_file = None;
+    for result in &report.results {
+        let show = verbose || result.outcome != Outcome::Pass;
+        if !show {
+            continue;
+        }
+        if current_file != Some(&result.file) {
+            out!("{}:", result.file);
+            current_file = Some(&result.file);
+        }
+        let label = match result.outcome {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Error => "ERROR",
+        };
+        out!(
+            "data.{}.{}: {label} ({:.3}ms)",
+            result.package,
+            result.name,
+            result.duration.as_secs_f64() * 1000.0
+        );
+        if result.outcome != Outcome::Pass {
+            for line in &result.output {
+                out!("  {line}");
+            }
+        }
+    }
+    let total = report.results.len();
+    out!("{}", "-".repeat(80));
+    out!("PASS: {}/{}", report.count(Outcome::Pass), total);
+    let failed = report.count(Outcome::Fail);
+    if failed > 0 {
+        out!("FAIL: {failed}/{total}");
+    }
+    let errors = report.count(Outcome::Error);
+    if errors > 0 {
+        out!("ERROR: {errors}/{total}");
+    }
+}
+
+async fn events(settings: &Settings, command: EventsCommand) -> anyhow::Result<ExitCode> {
+    let store = runtime::open_store(settings).await?;
+    let now = chrono::Utc::now();
+    match command {
+        EventsCommand::List {
+            state,
+            schema,
+            limit,
+            format,
+        } => {
+            let query = EventQuery {
+                state,
+                schema: schema.as_deref().map(SchemaName::parse).transpose()?,
+                before: None,
+                limit: limit.clamp(1, 10_000),
+            };
+            let page = store.list_events(&query).await?;
+            match format {
+                Format::Json => out!("{}", serde_json::to_string_pretty(&page.items)?),
+                Format::Text => {
+                    out!(
+                        "{:<36}  {:<10}  {:<16}  {:>3}  {:<20}  ERROR",
+                        "ID",
+                        "STATE",
+                        "SCHEMA",
+                        "TRY",
+                        "RECEIVED"
+                    );
+                    for e in &page.items {
+                        out!(
+                            "{:<36}  {:<10}  {:<16}  {:>3}  {:<20}  {}",
+                            e.id,
+                            e.state,
+                            e.schema,
+                            e.attempts,
+                            e.received_at.format("%Y-%m-%d %H:%M:%S"),
+                            e.last_error.as_deref().unwrap_or("")
+                        );
+                    }
+                }
+            }
+        }
+        EventsCommand::Show { id } => match store.get_event(id).await? {
+            Some(event) => out!("{}", serde_json::to_string_pretty(&event)?),
+            None => bail!("event {id} not found"),
+        },
+        EventsCommand::Retry { id, all_failed } => {
+            if all_failed {
+                let n = store.retry_failed_events(now).await?;
+                out!("{n} failed events queued again");
+            } else if let Some(id) = id {
+                let event = store.retry_event(id, now).await?;
+                out!(
+                    "event {} queued again (was attempted {} times)",
+                    event.id,
+                    event.attempts
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

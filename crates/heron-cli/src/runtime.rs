@@ -1,0 +1,289 @@
+//! Starting and stopping Heron's parts from [`Settings`].
+
+use crate::settings::Settings;
+use anyhow::{Context, bail};
+use heron_app::{Intake, PolicyHandle, Worker};
+use heron_core::ports::Store;
+use heron_policy::{LoadOptions, PolicySet, RegoVersion};
+use heron_server::{AuthConfig, AuthMode, ServerSettings, ServerState};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Opens (and migrates) the configured database.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    heron_store::open_store(
+        settings.database_url.as_deref(),
+        &settings.data_dir,
+        settings.database_max_connections,
+    )
+    .await
+    .with_context(|| match &settings.database_url {
+        Some(url) => format!(
+            "cannot open database {}",
+            crate::settings::redact_url_password(url)
+        ),
+        None => format!(
+            "cannot open the SQLite database in {}",
+            settings.data_dir.display()
+        ),
+    })
+}
+
+pub fn rego_version(settings: &Settings) -> anyhow::Result<RegoVersion> {
+    match settings.rego_version.as_str() {
+        "v1" | "1" => Ok(RegoVersion::V1),
+        "v0" | "0" => Ok(RegoVersion::V0),
+        other => bail!("rego_version must be v1 or v0, got {other:?}"),
+    }
+}
+
+/// Loads and compiles the policy folders; a compile error names file:line:column.
+pub fn load_policies(settings: &Settings) -> anyhow::Result<PolicySet> {
+    let options = LoadOptions {
+        version: rego_version(settings)?,
+        eval_timeout: Duration::from_millis(settings.policy_timeout_ms.max(1)),
+    };
+    Ok(PolicySet::load(&settings.policies, &options)?)
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(heron_app::metrics::STAGE_SECONDS.into()),
+                    &buckets,
+                )
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            heron_app::metrics::describe();
+            Some(recorder)
+        })
+        .clone()
+}
+
+/// Decides webhook/API authentication. Without any configured token (and without
+/// `no_auth`), a random token is generated once into `data_dir/bootstrap-token` so that a
+/// first start is both usable and closed.
+pub fn auth_mode(settings: &Settings) -> anyhow::Result<AuthMode> {
+    if settings.no_auth {
+        if !settings.addr.ip().is_loopback() {
+            bail!(
+                "--no-auth is only allowed on a loopback address, not {}; configure auth.tokens instead",
+                settings.addr
+            );
+        }
+        return Ok(AuthMode::Disabled);
+    }
+    let mut config = AuthConfig {
+        tokens: settings
+            .auth
+            .tokens
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect(),
+        schema_tokens: settings.auth.schema_tokens.clone(),
+    };
+    if config.tokens.is_empty() && config.schema_tokens.values().all(Vec::is_empty) {
+        let path = settings.data_dir.join("bootstrap-token");
+        let token = bootstrap_token(&path)?;
+        tracing::warn!(
+            path = %path.display(),
+            "no auth.tokens configured: webhooks and the API accept the generated token in this file"
+        );
+        config.tokens.push(token);
+    }
+    Ok(AuthMode::Tokens(config))
+}
+
+fn bootstrap_token(path: &std::path::Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let token = existing.trim().to_owned();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let token = format!("heron_{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(path, format!("{token}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
+    }
+    Ok(token)
+}
+
+/// A running server (and, unless disabled, its in-process worker).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub policies: PolicyHandle,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests and events finish, and waits.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        if let Some(worker) = self.worker {
+            worker.await.context("worker task failed")?;
+        }
+        self.server.await.context("server task failed")??;
+        Ok(())
+    }
+
+    /// Runs until SIGINT/SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and events");
+        self.shutdown().await
+    }
+}
+
+/// Starts the HTTP server on `settings.addr` (port 0 picks a free one) with a worker inside
+/// when `settings.worker.enabled`.
+pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> {
+    let auth = auth_mode(settings)?;
+    let policies = PolicyHandle::new(Arc::new(load_policies(settings)?));
+    let store = open_store(settings).await?;
+    let wake = Arc::new(Notify::new());
+    let intake = Intake::new(store.clone(), wake.clone());
+    let server_settings = ServerSettings {
+        max_body_bytes: settings.max_body_bytes,
+        auth,
+        sns: heron_server::SnsSettings {
+            allowed_hosts: settings.sns.allowed_hosts.clone(),
+            confirm_subscriptions: settings.sns.confirm_subscriptions,
+            allowed_topic_arns: settings.sns.allowed_topic_arns.clone(),
+            allow_insecure_urls: settings.sns.allow_insecure_urls,
+        },
+    };
+    let state = ServerState::new(
+        store.clone(),
+        intake,
+        policies.clone(),
+        server_settings,
+        metrics_handle(),
+    );
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.addr))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, mut on_shutdown) = watch::channel(false);
+    let app = heron_server::router(state);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = on_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    let worker = settings.worker.enabled.then(|| {
+        let worker = Worker::new(
+            store.clone(),
+            policies.clone(),
+            settings.worker.to_app(),
+            wake,
+        );
+        let stop = shutdown.subscribe();
+        tokio::spawn(async move { worker.run(stop).await })
+    });
+    tracing::info!(%addr, backend = store.backend(), worker = settings.worker.enabled, "heron is serving");
+    Ok(RunningServer {
+        addr,
+        store,
+        policies,
+        shutdown,
+        server,
+        worker,
+    })
+}
+
+/// A stand-alone worker (`heron worker`).
+pub struct RunningWorker {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningWorker {
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("worker task failed")
+    }
+
+    /// Kills the worker without finishing or releasing anything, as a crash would; its
+    /// leases are left to expire.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight events");
+        self.shutdown().await
+    }
+}
+
+pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> {
+    let policies = PolicyHandle::new(Arc::new(load_policies(settings)?));
+    let store = open_store(settings).await?;
+    let worker = Worker::new(
+        store,
+        policies,
+        settings.worker.to_app(),
+        Arc::new(Notify::new()),
+    );
+    let (shutdown, stop) = watch::channel(false);
+    let task = tokio::spawn(async move { worker.run(stop).await });
+    Ok(RunningWorker { shutdown, task })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+/// Policy roots, defaulting to `./policies`.
+pub fn policy_roots(paths: &[PathBuf]) -> Vec<PathBuf> {
+    if paths.is_empty() {
+        vec![PathBuf::from("policies")]
+    } else {
+        paths.to_vec()
+    }
+}

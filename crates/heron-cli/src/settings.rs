@@ -1,0 +1,280 @@
+//! Settings: built-in defaults, then a TOML file, then `HERON_*` environment variables, then
+//! command-line flags — each later source wins. `docs/configuration.md` documents every key.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds.
+    pub addr: SocketAddr,
+    /// Where the embedded SQLite database (and the generated bootstrap token) live.
+    pub data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL; unset for SQLite in `data_dir/heron.db`.
+    pub database_url: Option<String>,
+    pub database_max_connections: u32,
+    /// Policy files or folders.
+    pub policies: Vec<PathBuf>,
+    /// `v1` (default) or `v0`.
+    pub rego_version: String,
+    /// Wall-clock limit for one policy evaluation, in milliseconds.
+    pub policy_timeout_ms: u64,
+    /// Accept webhooks and API calls without a token (refused unless `addr` is loopback).
+    pub no_auth: bool,
+    /// Largest webhook body, in bytes.
+    pub max_body_bytes: usize,
+    pub auth: AuthSettings,
+    pub sns: SnsSettings,
+    pub worker: WorkerSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Tokens valid for every webhook and the API.
+    pub tokens: Vec<String>,
+    /// Tokens valid for one schema's webhooks only.
+    pub schema_tokens: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnsSettings {
+    pub allowed_hosts: Vec<String>,
+    pub confirm_subscriptions: bool,
+    pub allowed_topic_arns: Vec<String>,
+    pub allow_insecure_urls: bool,
+}
+
+impl Default for SnsSettings {
+    fn default() -> Self {
+        let d = heron_server::SnsSettings::default();
+        Self {
+            allowed_hosts: d.allowed_hosts,
+            confirm_subscriptions: d.confirm_subscriptions,
+            allowed_topic_arns: d.allowed_topic_arns,
+            allow_insecure_urls: d.allow_insecure_urls,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Run the worker inside `heron serve`.
+    pub enabled: bool,
+    pub concurrency: usize,
+    pub batch_size: usize,
+    pub lease_secs: u64,
+    pub poll_interval_ms: u64,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_secs: u64,
+    pub dedup_window_secs: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        let d = heron_app::WorkerSettings::default();
+        Self {
+            enabled: true,
+            concurrency: d.concurrency,
+            batch_size: d.batch_size,
+            lease_secs: d.lease.as_secs(),
+            poll_interval_ms: d.poll_interval.as_millis() as u64,
+            max_attempts: d.max_attempts,
+            backoff_base_ms: d.backoff_base.as_millis() as u64,
+            backoff_max_secs: d.backoff_max.as_secs(),
+            dedup_window_secs: d.dedup_window.as_secs(),
+        }
+    }
+}
+
+impl WorkerSettings {
+    pub fn to_app(&self) -> heron_app::WorkerSettings {
+        use std::time::Duration;
+        heron_app::WorkerSettings {
+            concurrency: self.concurrency.max(1),
+            batch_size: self.batch_size.max(1),
+            lease: Duration::from_secs(self.lease_secs.max(1)),
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(1)),
+            max_attempts: self.max_attempts.max(1),
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            backoff_max: Duration::from_secs(self.backoff_max_secs),
+            dedup_window: Duration::from_secs(self.dedup_window_secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info,heron_app=debug`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            database_max_connections: 16,
+            policies: vec![PathBuf::from("policies")],
+            rego_version: "v1".into(),
+            policy_timeout_ms: 2000,
+            no_auth: false,
+            max_body_bytes: 1024 * 1024,
+            auth: AuthSettings::default(),
+            sns: SnsSettings::default(),
+            worker: WorkerSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// Flags that override the file and the environment (only those given).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<PathBuf>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_auth: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rego_version: Option<String>,
+}
+
+/// Default config file, read when present and no other is named.
+pub const DEFAULT_CONFIG_FILE: &str = "heron.toml";
+
+impl Settings {
+    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<Self, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config_file {
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => {
+                if Path::new(DEFAULT_CONFIG_FILE).exists() {
+                    figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+                }
+            }
+        }
+        figment
+            .merge(
+                Env::prefixed("HERON_")
+                    .ignore(&["CONFIG", "TEST_DATABASE_URL", "LOG"])
+                    .split("__"),
+            )
+            .merge(Serialized::defaults(overrides))
+            .extract()
+    }
+
+    /// The settings with every secret replaced, for display.
+    pub fn redacted(&self) -> Settings {
+        let mut shown = self.clone();
+        let hide = |v: &mut Vec<String>| v.iter_mut().for_each(|t| *t = "<redacted>".into());
+        hide(&mut shown.auth.tokens);
+        shown.auth.schema_tokens.values_mut().for_each(hide);
+        if let Some(url) = &mut shown.database_url {
+            *url = redact_url_password(url);
+        }
+        shown
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(
+            redact_url_password("postgres://heron:s3cret@db:5432/heron"),
+            "postgres://heron:<redacted>@db:5432/heron"
+        );
+        assert_eq!(
+            redact_url_password("postgres://db/heron"),
+            "postgres://db/heron"
+        );
+    }
+
+    #[test]
+    fn redacted_settings_hide_every_token() {
+        let mut s = Settings::default();
+        s.auth.tokens = vec!["t1".into()];
+        s.auth
+            .schema_tokens
+            .insert("okta".into(), vec!["t2".into()]);
+        let shown = toml::to_string(&s.redacted()).unwrap();
+        assert!(
+            !shown.contains("t1") && !shown.contains("\"t2\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("heron.toml");
+        std::fs::write(
+            &file,
+            "addr = \"127.0.0.1:9000\"\n[worker]\nconcurrency = 7\n",
+        )
+        .unwrap();
+        let loaded = Settings::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(loaded.addr.port(), 9000);
+        assert_eq!(loaded.worker.concurrency, 7);
+        let overrides = Overrides {
+            addr: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Settings::load(Some(&file), &overrides).unwrap().addr.port(),
+            9100
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("heron.toml");
+        std::fs::write(&file, "adress = \"127.0.0.1:9000\"\n").unwrap();
+        assert!(Settings::load(Some(&file), &Overrides::default()).is_err());
+    }
+}

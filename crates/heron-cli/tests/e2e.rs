@@ -1,0 +1,1063 @@
+//! End to end, on SQLite and (with feature `postgres-tests`) PostgreSQL: the real server on
+//! port 0 with the example policies, driven over HTTP.
+
+use base64::Engine as _;
+use heron_cli::runtime::{self, RunningServer};
+use heron_cli::settings::Settings;
+use heron_core::EventState;
+use heron_core::ports::{EventQuery, Store, TicketQuery};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "e2e-token";
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    #[cfg_attr(not(feature = "postgres-tests"), allow(dead_code))]
+    Postgres,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A fresh PostgreSQL database per test, so tests never see each other's rows.
+async fn fresh_postgres() -> String {
+    use sqlx::Connection;
+    let base = std::env::var("HERON_TEST_DATABASE_URL")
+        .expect("HERON_TEST_DATABASE_URL must point at a PostgreSQL server for postgres-tests");
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to the test server");
+    let name = format!("heron_e2e_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+    format!("{prefix}/{name}")
+}
+
+struct Harness {
+    server: Option<RunningServer>,
+    settings: Settings,
+    http: reqwest::Client,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().join("data"),
+            database_url: match backend {
+                Backend::Sqlite => None,
+                Backend::Postgres => Some(fresh_postgres().await),
+            },
+            policies: vec![repo_root().join("policies")],
+            ..Settings::default()
+        };
+        settings.database_max_connections = 8;
+        settings.auth.tokens = vec![TOKEN.into()];
+        settings.worker.poll_interval_ms = 20;
+        settings.worker.lease_secs = 2;
+        settings.worker.backoff_base_ms = 10;
+        settings.worker.max_attempts = 2;
+        settings.sns.allowed_hosts = vec!["127.0.0.1".into()];
+        settings.sns.allow_insecure_urls = true;
+        adjust(&mut settings);
+        let server = runtime::start_server(&settings)
+            .await
+            .expect("server starts");
+        let base = format!("http://{}", server.addr);
+        Self {
+            server: Some(server),
+            settings,
+            http: reqwest::Client::new(),
+            base,
+            _dir: dir,
+        }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        self.server.as_ref().expect("running").store.clone()
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        self.post_with(path, content_type, body, &[]).await
+    }
+
+    async fn post_with(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", content_type)
+            .body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .header("x-heron-user", "alice");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.api(reqwest::Method::GET, path, None).await
+    }
+
+    /// Waits until no event is pending or leased.
+    async fn drained(&self) {
+        let store = self.store();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let stats = store.queue_stats(chrono::Utc::now()).await.expect("stats");
+            if stats.pending == 0 && stats.processing == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "queue did not drain: {stats:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn all_tickets(&self) -> Vec<heron_core::Ticket> {
+        let store = self.store();
+        let mut tickets = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .list_tickets(&TicketQuery {
+                    before,
+                    limit: 500,
+                    ..TicketQuery::default()
+                })
+                .await
+                .expect("tickets");
+            tickets.extend(page.items);
+            match page.next_cursor {
+                Some(c) => before = Some(c.parse().expect("cursor")),
+                None => return tickets,
+            }
+        }
+    }
+
+    async fn events(&self, state: Option<EventState>) -> Vec<heron_core::Event> {
+        self.store()
+            .list_events(&EventQuery {
+                state,
+                limit: 10_000,
+                ..EventQuery::default()
+            })
+            .await
+            .expect("events")
+            .items
+    }
+
+    async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+fn fixtures(kind: &str) -> Vec<(String, PathBuf)> {
+    let base = repo_root().join("policies/testdata").join(kind);
+    let mut out = Vec::new();
+    for schema in std::fs::read_dir(&base).expect("fixtures dir") {
+        let schema = schema.expect("entry").path();
+        let name = schema
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        for file in std::fs::read_dir(&schema).expect("schema dir") {
+            out.push((name.clone(), file.expect("file").path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn every_example_payload_becomes_a_ticket_and_noise_is_ignored(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let detect = fixtures("detect");
+    let ignore = fixtures("ignore");
+    assert!(
+        detect.len() >= 16,
+        "expected ≥ 2 detect fixtures per schema"
+    );
+    for (schema, file) in detect.iter().chain(&ignore) {
+        let body = std::fs::read_to_string(file).expect("fixture");
+        let (status, answer) = h
+            .post(
+                &format!("/hooks/alert/raw/{schema}"),
+                "application/json",
+                body,
+            )
+            .await;
+        assert_eq!(status, 202, "{}: {answer}", file.display());
+    }
+    h.drained().await;
+    let tickets = h.all_tickets().await;
+    let schemas: std::collections::BTreeSet<_> =
+        tickets.iter().map(|t| t.schema.to_string()).collect();
+    for (schema, _) in &detect {
+        assert!(schemas.contains(schema), "no ticket for {schema}");
+    }
+    for ticket in &tickets {
+        assert_ne!(
+            ticket.title,
+            ticket.schema.to_string(),
+            "title is just the schema"
+        );
+        assert!(
+            !ticket.attributes.is_empty(),
+            "{} has no attributes",
+            ticket.title
+        );
+    }
+    assert_eq!(
+        h.events(Some(EventState::Ignored)).await.len(),
+        ignore.len()
+    );
+    assert!(h.events(Some(EventState::Failed)).await.is_empty());
+    h.stop().await;
+}
+
+async fn duplicate_delivery_is_acknowledged_without_a_second_event(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let body = json!({"rule": "Terminal shell in container", "priority": "Warning", "output": "x"})
+        .to_string();
+    let key = [("idempotency-key", "delivery-42")];
+    let (s1, first) = h
+        .post_with(
+            "/hooks/alert/raw/custom",
+            "application/json",
+            body.clone(),
+            &key,
+        )
+        .await;
+    let (s2, second) = h
+        .post_with("/hooks/alert/raw/custom", "application/json", body, &key)
+        .await;
+    assert_eq!((s1, s2), (202, 202));
+    assert_eq!(first["event_id"], second["event_id"]);
+    assert_eq!(second["duplicate"], json!(true));
+    assert!(first.get("duplicate").is_none());
+
+    let data = base64::engine::general_purpose::STANDARD.encode(br#"{"rule":"r","output":"o"}"#);
+    let push = json!({"message": {"data": data, "messageId": "pubsub-1", "attributes": {"k": "v"}}, "subscription": "projects/p/subscriptions/s"});
+    let (p1, a) = h
+        .post(
+            "/hooks/alert/pubsub/custom",
+            "application/json",
+            push.to_string(),
+        )
+        .await;
+    let (p2, b) = h
+        .post(
+            "/hooks/alert/pubsub/custom",
+            "application/json",
+            push.to_string(),
+        )
+        .await;
+    assert_eq!((p1, p2), (202, 202));
+    assert_eq!(a["event_id"], b["event_id"]);
+    assert_eq!(b["duplicate"], json!(true));
+    h.drained().await;
+    assert_eq!(h.events(None).await.len(), 2);
+    h.stop().await;
+}
+
+async fn storm_of_a_thousand_alerts_with_three_fingerprints_makes_three_tickets(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let rules = [
+        "Terminal shell in container",
+        "Write below etc",
+        "Outbound connection to C2",
+    ];
+    for chunk in 0..10 {
+        let mut batch = String::new();
+        for i in 0..100 {
+            let n = chunk * 100 + i;
+            let line = json!({"rule": rules[n % 3], "priority": "Critical", "output": format!("event {n}"), "time": format!("2026-11-23T03:00:{:02}Z", n % 60)});
+            batch.push_str(&line.to_string());
+            batch.push('\n');
+        }
+        let (status, answer) = h
+            .post("/hooks/alert/raw/storm", "application/x-ndjson", batch)
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(answer["count"], json!(100));
+    }
+    h.drained().await;
+    let tickets = h.all_tickets().await;
+    assert_eq!(
+        tickets.len(),
+        3,
+        "{:?}",
+        tickets
+            .iter()
+            .map(|t| (&t.title, t.alert_count))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(tickets.iter().map(|t| t.alert_count).sum::<u64>(), 1000);
+    h.stop().await;
+}
+
+async fn worker_stopped_mid_queue_and_restarted_finishes_every_event_exactly_once(
+    backend: Backend,
+) {
+    let h = Harness::start_with(backend, |s| s.worker.enabled = false).await;
+    let total = 400;
+    for n in 0..total {
+        let body = json!({"rule": format!("rule {}", n % 7), "output": n}).to_string();
+        let (status, _) = h
+            .post("/hooks/alert/raw/restart", "application/json", body)
+            .await;
+        assert_eq!(status, 202);
+    }
+    // A worker that dies abruptly part-way: its leases are left to expire.
+    let mut crashing = h.settings.clone();
+    crashing.worker.lease_secs = 1;
+    crashing.worker.batch_size = 8;
+    let worker = runtime::start_worker(&crashing).await.expect("worker");
+    let store = h.store();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let processed = h.events(Some(EventState::Processed)).await.len();
+        if processed >= total / 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "worker made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.abort();
+    let processed_before = h.events(Some(EventState::Processed)).await.len();
+    assert!(
+        processed_before < total,
+        "the worker finished before it was stopped"
+    );
+
+    let restarted = runtime::start_worker(&crashing).await.expect("worker");
+    h.drained().await;
+    restarted.shutdown().await.expect("shutdown");
+
+    let events = h.events(None).await;
+    assert_eq!(events.len(), total);
+    assert!(
+        events.iter().all(|e| e.state == EventState::Processed),
+        "every event processed"
+    );
+    let alerts = store
+        .list_alerts(&heron_core::ports::AlertQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .expect("alerts")
+        .items;
+    assert_eq!(
+        alerts.len(),
+        total,
+        "one alert per event: nothing lost, nothing doubled"
+    );
+    let tickets = h.all_tickets().await;
+    assert_eq!(tickets.len(), 7);
+    assert_eq!(
+        tickets.iter().map(|t| t.alert_count).sum::<u64>(),
+        total as u64
+    );
+    h.stop().await;
+}
+
+async fn every_bad_input_gets_its_error_and_leaves_nothing_behind(backend: Backend) {
+    let h = Harness::start_with(backend, |s| s.max_body_bytes = 4096).await;
+    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+        (
+            "/hooks/alert/raw/falco",
+            "application/json",
+            "{\"rule\": ".into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "/hooks/alert/raw/falco",
+            "text/plain",
+            "hello".into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "/hooks/alert/raw/falco",
+            "application/json",
+            format!("{{\"x\": \"{}\"}}", "a".repeat(5000)),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "/hooks/alert/raw/Not_Valid",
+            "application/json",
+            "{}".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/hooks/alert/raw/falco",
+            "application/json",
+            "[1, 2]".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/hooks/alert/raw/falco",
+            "application/json",
+            "\"text\"".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/hooks/alert/raw/falco",
+            "application/x-ndjson",
+            "{\"a\":1}\n[]\n".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/hooks/alert/pubsub/falco",
+            "application/json",
+            json!({"message": {"data": "%%%"}}).to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/hooks/alert/pubsub/falco",
+            "application/json",
+            json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode("[1]")}})
+                .to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/hooks/alert/pubsub/falco",
+            "application/json",
+            json!({"nope": 1}).to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/hooks/alert/sns/falco",
+            "text/plain",
+            json!({"Type": "Notification"}).to_string(),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (path, content_type, body, status, code) in cases {
+        let (got, answer) = h.post(path, content_type, body).await;
+        assert_eq!(got, status, "{path} {content_type}: {answer}");
+        assert_eq!(answer["error"]["code"], json!(code), "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let (_, invalid) = h
+        .post(
+            "/hooks/alert/raw/falco",
+            "application/json",
+            "{\n  \"a\": @\n}",
+        )
+        .await;
+    let message = invalid["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("line 2") && message.contains("column"),
+        "{message}"
+    );
+
+    let unauthenticated = h
+        .http
+        .post(format!("{}/hooks/alert/raw/falco", h.base))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    let wrong = h
+        .http
+        .post(format!("{}/hooks/alert/raw/falco", h.base))
+        .bearer_auth("wrong-token")
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(
+        h.events(None).await.is_empty(),
+        "a rejected request stored something"
+    );
+    h.stop().await;
+}
+
+const FAILING_POLICY: &str = r#"package ingest.flaky
+
+level := "high" if input.a
+level := "low" if input.b
+
+alerts contains {"title": "Flaky", "severity": level} if { true }
+"#;
+
+const FIXED_POLICY: &str = r#"package ingest.flaky
+
+alerts contains {"title": "Flaky fixed", "severity": "high", "attributes": [{"key": "a", "value": "1"}]} if { true }
+"#;
+
+async fn policy_runtime_error_leaves_the_event_failed_and_retryable(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("flaky.rego"), FAILING_POLICY).expect("write");
+    let policy_dir = dir.path().to_path_buf();
+    let h = Harness::start_with(backend, |s| s.policies = vec![policy_dir]).await;
+    let (status, answer) = h
+        .post(
+            "/hooks/alert/raw/flaky",
+            "application/json",
+            r#"{"a": true, "b": true}"#,
+        )
+        .await;
+    assert_eq!(status, 202);
+    let event_id = answer["event_id"].as_str().expect("id").to_owned();
+    h.drained().await;
+    let (_, event) = h.get(&format!("/api/v1/events/{event_id}")).await;
+    assert_eq!(event["state"], json!("failed"), "{event}");
+    assert!(
+        event["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("data.ingest.flaky")),
+        "{event}"
+    );
+    let (_, failed) = h.get("/api/v1/events?state=failed").await;
+    assert_eq!(failed["items"].as_array().map(Vec::len), Some(1));
+
+    // Fix the policy and retry through the API: the event is processed once.
+    let fixed = heron_policy::PolicySet::from_sources(
+        vec![("flaky.rego".into(), FIXED_POLICY.into())],
+        &heron_policy::LoadOptions::default(),
+    )
+    .expect("fixed policy");
+    h.server
+        .as_ref()
+        .expect("running")
+        .policies
+        .replace(Arc::new(fixed));
+    let (status, retried) = h
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/events/{event_id}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(retried["state"], json!("pending"));
+    h.drained().await;
+    let (_, event) = h.get(&format!("/api/v1/events/{event_id}")).await;
+    assert_eq!(event["state"], json!("processed"), "{event}");
+    let tickets = h.all_tickets().await;
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0].title, "Flaky fixed");
+    let (status, _) = h
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/events/{event_id}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "a processed event cannot be re-run");
+    h.stop().await;
+}
+
+async fn ticket_lifecycle_comments_and_notices_work_over_the_api(backend: Backend) {
+    let h = Harness::start(backend).await;
+    // Falco "Notice" priority maps to low severity, which the example triage publishes as a notice.
+    let notice = json!({"rule": "Read sensitive file untrusted", "priority": "Notice", "output": "x", "hostname": "node-1", "source": "syscall", "output_fields": {"user.name": "bob", "container.id": "abc"}});
+    let alert = json!({"rule": "Terminal shell in container", "priority": "Critical", "output": "y", "hostname": "node-2", "source": "syscall", "output_fields": {"user.name": "root", "container.id": "def", "k8s.ns.name": "prod", "k8s.pod.name": "web"}});
+    for body in [&notice, &alert] {
+        let (status, answer) = h
+            .post(
+                "/hooks/alert/raw/falco",
+                "application/json",
+                body.to_string(),
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    h.drained().await;
+    let (status, page) = h.get("/api/v1/tickets?status=open").await;
+    assert_eq!(status, 200);
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{page}");
+    let id = items[0]["id"].as_str().expect("id").to_owned();
+
+    let (status, err) = h
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            Some(json!({"status": "archived"})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (409, json!("conflict"))
+    );
+    let (status, _) = h
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            Some(json!({"status": "resolved"})),
+        )
+        .await;
+    assert_eq!(status, 409, "resolving needs a conclusion");
+    let (status, acked) = h
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            Some(json!({"status": "acknowledged", "assignee": "alice"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["assignee"], json!("alice"));
+    assert!(acked["acked_at"].is_string());
+    let (status, resolved) = h.api(reqwest::Method::PATCH, &format!("/api/v1/tickets/{id}"),
+        Some(json!({"status": "resolved", "conclusion": "false_positive", "reason": "admin debugging"}))).await;
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(resolved["conclusion"], json!("false_positive"));
+    let (status, bad) = h
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            Some(json!({"status": "nonsense"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+
+    let (status, _) = h
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/tickets/{id}/comments"),
+            Some(json!({"text": "looked at it"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, comments) = h.get(&format!("/api/v1/tickets/{id}/comments")).await;
+    let texts: Vec<&str> = comments
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["text"].as_str())
+        .collect();
+    assert!(texts.contains(&"looked at it"), "{comments}");
+    assert!(
+        texts.iter().any(|t| t.starts_with("alice changed status")),
+        "the change is recorded with who made it: {comments}"
+    );
+
+    let (_, alerts) = h.get(&format!("/api/v1/alerts?ticket={id}")).await;
+    assert_eq!(alerts["items"].as_array().map(Vec::len), Some(1));
+
+    let (_, notices) = h.get("/api/v1/notices").await;
+    let notice_id = notices["items"][0]["id"]
+        .as_str()
+        .expect("a notice")
+        .to_owned();
+    let (status, escalated) = h
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/notices/{notice_id}/escalate"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{escalated}");
+    let (status, _) = h
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/notices/{notice_id}/escalate"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (_, unbound) = h.get("/api/v1/alerts?unbound=true").await;
+    assert_eq!(
+        unbound["items"].as_array().map(Vec::len),
+        Some(0),
+        "{unbound}"
+    );
+
+    let (_, page1) = h.get("/api/v1/tickets?limit=1").await;
+    let cursor = page1["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let (_, page2) = h
+        .get(&format!("/api/v1/tickets?limit=1&before={cursor}"))
+        .await;
+    assert_eq!(page2["items"].as_array().map(Vec::len), Some(1));
+    assert_ne!(page1["items"][0]["id"], page2["items"][0]["id"]);
+    assert!(page2["next_cursor"].is_null());
+    let (_, searched) = h.get("/api/v1/tickets?q=TERMINAL%20SHELL").await;
+    assert_eq!(
+        searched["items"].as_array().map(Vec::len),
+        Some(1),
+        "{searched}"
+    );
+    h.stop().await;
+}
+
+/// Serves the test certificate the way SNS serves its signing certificates.
+async fn certificate_server() -> String {
+    let cert =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sns/cert.pem"))
+            .expect("cert");
+    let app = axum::Router::new().route(
+        "/SimpleNotificationService-test.pem",
+        axum::routing::get(move || {
+            let cert = cert.clone();
+            async move { cert }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/SimpleNotificationService-test.pem")
+}
+
+fn sign_v2(message: &mut Value) {
+    let fields = [
+        "Message",
+        "MessageId",
+        "Subject",
+        "Timestamp",
+        "TopicArn",
+        "Type",
+    ];
+    let canonical: String = fields
+        .iter()
+        .filter_map(|f| {
+            message
+                .get(*f)
+                .and_then(Value::as_str)
+                .map(|v| format!("{f}\n{v}\n"))
+        })
+        .collect();
+    let der =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sns/key.pk8.der"))
+            .expect("key");
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).expect("pkcs8");
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        canonical.as_bytes(),
+        &mut signature,
+    )
+    .expect("sign");
+    message["SignatureVersion"] = json!("2");
+    message["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(signature));
+}
+
+async fn signed_sns_notifications_are_accepted_and_forged_ones_refused(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let cert_url = certificate_server().await;
+    let fixture = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sns/notification_v1.json"),
+    )
+    .expect("fixture");
+    let mut v1: Value = serde_json::from_str(&fixture).expect("json");
+    v1["SigningCertURL"] = json!(cert_url);
+    let (status, answer) = h
+        .post(
+            "/hooks/alert/sns/guardduty",
+            "text/plain; charset=UTF-8",
+            v1.to_string(),
+        )
+        .await;
+    assert_eq!(status, 202, "SignatureVersion 1: {answer}");
+    let (_, again) = h
+        .post("/hooks/alert/sns/guardduty", "text/plain", v1.to_string())
+        .await;
+    assert_eq!(
+        again["duplicate"],
+        json!(true),
+        "MessageId is the idempotency key"
+    );
+
+    let mut v2 = v1.clone();
+    v2["MessageId"] = json!("2b0e3c4d-0000-4000-8000-000000000002");
+    sign_v2(&mut v2);
+    let (status, answer) = h
+        .post("/hooks/alert/sns/guardduty", "text/plain", v2.to_string())
+        .await;
+    assert_eq!(status, 202, "SignatureVersion 2: {answer}");
+
+    let mut forged = v2.clone();
+    forged["Message"] = json!("{\"source\":\"aws.guardduty\",\"forged\":true}");
+    let (status, _) = h
+        .post(
+            "/hooks/alert/sns/guardduty",
+            "text/plain",
+            forged.to_string(),
+        )
+        .await;
+    assert_eq!(status, 401, "a changed message fails verification");
+    let mut elsewhere = v2.clone();
+    elsewhere["SigningCertURL"] = json!("https://attacker.example/SimpleNotificationService-x.pem");
+    let (status, _) = h
+        .post(
+            "/hooks/alert/sns/guardduty",
+            "text/plain",
+            elsewhere.to_string(),
+        )
+        .await;
+    assert_eq!(status, 401, "certificates come only from allowed hosts");
+
+    let mut confirmation = json!({
+        "Type": "SubscriptionConfirmation", "MessageId": "c-1", "Token": "tok",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:heron-alerts", "Message": "confirm",
+        "SubscribeURL": "http://127.0.0.1:1/confirm", "Timestamp": "2026-11-23T03:00:00.000Z",
+        "SignatureVersion": "2", "Signature": "", "SigningCertURL": cert_url,
+    });
+    let canonical: String = [
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ]
+    .iter()
+    .map(|f| format!("{f}\n{}\n", confirmation[*f].as_str().unwrap_or_default()))
+    .collect();
+    let der =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sns/key.pk8.der"))
+            .expect("key");
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).expect("pkcs8");
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        canonical.as_bytes(),
+        &mut signature,
+    )
+    .expect("sign");
+    confirmation["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(signature));
+    let (status, answer) = h
+        .post(
+            "/hooks/alert/sns/guardduty",
+            "text/plain",
+            confirmation.to_string(),
+        )
+        .await;
+    assert_eq!(status, 403, "confirmation is off by default: {answer}");
+
+    h.drained().await;
+    assert_eq!(h.events(None).await.len(), 2);
+    h.stop().await;
+}
+
+async fn openapi_document_covers_every_route(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (status, doc) = h.get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let expected = [
+        ("post", "/hooks/alert/raw/{schema}"),
+        ("post", "/hooks/alert/pubsub/{schema}"),
+        ("post", "/hooks/alert/sns/{schema}"),
+        ("get", "/api/v1/events"),
+        ("get", "/api/v1/events/{id}"),
+        ("post", "/api/v1/events/{id}/retry"),
+        ("post", "/api/v1/events/retry-failed"),
+        ("get", "/api/v1/alerts"),
+        ("get", "/api/v1/alerts/{id}"),
+        ("get", "/api/v1/tickets"),
+        ("get", "/api/v1/tickets/{id}"),
+        ("patch", "/api/v1/tickets/{id}"),
+        ("get", "/api/v1/tickets/{id}/comments"),
+        ("post", "/api/v1/tickets/{id}/comments"),
+        ("get", "/api/v1/notices"),
+        ("post", "/api/v1/notices/{id}/escalate"),
+        ("get", "/api/v1/policies"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+    ];
+    let paths = doc["paths"].as_object().expect("paths");
+    for (method, path) in expected {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from OpenAPI"
+        );
+    }
+    let documented: usize = paths
+        .values()
+        .map(|p| p.as_object().map_or(0, |m| m.len()))
+        .sum();
+    assert_eq!(
+        documented,
+        expected.len(),
+        "the document lists a route this test does not know"
+    );
+    // And every documented route is really served (not 404/405).
+    for (method, path) in expected {
+        let url = format!(
+            "{}{}",
+            h.base,
+            path.replace("{schema}", "x")
+                .replace("{id}", "00000000-0000-7000-8000-000000000000")
+        );
+        let response = h
+            .http
+            .request(method.to_uppercase().parse().expect("method"), url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        assert!(
+            status != 405
+                && !(status == 404
+                    && response
+                        .text()
+                        .await
+                        .unwrap_or_default()
+                        .contains("no such route")),
+            "{method} {path} is not served"
+        );
+    }
+    h.stop().await;
+}
+
+async fn health_readiness_and_metrics_report_the_pipeline(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (status, _) = h
+        .post(
+            "/hooks/alert/raw/falco",
+            "application/json",
+            json!({"rule": "Terminal shell in container", "priority": "Critical", "output": "z"})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    h.drained().await;
+    let (status, health) = h.get("/healthz").await;
+    assert_eq!((status, health["status"].clone()), (200, json!("ok")));
+    let (status, ready) = h.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["database"]["reachable"], json!(true));
+    assert!(
+        ready["policies"]["ingest_schemas"]
+            .as_array()
+            .is_some_and(|s| s.len() >= 8)
+    );
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "heron_events_received_total",
+        "heron_events_processed_total",
+        "heron_alerts_total",
+        "heron_tickets_opened_total",
+        "heron_queue_depth",
+        "heron_stage_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    h.stop().await;
+}
+
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        #[cfg(feature = "postgres-tests")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    every_example_payload_becomes_a_ticket_and_noise_is_ignored,
+    duplicate_delivery_is_acknowledged_without_a_second_event,
+    storm_of_a_thousand_alerts_with_three_fingerprints_makes_three_tickets,
+    worker_stopped_mid_queue_and_restarted_finishes_every_event_exactly_once,
+    every_bad_input_gets_its_error_and_leaves_nothing_behind,
+    policy_runtime_error_leaves_the_event_failed_and_retryable,
+    ticket_lifecycle_comments_and_notices_work_over_the_api,
+    signed_sns_notifications_are_accepted_and_forged_ones_refused,
+    openapi_document_covers_every_route,
+    health_readiness_and_metrics_report_the_pipeline,
+);

@@ -1,0 +1,2332 @@
+//! The conformance suite: what every [`Store`] must do, one case per documented behaviour of
+//! the ports in [`crate::ports`]. Each case takes a fresh, empty store; run them all with
+//! [`crate::conformance_tests!`].
+//!
+//! Cases pass time explicitly (no sleeping): a fixed fake clock (`at(seconds)`) drives leases,
+//! retries and dedup windows. Stored timestamps are compared truncated to the microsecond,
+//! the precision both databases keep.
+
+// This is test code: a failed expectation must panic with its message, and a panic is the
+// report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::alert::AlertStatus;
+use crate::ports::{
+    AlertBinding, AlertQuery, Disposition, EventQuery, Lease, LeasedEvent, NewAlert, NoticeQuery,
+    PlannedAlert, QueueStats, Store, StoreError, TicketQuery,
+};
+use crate::ticket::NewTicket;
+use crate::{
+    AlertId, Attribute, Comment, CommentId, CommentSource, Conclusion, EventId, EventSource,
+    EventState, Fingerprint, NewEvent, NoticeId, SchemaName, Severity, Ticket, TicketChange,
+    TicketId, TicketStatus, Timestamp,
+};
+use chrono::{DateTime, Duration, Timelike};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Shared = Arc<dyn Store>;
+
+type TicketSpec = (
+    &'static str,
+    Severity,
+    Option<&'static str>,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+);
+
+/// The fake clock: `secs` seconds after 2023-11-14T22:13:20Z.
+pub fn at(secs: i64) -> Timestamp {
+    DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("in range")
+}
+
+/// What a store keeps of `t`: microsecond precision.
+pub fn us(t: Timestamp) -> Timestamp {
+    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .expect("valid")
+}
+
+fn schema(name: &str) -> SchemaName {
+    SchemaName::parse(name).expect("valid schema name")
+}
+
+fn fp(key: &str) -> Fingerprint {
+    Fingerprint::from_stored(format!("fp-{key}"))
+}
+
+/// Window used by dedup cases: one hour.
+const WINDOW: i64 = 3_600;
+
+pub fn new_event(schema_name: &str, key: Option<&str>, received_at: Timestamp) -> NewEvent {
+    NewEvent {
+        id: EventId::new(),
+        schema: schema(schema_name),
+        source: EventSource::Raw,
+        body: r#"{"detail": {"type": "Recon:EC2/PortProbe"}}"#.to_owned(),
+        metadata: json!({"topic": "alerts"}),
+        idempotency_key: key.map(str::to_owned),
+        received_at,
+    }
+}
+
+async fn accept(store: &Shared, schema_name: &str, received_at: Timestamp) -> EventId {
+    let accepted = store
+        .accept_event(new_event(schema_name, None, received_at))
+        .await
+        .unwrap();
+    assert!(!accepted.duplicate);
+    accepted.event_id
+}
+
+async fn event(store: &Shared, id: EventId) -> crate::Event {
+    store.get_event(id).await.unwrap().expect("event exists")
+}
+
+async fn ticket(store: &Shared, id: TicketId) -> Ticket {
+    store.get_ticket(id).await.unwrap().expect("ticket exists")
+}
+
+/// Leases exactly the one due event the case expects.
+async fn lease_only(store: &Shared, id: EventId, now: Timestamp) -> LeasedEvent {
+    let mut leased = store
+        .lease_events(10, now, now + Duration::seconds(300))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1, "exactly one due event");
+    let leased = leased.remove(0);
+    assert_eq!(leased.event.id, id);
+    leased
+}
+
+pub fn new_alert(
+    event_id: EventId,
+    schema_name: &str,
+    key: &str,
+    created_at: Timestamp,
+) -> NewAlert {
+    NewAlert {
+        id: AlertId::new(),
+        event_id,
+        schema: schema(schema_name),
+        title: format!("Port probe {key}"),
+        description: "Unprotected port probed".to_owned(),
+        attributes: vec![Attribute {
+            key: "ip".to_owned(),
+            value: "192.0.2.1".to_owned(),
+            link: Some("https://example.test/ip/192.0.2.1".to_owned()),
+        }],
+        tags: vec!["recon".to_owned()],
+        severity: Severity::High,
+        fingerprint: fp(key),
+        channel: Some("#alerts".to_owned()),
+        data: json!({"detail": {"type": "Recon:EC2/PortProbe"}, "n": 1.5}),
+        created_at,
+    }
+}
+
+pub fn new_ticket_for(alert: &NewAlert) -> NewTicket {
+    NewTicket {
+        id: TicketId::new(),
+        title: alert.title.clone(),
+        description: alert.description.clone(),
+        schema: alert.schema.clone(),
+        severity: alert.severity,
+        assignee: Some("alice".to_owned()),
+        tags: vec!["recon".to_owned(), "ec2".to_owned()],
+        attributes: alert.attributes.clone(),
+        channel: alert.channel.clone(),
+        fingerprint: alert.fingerprint.clone(),
+        created_at: alert.created_at + Duration::milliseconds(5),
+    }
+}
+
+fn open(alert: NewAlert, now: Timestamp) -> PlannedAlert {
+    let ticket = new_ticket_for(&alert);
+    PlannedAlert {
+        alert,
+        disposition: Disposition::Open {
+            ticket,
+            seen_since: now - Duration::seconds(WINDOW),
+        },
+    }
+}
+
+fn attach(alert: NewAlert, ticket_id: TicketId, now: Timestamp) -> PlannedAlert {
+    PlannedAlert {
+        alert,
+        disposition: Disposition::Attach {
+            ticket_id,
+            seen_since: now - Duration::seconds(WINDOW),
+        },
+    }
+}
+
+fn discard(alert: NewAlert) -> PlannedAlert {
+    PlannedAlert {
+        alert,
+        disposition: Disposition::Discard,
+    }
+}
+
+/// Accepts an event at `now`, leases it and completes it with what `plan` makes of it.
+async fn ingest(
+    store: &Shared,
+    now: Timestamp,
+    plan: impl FnOnce(EventId) -> Vec<PlannedAlert>,
+) -> Vec<AlertBinding> {
+    let id = accept(store, "guardduty", now).await;
+    let leased = lease_only(store, id, now).await;
+    store
+        .complete_event(&leased.lease, plan(id), now)
+        .await
+        .unwrap()
+}
+
+/// Opens a ticket for fingerprint `key` with one alert seen at `now`.
+async fn open_ticket(store: &Shared, key: &str, now: Timestamp) -> TicketId {
+    let bindings = ingest(store, now, |id| {
+        vec![open(new_alert(id, "guardduty", key, now), now)]
+    })
+    .await;
+    match bindings.as_slice() {
+        [AlertBinding::Opened(id)] => *id,
+        other => panic!("expected one opened ticket, got {other:?}"),
+    }
+}
+
+fn resolve_change() -> TicketChange {
+    TicketChange {
+        status: Some(TicketStatus::Resolved),
+        conclusion: Some(Conclusion::FalsePositive),
+        reason: Some("scanner".to_owned()),
+        ..TicketChange::default()
+    }
+}
+
+async fn change(store: &Shared, id: TicketId, change: TicketChange, now: Timestamp) -> Ticket {
+    let mut t = ticket(store, id).await;
+    t.apply(&change, now).unwrap();
+    store.update_ticket(&t).await.unwrap()
+}
+
+fn cursor<T: std::str::FromStr>(next: &Option<String>) -> Option<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    next.as_ref().map(|c| c.parse().expect("cursor is an id"))
+}
+
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::Conflict(_))),
+        "{what}: expected Conflict, got {result:?}"
+    );
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::NotFound(_))),
+        "{what}: expected NotFound, got {result:?}"
+    );
+}
+
+fn assert_lease_lost<T: std::fmt::Debug>(result: Result<T, StoreError>, id: EventId, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::LeaseLost(lost)) if lost == id),
+        "{what}: expected LeaseLost({id}), got {result:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event log
+// ---------------------------------------------------------------------------------------------
+
+pub async fn accepted_event_is_stored_verbatim_as_pending_and_due(store: Shared) {
+    let received = at(0) + Duration::microseconds(123_456);
+    let body = "{ \"b\" : 1,\n  \"a\": [1, 2.50, \"é\\u00e9\"] }  ";
+    let new = NewEvent {
+        body: body.to_owned(),
+        metadata: json!({"attributes": {"k": "v"}, "n": 3}),
+        source: EventSource::Pubsub,
+        ..new_event("guardduty", Some("delivery-1"), received)
+    };
+    let accepted = store.accept_event(new.clone()).await.unwrap();
+    assert_eq!(accepted.event_id, new.id);
+    assert!(!accepted.duplicate);
+
+    let stored = event(&store, new.id).await;
+    assert_eq!(stored.body, body, "the body is kept byte for byte");
+    assert_eq!(stored.schema, new.schema);
+    assert_eq!(stored.source, EventSource::Pubsub);
+    assert_eq!(stored.metadata, new.metadata);
+    assert_eq!(stored.idempotency_key.as_deref(), Some("delivery-1"));
+    assert_eq!(stored.state, EventState::Pending);
+    assert_eq!(stored.attempts, 0);
+    assert_eq!(stored.last_error, None);
+    assert_eq!(stored.received_at, received);
+    assert_eq!(stored.processed_at, None);
+    assert_eq!(stored.next_attempt_at, Some(received), "due at once");
+
+    let leased = lease_only(&store, new.id, received).await;
+    assert_eq!(leased.event.body, body);
+}
+
+pub async fn duplicate_idempotency_key_returns_the_first_event(store: Shared) {
+    let first = new_event("guardduty", Some("k-1"), at(0));
+    store.accept_event(first.clone()).await.unwrap();
+    let again = NewEvent {
+        body: "{\"other\": true}".to_owned(),
+        ..new_event("guardduty", Some("k-1"), at(5))
+    };
+    let accepted = store.accept_event(again.clone()).await.unwrap();
+    assert_eq!(accepted.event_id, first.id);
+    assert!(accepted.duplicate);
+    assert_eq!(store.get_event(again.id).await.unwrap(), None);
+    assert_eq!(event(&store, first.id).await.body, first.body);
+
+    // Even after the first event was processed, the key still maps to it.
+    let leased = lease_only(&store, first.id, at(10)).await;
+    store
+        .complete_event(&leased.lease, vec![], at(10))
+        .await
+        .unwrap();
+    let third = store
+        .accept_event(new_event("guardduty", Some("k-1"), at(20)))
+        .await
+        .unwrap();
+    assert_eq!((third.event_id, third.duplicate), (first.id, true));
+    let all = store
+        .list_events(&EventQuery {
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 1);
+}
+
+pub async fn idempotency_keys_are_per_schema_and_optional(store: Shared) {
+    let a = store
+        .accept_event(new_event("guardduty", Some("same"), at(0)))
+        .await
+        .unwrap();
+    let b = store
+        .accept_event(new_event("falco", Some("same"), at(0)))
+        .await
+        .unwrap();
+    assert!(!a.duplicate && !b.duplicate);
+    assert_ne!(a.event_id, b.event_id);
+
+    let c = store
+        .accept_event(new_event("falco", None, at(0)))
+        .await
+        .unwrap();
+    let d = store
+        .accept_event(new_event("falco", None, at(0)))
+        .await
+        .unwrap();
+    assert!(!c.duplicate && !d.duplicate);
+    assert_ne!(c.event_id, d.event_id);
+}
+
+pub async fn accepting_an_existing_event_id_conflicts(store: Shared) {
+    let new = new_event("guardduty", None, at(0));
+    store.accept_event(new.clone()).await.unwrap();
+    assert_conflict(store.accept_event(new).await, "same event id twice");
+}
+
+pub async fn unknown_ids_read_as_none(store: Shared) {
+    assert_eq!(store.get_event(EventId::new()).await.unwrap(), None);
+    assert_eq!(store.get_alert(AlertId::new()).await.unwrap(), None);
+    assert_eq!(store.get_ticket(TicketId::new()).await.unwrap(), None);
+    assert_eq!(store.get_notice(NoticeId::new()).await.unwrap(), None);
+    assert_eq!(store.list_comments(TicketId::new()).await.unwrap(), vec![]);
+    assert_eq!(
+        store.find_dedup_ticket(&fp("none"), at(0)).await.unwrap(),
+        None
+    );
+}
+
+pub async fn listing_paginates_newest_first_with_filters(store: Shared) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let schema_name = if i % 3 == 2 { "falco" } else { "guardduty" };
+        ids.push(accept(&store, schema_name, at(i)).await);
+    }
+    // The two oldest become ignored.
+    let leased = store.lease_events(2, at(100), at(200)).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        ids[..2].to_vec()
+    );
+    for l in &leased {
+        store
+            .complete_event(&l.lease, vec![], at(100))
+            .await
+            .unwrap();
+    }
+
+    let newest_first: Vec<EventId> = ids.iter().rev().copied().collect();
+    let mut seen = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_events(&EventQuery {
+                before,
+                limit: 3,
+                ..EventQuery::default()
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|e| e.id));
+        match cursor::<EventId>(&page.next_cursor) {
+            Some(next) => {
+                assert_eq!(Some(&next), seen.last(), "the cursor is the last item's id");
+                before = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, newest_first);
+    assert_eq!(pages, 3);
+
+    // A page that ends exactly at the last item has no cursor.
+    let exact = store
+        .list_events(&EventQuery {
+            limit: 7,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(exact.items.len(), 7);
+    assert_eq!(exact.next_cursor, None);
+
+    let falco = store
+        .list_events(&EventQuery {
+            schema: Some(schema("falco")),
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        falco.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[5], ids[2]]
+    );
+
+    let ignored = store
+        .list_events(&EventQuery {
+            state: Some(EventState::Ignored),
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        ignored.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[1], ids[0]]
+    );
+
+    let pending_guardduty = store
+        .list_events(&EventQuery {
+            state: Some(EventState::Pending),
+            schema: Some(schema("guardduty")),
+            before: Some(ids[6]),
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        pending_guardduty
+            .items
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        vec![ids[4]]
+    );
+    assert_eq!(
+        cursor::<EventId>(&pending_guardduty.next_cursor),
+        Some(ids[4])
+    );
+    let rest = store
+        .list_events(&EventQuery {
+            state: Some(EventState::Pending),
+            schema: Some(schema("guardduty")),
+            before: Some(ids[4]),
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[3]]
+    );
+    assert_eq!(rest.next_cursor, None);
+}
+
+pub async fn retrying_a_processed_event_conflicts(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    assert_conflict(
+        store.retry_event(id, at(1)).await,
+        "retrying a pending event",
+    );
+    let leased = lease_only(&store, id, at(1)).await;
+    assert_conflict(
+        store.retry_event(id, at(1)).await,
+        "retrying a processing event",
+    );
+    store
+        .complete_event(
+            &leased.lease,
+            vec![discard(new_alert(id, "guardduty", "x", at(1)))],
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert_conflict(
+        store.retry_event(id, at(3)).await,
+        "retrying a processed event",
+    );
+    assert_eq!(event(&store, id).await.state, EventState::Processed);
+    assert_not_found(
+        store.retry_event(EventId::new(), at(3)).await,
+        "retrying an unknown event",
+    );
+}
+
+pub async fn retrying_a_failed_event_makes_it_due_again_without_its_error(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let leased = lease_only(&store, id, at(1)).await;
+    store
+        .fail_event(&leased.lease, "policy error", None)
+        .await
+        .unwrap();
+    assert_eq!(event(&store, id).await.state, EventState::Failed);
+
+    let retried = store.retry_event(id, at(50)).await.unwrap();
+    assert_eq!(retried.state, EventState::Pending);
+    assert_eq!(retried.last_error, None);
+    assert_eq!(retried.next_attempt_at, Some(at(50)));
+    assert_eq!(retried.attempts, 1, "attempts made so far are kept");
+    assert_eq!(event(&store, id).await, retried);
+
+    assert!(
+        store
+            .lease_events(10, at(49), at(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = lease_only(&store, id, at(50)).await;
+    assert_eq!(again.event.attempts, 2);
+}
+
+pub async fn retrying_an_ignored_event_makes_it_pending_again(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let leased = lease_only(&store, id, at(1)).await;
+    store
+        .complete_event(&leased.lease, vec![], at(2))
+        .await
+        .unwrap();
+    let retried = store.retry_event(id, at(3)).await.unwrap();
+    assert_eq!(retried.state, EventState::Pending);
+    assert_eq!(retried.processed_at, None);
+    assert_eq!(retried.next_attempt_at, Some(at(3)));
+    lease_only(&store, id, at(3)).await;
+}
+
+pub async fn retrying_all_failed_events_touches_only_failed_ones(store: Shared) {
+    let failed_a = accept(&store, "guardduty", at(0)).await;
+    let failed_b = accept(&store, "guardduty", at(1)).await;
+    let ignored = accept(&store, "guardduty", at(2)).await;
+    let leased = store.lease_events(3, at(10), at(20)).await.unwrap();
+    assert_eq!(leased.len(), 3);
+    for l in &leased {
+        if l.event.id == ignored {
+            store
+                .complete_event(&l.lease, vec![], at(10))
+                .await
+                .unwrap();
+        } else {
+            store.fail_event(&l.lease, "boom", None).await.unwrap();
+        }
+    }
+    let pending = accept(&store, "guardduty", at(11)).await;
+
+    assert_eq!(store.retry_failed_events(at(30)).await.unwrap(), 2);
+    for id in [failed_a, failed_b] {
+        let e = event(&store, id).await;
+        assert_eq!(
+            (e.state, e.last_error, e.next_attempt_at),
+            (EventState::Pending, None, Some(at(30)))
+        );
+    }
+    assert_eq!(event(&store, ignored).await.state, EventState::Ignored);
+    assert_eq!(event(&store, pending).await.next_attempt_at, Some(at(11)));
+    assert_eq!(store.retry_failed_events(at(31)).await.unwrap(), 0);
+}
+
+pub async fn queue_stats_count_pending_processing_and_failed_events(store: Shared) {
+    assert_eq!(
+        store.queue_stats(at(0)).await.unwrap(),
+        QueueStats::default()
+    );
+    let ids: Vec<EventId> = {
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(accept(&store, "guardduty", at(i)).await);
+        }
+        ids
+    };
+    // ids[0] processed, ids[1] failed, ids[2] pending with a future retry, ids[3] processing
+    // with an expired lease, ids[4] processing; ids[5] stays pending.
+    let leased = store.lease_events(5, at(10), at(20)).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        ids[..5].to_vec()
+    );
+    store
+        .complete_event(
+            &leased[0].lease,
+            vec![discard(new_alert(ids[0], "guardduty", "a", at(10)))],
+            at(10),
+        )
+        .await
+        .unwrap();
+    store
+        .fail_event(&leased[1].lease, "boom", None)
+        .await
+        .unwrap();
+    store
+        .fail_event(&leased[2].lease, "later", Some(at(1_000)))
+        .await
+        .unwrap();
+    store.release_event(&leased[4].lease).await.unwrap();
+    let again = store.lease_events(1, at(15), at(100)).await.unwrap();
+    assert_eq!(again[0].event.id, ids[4]);
+
+    let stats = store.queue_stats(at(50)).await.unwrap();
+    assert_eq!(
+        stats,
+        QueueStats {
+            pending: 2,
+            processing: 2,
+            failed: 1
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue
+// ---------------------------------------------------------------------------------------------
+
+pub async fn leasing_takes_due_events_oldest_first_and_counts_the_attempt(store: Shared) {
+    let second = accept(&store, "guardduty", at(10)).await;
+    let first = accept(&store, "falco", at(5)).await;
+    let third = accept(&store, "guardduty", at(20)).await;
+    let not_due = accept(&store, "guardduty", at(100)).await;
+
+    assert!(
+        store
+            .lease_events(0, at(50), at(110))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let leased = store.lease_events(2, at(50), at(110)).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        vec![first, second]
+    );
+    assert_ne!(leased[0].lease.token, leased[1].lease.token);
+    for l in &leased {
+        assert_eq!(l.lease.event_id, l.event.id);
+        assert_eq!(l.event.state, EventState::Processing);
+        assert_eq!(l.event.attempts, 1);
+        let stored = event(&store, l.event.id).await;
+        assert_eq!((stored.state, stored.attempts), (EventState::Processing, 1));
+    }
+
+    let rest = store.lease_events(10, at(50), at(110)).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        vec![third]
+    );
+    assert_eq!(event(&store, not_due).await.state, EventState::Pending);
+    let last = store.lease_events(10, at(100), at(110)).await.unwrap();
+    assert_eq!(
+        last.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        vec![not_due]
+    );
+}
+
+pub async fn leased_event_is_not_leased_again_while_its_lease_holds(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let first = store.lease_events(5, at(0), at(60)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        store
+            .lease_events(5, at(30), at(90))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .lease_events(5, at(60), at(120))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a lease holds up to and including its expiry"
+    );
+    let taken = store.lease_events(5, at(61), at(120)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].event.id, id);
+}
+
+pub async fn expired_lease_is_taken_over_and_the_old_holder_cannot_complete(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let old = store
+        .lease_events(1, at(0), at(60))
+        .await
+        .unwrap()
+        .remove(0);
+    let new = store
+        .lease_events(1, at(61), at(120))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(new.event.id, id);
+    assert_ne!(new.lease.token, old.lease.token);
+    assert_eq!(new.event.attempts, 2);
+
+    let lost_alert = new_alert(id, "guardduty", "lost", at(62));
+    let lost_alert_id = lost_alert.id;
+    assert_lease_lost(
+        store
+            .complete_event(&old.lease, vec![open(lost_alert, at(62))], at(62))
+            .await,
+        id,
+        "completing with the old lease",
+    );
+    assert_lease_lost(
+        store.fail_event(&old.lease, "late", None).await,
+        id,
+        "failing with the old lease",
+    );
+    assert_lease_lost(
+        store.release_event(&old.lease).await,
+        id,
+        "releasing with the old lease",
+    );
+    assert_eq!(
+        store.get_alert(lost_alert_id).await.unwrap(),
+        None,
+        "nothing stored"
+    );
+    assert_eq!(
+        store.find_dedup_ticket(&fp("lost"), at(0)).await.unwrap(),
+        None
+    );
+    assert_eq!(event(&store, id).await.state, EventState::Processing);
+
+    let bindings = store
+        .complete_event(
+            &new.lease,
+            vec![discard(new_alert(id, "guardduty", "ok", at(63)))],
+            at(63),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bindings, vec![AlertBinding::Discarded]);
+    let done = event(&store, id).await;
+    assert_eq!(
+        (done.state, done.attempts, done.processed_at),
+        (EventState::Processed, 2, Some(at(63)))
+    );
+}
+
+pub async fn an_expired_lease_not_yet_taken_over_can_still_complete(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let leased = store
+        .lease_events(1, at(0), at(60))
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .complete_event(&leased.lease, vec![], at(100))
+        .await
+        .unwrap();
+    assert_eq!(event(&store, id).await.state, EventState::Ignored);
+    assert!(
+        store
+            .lease_events(5, at(200), at(300))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn failed_event_with_retry_at_is_not_leased_before_it_is_due(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let leased = lease_only(&store, id, at(1)).await;
+    store
+        .fail_event(&leased.lease, "llm timeout", Some(at(100)))
+        .await
+        .unwrap();
+    let e = event(&store, id).await;
+    assert_eq!(e.state, EventState::Pending);
+    assert_eq!(e.last_error.as_deref(), Some("llm timeout"));
+    assert_eq!(e.next_attempt_at, Some(at(100)));
+    assert_eq!(e.attempts, 1);
+
+    assert!(
+        store
+            .lease_events(5, at(99), at(200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = lease_only(&store, id, at(100)).await;
+    assert_eq!(again.event.attempts, 2);
+    assert_eq!(again.event.last_error.as_deref(), Some("llm timeout"));
+    store
+        .complete_event(&again.lease, vec![], at(101))
+        .await
+        .unwrap();
+    assert_eq!(
+        event(&store, id).await.last_error,
+        None,
+        "success clears the last error"
+    );
+}
+
+pub async fn failing_without_retry_at_marks_the_event_failed_with_its_error(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let leased = lease_only(&store, id, at(1)).await;
+    store
+        .fail_event(&leased.lease, "rego: undefined ref", None)
+        .await
+        .unwrap();
+    let e = event(&store, id).await;
+    assert_eq!(e.state, EventState::Failed);
+    assert_eq!(e.last_error.as_deref(), Some("rego: undefined ref"));
+    assert_eq!(e.next_attempt_at, None);
+    assert!(
+        store
+            .lease_events(5, at(1_000_000), at(1_000_100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_lease_lost(
+        store.complete_event(&leased.lease, vec![], at(2)).await,
+        id,
+        "completing a failed event",
+    );
+}
+
+pub async fn released_event_is_due_at_once_and_the_attempt_is_not_counted(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let later = accept(&store, "guardduty", at(5)).await;
+    let leased = lease_only_first(&store, at(10)).await;
+    assert_eq!((leased.event.id, leased.event.attempts), (id, 1));
+    store.release_event(&leased.lease).await.unwrap();
+    let e = event(&store, id).await;
+    assert_eq!((e.state, e.attempts), (EventState::Pending, 0));
+
+    let again = lease_only_first(&store, at(10)).await;
+    assert_eq!(
+        again.event.id, id,
+        "a released event keeps its place in the queue"
+    );
+    assert_eq!(again.event.attempts, 1);
+    assert_lease_lost(
+        store.release_event(&leased.lease).await,
+        id,
+        "releasing twice",
+    );
+    assert_eq!(event(&store, later).await.state, EventState::Pending);
+}
+
+async fn lease_only_first(store: &Shared, now: Timestamp) -> LeasedEvent {
+    let mut leased = store
+        .lease_events(1, now, now + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    leased.remove(0)
+}
+
+pub async fn wrong_or_finished_leases_are_lost_for_every_queue_operation(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let leased = lease_only(&store, id, at(1)).await;
+    let forged = Lease {
+        event_id: id,
+        token: uuid::Uuid::new_v4(),
+    };
+    assert_lease_lost(
+        store.complete_event(&forged, vec![], at(2)).await,
+        id,
+        "forged token: complete",
+    );
+    assert_lease_lost(
+        store.fail_event(&forged, "x", None).await,
+        id,
+        "forged token: fail",
+    );
+    assert_lease_lost(
+        store.release_event(&forged).await,
+        id,
+        "forged token: release",
+    );
+    let unknown = Lease {
+        event_id: EventId::new(),
+        token: leased.lease.token,
+    };
+    assert_lease_lost(
+        store.complete_event(&unknown, vec![], at(2)).await,
+        unknown.event_id,
+        "unknown event",
+    );
+    assert_eq!(event(&store, id).await.state, EventState::Processing);
+
+    store
+        .complete_event(&leased.lease, vec![], at(2))
+        .await
+        .unwrap();
+    assert_lease_lost(
+        store.complete_event(&leased.lease, vec![], at(3)).await,
+        id,
+        "completing twice",
+    );
+    assert_lease_lost(
+        store.fail_event(&leased.lease, "x", Some(at(9))).await,
+        id,
+        "failing after completion",
+    );
+    assert_lease_lost(
+        store.release_event(&leased.lease).await,
+        id,
+        "releasing after completion",
+    );
+    assert_eq!(event(&store, id).await.state, EventState::Ignored);
+}
+
+pub async fn empty_completion_marks_the_event_ignored(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let leased = lease_only(&store, id, at(1)).await;
+    let bindings = store
+        .complete_event(&leased.lease, vec![], at(2))
+        .await
+        .unwrap();
+    assert!(bindings.is_empty());
+    let e = event(&store, id).await;
+    assert_eq!(e.state, EventState::Ignored);
+    assert_eq!(e.processed_at, Some(at(2)));
+    assert_eq!(e.next_attempt_at, None);
+    let alerts = store
+        .list_alerts(&AlertQuery {
+            limit: 10,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(alerts.items.is_empty());
+}
+
+/// The spec's queue test: 4 concurrent workers, each leasing small batches in a loop, process
+/// 2,000 events exactly once.
+pub async fn four_workers_process_two_thousand_events_exactly_once(store: Shared) {
+    const EVENTS: usize = 2_000;
+    const WORKERS: usize = 4;
+    let started = std::time::Instant::now();
+
+    let mut ids = Vec::with_capacity(EVENTS);
+    // Accept from a few tasks at once, as intake does under load.
+    let mut intake = Vec::new();
+    for chunk in 0..4 {
+        let store = Arc::clone(&store);
+        intake.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..EVENTS / 4 {
+                let received = at(((chunk * EVENTS / 4) + i) as i64 / 100);
+                let accepted = store
+                    .accept_event(new_event("guardduty", None, received))
+                    .await
+                    .unwrap();
+                ids.push(accepted.event_id);
+            }
+            ids
+        }));
+    }
+    for task in intake {
+        ids.extend(task.await.unwrap());
+    }
+    let accepted_in = started.elapsed();
+
+    let now = at(10_000);
+    let until = now + Duration::days(1);
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let store = Arc::clone(&store);
+        workers.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let batch = store.lease_events(8, now, until).await.unwrap();
+                if batch.is_empty() {
+                    return done;
+                }
+                for leased in batch {
+                    let id = leased.event.id;
+                    let alert = new_alert(id, "guardduty", "storm", now);
+                    let bindings = match store
+                        .complete_event(&leased.lease, vec![discard(alert)], now)
+                        .await
+                    {
+                        Ok(bindings) => bindings,
+                        Err(e) => panic!("a healthy worker lost event {id}: {e}"),
+                    };
+                    assert_eq!(bindings, vec![AlertBinding::Discarded]);
+                    done.push(id);
+                }
+            }
+        }));
+    }
+    let mut completions: HashMap<EventId, usize> = HashMap::new();
+    for worker in workers {
+        for id in worker.await.unwrap() {
+            *completions.entry(id).or_default() += 1;
+        }
+    }
+    let processed_in = started.elapsed() - accepted_in;
+
+    assert_eq!(completions.len(), EVENTS, "every event completed");
+    assert!(
+        completions.values().all(|n| *n == 1),
+        "no event completed twice"
+    );
+    for id in &ids {
+        assert_eq!(completions.get(id), Some(&1));
+    }
+    let stats = store.queue_stats(now).await.unwrap();
+    assert_eq!(stats, QueueStats::default());
+    let mut processed = 0;
+    let mut before = None;
+    loop {
+        let page = store
+            .list_events(&EventQuery {
+                state: Some(EventState::Processed),
+                before,
+                limit: 500,
+                ..EventQuery::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            page.items.iter().all(|e| e.attempts == 1),
+            "leased once each"
+        );
+        processed += page.items.len();
+        before = cursor(&page.next_cursor);
+        if before.is_none() {
+            break;
+        }
+    }
+    assert_eq!(processed, EVENTS, "every event ends processed");
+    println!(
+        "[{}] {EVENTS} events: accepted in {accepted_in:?}, processed by {WORKERS} workers in {processed_in:?}",
+        store.backend()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completion and deduplication
+// ---------------------------------------------------------------------------------------------
+
+pub async fn opening_a_ticket_makes_it_the_dedup_target(store: Shared) {
+    let now = at(100);
+    let id = accept(&store, "guardduty", now).await;
+    let leased = lease_only(&store, id, now).await;
+    let alert = new_alert(id, "guardduty", "probe", at(90) + Duration::microseconds(7));
+    let planned = open(alert.clone(), now);
+    let Disposition::Open {
+        ticket: new_ticket, ..
+    } = planned.disposition.clone()
+    else {
+        unreachable!()
+    };
+    let bindings = store
+        .complete_event(&leased.lease, vec![planned], now)
+        .await
+        .unwrap();
+    assert_eq!(bindings, vec![AlertBinding::Opened(new_ticket.id)]);
+
+    let t = ticket(&store, new_ticket.id).await;
+    let expected = Ticket {
+        id: new_ticket.id,
+        title: new_ticket.title.clone(),
+        description: new_ticket.description.clone(),
+        schema: new_ticket.schema.clone(),
+        status: TicketStatus::Open,
+        severity: new_ticket.severity,
+        conclusion: None,
+        reason: None,
+        assignee: new_ticket.assignee.clone(),
+        tags: new_ticket.tags.clone(),
+        attributes: new_ticket.attributes.clone(),
+        channel: new_ticket.channel.clone(),
+        fingerprint: fp("probe"),
+        finding: None,
+        alert_count: 1,
+        first_seen: alert.created_at,
+        last_seen: alert.created_at,
+        acked_at: None,
+        resolved_at: None,
+        created_at: new_ticket.created_at,
+        updated_at: new_ticket.created_at,
+        version: 1,
+    };
+    assert_eq!(t, expected);
+
+    let stored = store
+        .get_alert(alert.id)
+        .await
+        .unwrap()
+        .expect("alert stored");
+    assert_eq!(stored.status, AlertStatus::Ticketed);
+    assert_eq!(stored.ticket_id, Some(new_ticket.id));
+    assert_eq!(stored.notice_id, None);
+    assert_eq!(
+        (
+            &stored.title,
+            &stored.description,
+            &stored.attributes,
+            &stored.tags
+        ),
+        (
+            &alert.title,
+            &alert.description,
+            &alert.attributes,
+            &alert.tags
+        )
+    );
+    assert_eq!(
+        (
+            stored.event_id,
+            &stored.schema,
+            stored.severity,
+            &stored.fingerprint
+        ),
+        (
+            alert.event_id,
+            &alert.schema,
+            alert.severity,
+            &alert.fingerprint
+        )
+    );
+    assert_eq!(
+        (&stored.channel, &stored.data, stored.created_at),
+        (&alert.channel, &alert.data, alert.created_at)
+    );
+
+    assert_eq!(
+        store
+            .find_dedup_ticket(&fp("probe"), now - Duration::seconds(WINDOW))
+            .await
+            .unwrap(),
+        Some(new_ticket.id)
+    );
+    assert_eq!(
+        store
+            .find_dedup_ticket(&fp("probe"), alert.created_at)
+            .await
+            .unwrap(),
+        Some(new_ticket.id)
+    );
+    assert_eq!(
+        store
+            .find_dedup_ticket(&fp("probe"), alert.created_at + Duration::microseconds(1))
+            .await
+            .unwrap(),
+        None,
+        "outside the window"
+    );
+    assert_eq!(
+        store.find_dedup_ticket(&fp("other"), at(0)).await.unwrap(),
+        None
+    );
+    let e = event(&store, id).await;
+    assert_eq!(
+        (e.state, e.processed_at),
+        (EventState::Processed, Some(now))
+    );
+}
+
+pub async fn open_with_a_fresh_target_attaches_to_it(store: Shared) {
+    let first = open_ticket(&store, "probe", at(100)).await;
+    let mut losing_ticket = None;
+    let bindings = ingest(&store, at(200), |id| {
+        let planned = open(new_alert(id, "guardduty", "probe", at(200)), at(200));
+        if let Disposition::Open { ticket, .. } = &planned.disposition {
+            losing_ticket = Some(ticket.id);
+        }
+        vec![planned]
+    })
+    .await;
+    assert_eq!(bindings, vec![AlertBinding::Attached(first)]);
+    let t = ticket(&store, first).await;
+    assert_eq!((t.alert_count, t.last_seen, t.version), (2, at(200), 2));
+    assert_eq!(
+        store.get_ticket(losing_ticket.unwrap()).await.unwrap(),
+        None
+    );
+}
+
+pub async fn attaching_bumps_count_last_seen_and_version(store: Shared) {
+    let tid = open_ticket(&store, "probe", at(100)).await;
+    let before = ticket(&store, tid).await;
+
+    let mut attached_alert = None;
+    let bindings = ingest(&store, at(300), |id| {
+        let alert = new_alert(id, "guardduty", "probe", at(300));
+        attached_alert = Some(alert.id);
+        vec![attach(alert, tid, at(300))]
+    })
+    .await;
+    assert_eq!(bindings, vec![AlertBinding::Attached(tid)]);
+    let t = ticket(&store, tid).await;
+    assert_eq!((t.alert_count, t.last_seen, t.version), (2, at(300), 2));
+    assert_eq!(
+        (t.first_seen, t.updated_at, t.status),
+        (before.first_seen, before.updated_at, TicketStatus::Open)
+    );
+    let alert = store
+        .get_alert(attached_alert.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (alert.status, alert.ticket_id),
+        (AlertStatus::Ticketed, Some(tid))
+    );
+
+    // A late alert (created before the last one) counts but does not move last_seen back.
+    ingest(&store, at(310), |id| {
+        vec![attach(
+            new_alert(id, "guardduty", "probe", at(250)),
+            tid,
+            at(310),
+        )]
+    })
+    .await;
+    let t = ticket(&store, tid).await;
+    assert_eq!((t.alert_count, t.last_seen, t.version), (3, at(300), 3));
+}
+
+pub async fn attach_to_a_resolved_ticket_conflicts_and_stores_nothing(store: Shared) {
+    let tid = open_ticket(&store, "probe", at(100)).await;
+    change(&store, tid, resolve_change(), at(150)).await;
+    let resolved = ticket(&store, tid).await;
+
+    let id = accept(&store, "guardduty", at(200)).await;
+    let leased = lease_only(&store, id, at(200)).await;
+    let kept = new_alert(id, "guardduty", "other", at(200));
+    let kept_id = kept.id;
+    let result = store
+        .complete_event(
+            &leased.lease,
+            vec![
+                discard(kept),
+                attach(new_alert(id, "guardduty", "probe", at(200)), tid, at(200)),
+            ],
+            at(200),
+        )
+        .await;
+    assert_conflict(result, "attaching to a resolved ticket");
+    assert_eq!(
+        store.get_alert(kept_id).await.unwrap(),
+        None,
+        "the earlier alert was rolled back"
+    );
+    assert_eq!(ticket(&store, tid).await, resolved);
+    assert_eq!(
+        event(&store, id).await.state,
+        EventState::Processing,
+        "the lease is still held"
+    );
+
+    // The worker re-plans and completes with the same lease.
+    let again = store
+        .complete_event(
+            &leased.lease,
+            vec![open(new_alert(id, "guardduty", "probe", at(200)), at(200))],
+            at(200),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(again.as_slice(), [AlertBinding::Opened(new)] if *new != tid));
+}
+
+pub async fn attach_to_a_stale_ticket_conflicts(store: Shared) {
+    let tid = open_ticket(&store, "probe", at(100)).await;
+    let id = accept(&store, "guardduty", at(200)).await;
+    let leased = lease_only(&store, id, at(200)).await;
+    let planned = PlannedAlert {
+        alert: new_alert(id, "guardduty", "probe", at(200)),
+        disposition: Disposition::Attach {
+            ticket_id: tid,
+            seen_since: at(101),
+        },
+    };
+    assert_conflict(
+        store
+            .complete_event(&leased.lease, vec![planned], at(200))
+            .await,
+        "attaching to a ticket not seen since seen_since",
+    );
+    assert_eq!(ticket(&store, tid).await.alert_count, 1);
+}
+
+pub async fn attach_to_a_ticket_of_another_fingerprint_conflicts(store: Shared) {
+    let tid = open_ticket(&store, "probe", at(100)).await;
+    let id = accept(&store, "guardduty", at(200)).await;
+    let leased = lease_only(&store, id, at(200)).await;
+    assert_conflict(
+        store
+            .complete_event(
+                &leased.lease,
+                vec![attach(
+                    new_alert(id, "guardduty", "other", at(200)),
+                    tid,
+                    at(200),
+                )],
+                at(200),
+            )
+            .await,
+        "attaching to another fingerprint's ticket",
+    );
+    assert_conflict(
+        store
+            .complete_event(
+                &leased.lease,
+                vec![attach(
+                    new_alert(id, "guardduty", "probe", at(200)),
+                    TicketId::new(),
+                    at(200),
+                )],
+                at(200),
+            )
+            .await,
+        "attaching to an unknown ticket",
+    );
+    assert_eq!(ticket(&store, tid).await.alert_count, 1);
+}
+
+pub async fn open_races_resolve_to_one_ticket(store: Shared) {
+    const RACERS: usize = 8;
+    let now = at(100);
+    for _ in 0..RACERS {
+        accept(&store, "guardduty", now).await;
+    }
+    let leased = store
+        .lease_events(RACERS, now, now + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), RACERS);
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for l in leased {
+        let store = Arc::clone(&store);
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            let planned = open(new_alert(l.event.id, "guardduty", "storm", now), now);
+            barrier.wait().await;
+            store
+                .complete_event(&l.lease, vec![planned], now)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut opened = Vec::new();
+    let mut attached = Vec::new();
+    for task in tasks {
+        match task.await.unwrap().as_slice() {
+            [AlertBinding::Opened(id)] => opened.push(*id),
+            [AlertBinding::Attached(id)] => attached.push(*id),
+            other => panic!("unexpected bindings {other:?}"),
+        }
+    }
+    assert_eq!(opened.len(), 1, "exactly one worker opens the ticket");
+    assert!(
+        attached.iter().all(|id| *id == opened[0]),
+        "the others attach to it"
+    );
+    let t = ticket(&store, opened[0]).await;
+    assert_eq!(t.alert_count, RACERS as u64);
+    assert_eq!(t.version, RACERS as i64);
+    let all = store
+        .list_tickets(&TicketQuery {
+            limit: 100,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 1);
+    assert_eq!(
+        store.find_dedup_ticket(&fp("storm"), at(0)).await.unwrap(),
+        Some(opened[0])
+    );
+}
+
+pub async fn stale_active_ticket_is_replaced_by_a_new_one(store: Shared) {
+    let old = open_ticket(&store, "probe", at(0)).await;
+    let later = at(10 * WINDOW);
+    assert_eq!(
+        store
+            .find_dedup_ticket(&fp("probe"), later - Duration::seconds(WINDOW))
+            .await
+            .unwrap(),
+        None,
+        "the old ticket is outside the window"
+    );
+    let new = open_ticket(&store, "probe", later).await;
+    assert_ne!(new, old);
+    assert_eq!(
+        store.find_dedup_ticket(&fp("probe"), at(0)).await.unwrap(),
+        Some(new)
+    );
+    let old_ticket = ticket(&store, old).await;
+    assert_eq!(
+        (old_ticket.status, old_ticket.alert_count),
+        (TicketStatus::Open, 1)
+    );
+
+    // The replaced ticket never becomes the target again, whatever happens to it.
+    change(
+        &store,
+        old,
+        TicketChange {
+            status: Some(TicketStatus::Acknowledged),
+            ..TicketChange::default()
+        },
+        later,
+    )
+    .await;
+    change(&store, old, resolve_change(), later).await;
+    assert_eq!(
+        store.find_dedup_ticket(&fp("probe"), at(0)).await.unwrap(),
+        Some(new)
+    );
+    let bindings = ingest(&store, later + Duration::seconds(1), |id| {
+        vec![open(
+            new_alert(id, "guardduty", "probe", later + Duration::seconds(1)),
+            later + Duration::seconds(1),
+        )]
+    })
+    .await;
+    assert_eq!(bindings, vec![AlertBinding::Attached(new)]);
+}
+
+pub async fn alerts_of_one_event_with_one_fingerprint_share_one_ticket(store: Shared) {
+    let now = at(100);
+    let bindings = ingest(&store, now, |id| {
+        (0..3)
+            .map(|_| open(new_alert(id, "guardduty", "burst", now), now))
+            .collect()
+    })
+    .await;
+    let AlertBinding::Opened(tid) = bindings[0] else {
+        panic!("first alert opens: {bindings:?}")
+    };
+    assert_eq!(
+        bindings[1..],
+        [AlertBinding::Attached(tid), AlertBinding::Attached(tid)]
+    );
+    let t = ticket(&store, tid).await;
+    assert_eq!((t.alert_count, t.version), (3, 3));
+    let alerts = store
+        .list_alerts(&AlertQuery {
+            ticket: Some(tid),
+            limit: 10,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alerts.items.len(), 3);
+}
+
+pub async fn notice_and_discard_dispositions_store_the_alert(store: Shared) {
+    let now = at(100);
+    let notice_id = NoticeId::new();
+    let mut made = Vec::new();
+    let bindings = ingest(&store, now, |id| {
+        let noticed = new_alert(id, "guardduty", "n", at(90));
+        let discarded = new_alert(id, "guardduty", "d", at(90));
+        made = vec![noticed.clone(), discarded.clone()];
+        vec![
+            PlannedAlert {
+                alert: noticed,
+                disposition: Disposition::Notice {
+                    notice_id,
+                    title: "Port probe (notice)".to_owned(),
+                    channel: Some("#notices".to_owned()),
+                },
+            },
+            discard(discarded),
+        ]
+    })
+    .await;
+    assert_eq!(
+        bindings,
+        vec![AlertBinding::Noticed(notice_id), AlertBinding::Discarded]
+    );
+
+    let noticed = store.get_alert(made[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (noticed.status, noticed.ticket_id, noticed.notice_id),
+        (AlertStatus::Noticed, None, Some(notice_id))
+    );
+    let discarded = store.get_alert(made[1].id).await.unwrap().unwrap();
+    assert_eq!(
+        (discarded.status, discarded.ticket_id, discarded.notice_id),
+        (AlertStatus::Discarded, None, None)
+    );
+
+    let notice = store
+        .get_notice(notice_id)
+        .await
+        .unwrap()
+        .expect("notice stored");
+    assert_eq!(notice.alert_id, made[0].id);
+    assert_eq!(notice.schema, made[0].schema);
+    assert_eq!(notice.title, "Port probe (notice)");
+    assert_eq!(notice.severity, made[0].severity);
+    assert_eq!(notice.channel.as_deref(), Some("#notices"));
+    assert_eq!(notice.created_at, now, "published when the event completed");
+    assert_eq!(notice.ticket_id, None);
+    assert!(
+        store
+            .list_tickets(&TicketQuery {
+                limit: 10,
+                ..TicketQuery::default()
+            })
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+pub async fn alerts_list_newest_first_by_schema_ticket_and_binding(store: Shared) {
+    let now = at(100);
+    let mut a = Vec::new();
+    let bindings = ingest(&store, now, |id| {
+        let planned = vec![
+            open(new_alert(id, "guardduty", "t", now), now),
+            open(new_alert(id, "guardduty", "t", now), now),
+        ];
+        a.extend(planned.iter().map(|p| p.alert.id));
+        planned
+    })
+    .await;
+    let AlertBinding::Opened(tid) = bindings[0] else {
+        panic!("{bindings:?}")
+    };
+    ingest(&store, now, |id| {
+        let planned = vec![
+            discard(new_alert(id, "falco", "d", now)),
+            PlannedAlert {
+                alert: new_alert(id, "falco", "n", now),
+                disposition: Disposition::Notice {
+                    notice_id: NoticeId::new(),
+                    title: "n".into(),
+                    channel: None,
+                },
+            },
+        ];
+        a.extend(planned.iter().map(|p| p.alert.id));
+        planned
+    })
+    .await;
+
+    let first = store
+        .list_alerts(&AlertQuery {
+            limit: 3,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        first.items.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![a[3], a[2], a[1]]
+    );
+    let next = cursor::<AlertId>(&first.next_cursor);
+    assert_eq!(next, Some(a[1]));
+    let second = store
+        .list_alerts(&AlertQuery {
+            before: next,
+            limit: 3,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        second.items.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![a[0]]
+    );
+    assert_eq!(second.next_cursor, None);
+
+    let ids = |page: crate::ports::Page<crate::Alert>| {
+        page.items.iter().map(|x| x.id).collect::<Vec<_>>()
+    };
+    let by_ticket = store
+        .list_alerts(&AlertQuery {
+            ticket: Some(tid),
+            limit: 10,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(by_ticket), vec![a[1], a[0]]);
+    let unbound = store
+        .list_alerts(&AlertQuery {
+            unbound: true,
+            limit: 10,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(unbound), vec![a[3], a[2]]);
+    let falco = store
+        .list_alerts(&AlertQuery {
+            schema: Some(schema("falco")),
+            limit: 10,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(falco), vec![a[3], a[2]]);
+    let none = store
+        .list_alerts(&AlertQuery {
+            schema: Some(schema("guardduty")),
+            unbound: true,
+            limit: 10,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tickets and comments
+// ---------------------------------------------------------------------------------------------
+
+pub async fn ticket_update_stores_the_mutable_fields_and_bumps_the_version(store: Shared) {
+    let tid = open_ticket(&store, "probe", at(100)).await;
+    let original = ticket(&store, tid).await;
+    let mut edited = original.clone();
+    edited
+        .apply(
+            &TicketChange {
+                status: Some(TicketStatus::Acknowledged),
+                ..TicketChange::default()
+            },
+            at(200),
+        )
+        .unwrap();
+    edited.severity = Severity::Critical;
+    edited.assignee = Some("bob".to_owned());
+    edited.tags = vec!["ransomware".to_owned()];
+    edited.title = "Ransomware staging".to_owned();
+    edited.description = "Updated by the agent".to_owned();
+    edited.finding = Some(json!({"verdict": "true_positive", "confidence": 0.9}));
+    // Fields the update does not own are ignored.
+    edited.alert_count = 99;
+    edited.channel = Some("#elsewhere".to_owned());
+    edited.last_seen = at(9_999);
+
+    let stored = store.update_ticket(&edited).await.unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.status, TicketStatus::Acknowledged);
+    assert_eq!(stored.acked_at, Some(at(200)));
+    assert_eq!(stored.updated_at, at(200));
+    assert_eq!(stored.severity, Severity::Critical);
+    assert_eq!(stored.assignee.as_deref(), Some("bob"));
+    assert_eq!(stored.tags, vec!["ransomware".to_owned()]);
+    assert_eq!(stored.title, "Ransomware staging");
+    assert_eq!(stored.description, "Updated by the agent");
+    assert_eq!(stored.finding, edited.finding);
+    assert_eq!(stored.alert_count, original.alert_count);
+    assert_eq!(stored.channel, original.channel);
+    assert_eq!(stored.last_seen, original.last_seen);
+    assert_eq!(ticket(&store, tid).await, stored);
+
+    let mut resolved = stored.clone();
+    resolved.apply(&resolve_change(), at(300)).unwrap();
+    let stored = store.update_ticket(&resolved).await.unwrap();
+    assert_eq!(stored.version, 3);
+    assert_eq!(
+        (
+            stored.status,
+            stored.conclusion,
+            stored.reason.as_deref(),
+            stored.resolved_at
+        ),
+        (
+            TicketStatus::Resolved,
+            Some(Conclusion::FalsePositive),
+            Some("scanner"),
+            Some(at(300))
+        )
+    );
+    assert_eq!(ticket(&store, tid).await, stored);
+
+    let mut unknown = stored.clone();
+    unknown.id = TicketId::new();
+    assert_not_found(
+        store.update_ticket(&unknown).await,
+        "updating an unknown ticket",
+    );
+}
+
+pub async fn ticket_update_with_stale_version_conflicts(store: Shared) {
+    let tid = open_ticket(&store, "probe", at(100)).await;
+    let v1 = ticket(&store, tid).await;
+    let mut a = v1.clone();
+    a.assignee = Some("alice".into());
+    let v2 = store.update_ticket(&a).await.unwrap();
+    assert_eq!(v2.version, 2);
+    let mut b = v1.clone();
+    b.assignee = Some("mallory".into());
+    assert_conflict(
+        store.update_ticket(&b).await,
+        "updating from version 1 after version 2",
+    );
+    assert_eq!(ticket(&store, tid).await, v2);
+
+    // An attached alert is a stored change too: a copy read before it is stale.
+    ingest(&store, at(150), |id| {
+        vec![attach(
+            new_alert(id, "guardduty", "probe", at(150)),
+            tid,
+            at(150),
+        )]
+    })
+    .await;
+    let mut c = v2.clone();
+    c.severity = Severity::Low;
+    assert_conflict(
+        store.update_ticket(&c).await,
+        "updating a copy read before an alert attached",
+    );
+    assert_eq!(ticket(&store, tid).await.version, 3);
+}
+
+pub async fn resolving_releases_the_fingerprint(store: Shared) {
+    let first = open_ticket(&store, "probe", at(100)).await;
+    change(
+        &store,
+        first,
+        TicketChange {
+            status: Some(TicketStatus::Acknowledged),
+            ..TicketChange::default()
+        },
+        at(110),
+    )
+    .await;
+    assert_eq!(
+        store.find_dedup_ticket(&fp("probe"), at(0)).await.unwrap(),
+        Some(first),
+        "an acknowledged ticket is still the target"
+    );
+    change(&store, first, resolve_change(), at(120)).await;
+    assert_eq!(
+        store.find_dedup_ticket(&fp("probe"), at(0)).await.unwrap(),
+        None
+    );
+
+    let second = open_ticket(&store, "probe", at(130)).await;
+    assert_ne!(second, first);
+    // Reopening the old ticket does not take the fingerprint back.
+    change(
+        &store,
+        first,
+        TicketChange {
+            status: Some(TicketStatus::Open),
+            ..TicketChange::default()
+        },
+        at(140),
+    )
+    .await;
+    assert_eq!(
+        store.find_dedup_ticket(&fp("probe"), at(0)).await.unwrap(),
+        Some(second)
+    );
+    // Archiving goes through resolved; an archived ticket is no target either.
+    change(&store, second, resolve_change(), at(150)).await;
+    change(
+        &store,
+        second,
+        TicketChange {
+            status: Some(TicketStatus::Archived),
+            ..TicketChange::default()
+        },
+        at(160),
+    )
+    .await;
+    assert_eq!(
+        store.find_dedup_ticket(&fp("probe"), at(0)).await.unwrap(),
+        None
+    );
+    let third = open_ticket(&store, "probe", at(170)).await;
+    assert!(third != first && third != second);
+}
+
+pub async fn listing_tickets_filters_by_status_severity_assignee_tag_and_text(store: Shared) {
+    let now = at(100);
+    let mut made = Vec::new();
+    // (fingerprint key, severity, assignee, tags, title, description)
+    let specs: [TicketSpec; 5] = [
+        (
+            "a",
+            Severity::High,
+            Some("alice"),
+            &["aws", "recon"],
+            "Port probe on web-1",
+            "scan",
+        ),
+        (
+            "b",
+            Severity::Low,
+            Some("bob"),
+            &["aws"],
+            "Crypto mining",
+            "xmrig on build host",
+        ),
+        (
+            "c",
+            Severity::High,
+            None,
+            &["gcp"],
+            "Impossible travel",
+            "login from two CRYPTO exchanges",
+        ),
+        (
+            "d",
+            Severity::Critical,
+            Some("alice"),
+            &["okta", "aws"],
+            "MFA reset",
+            "helpdesk",
+        ),
+        ("e", Severity::High, Some("alice"), &[], "Port scan", "nmap"),
+    ];
+    for (key, severity, assignee, tags, title, description) in specs {
+        let bindings = ingest(&store, now, |id| {
+            let alert = new_alert(id, "guardduty", key, now);
+            let mut ticket = new_ticket_for(&alert);
+            ticket.severity = severity;
+            ticket.assignee = assignee.map(str::to_owned);
+            ticket.tags = tags.iter().map(|t| (*t).to_owned()).collect();
+            ticket.title = title.to_owned();
+            ticket.description = description.to_owned();
+            vec![PlannedAlert {
+                alert,
+                disposition: Disposition::Open {
+                    ticket,
+                    seen_since: now,
+                },
+            }]
+        })
+        .await;
+        let [AlertBinding::Opened(tid)] = bindings.as_slice() else {
+            panic!("{bindings:?}")
+        };
+        made.push(*tid);
+    }
+    change(&store, made[0], resolve_change(), at(200)).await;
+    change(
+        &store,
+        made[3],
+        TicketChange {
+            status: Some(TicketStatus::Acknowledged),
+            ..TicketChange::default()
+        },
+        at(200),
+    )
+    .await;
+
+    let list = |query: TicketQuery| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .list_tickets(&TicketQuery { limit: 10, ..query })
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(TicketQuery::default()).await,
+        vec![made[4], made[3], made[2], made[1], made[0]]
+    );
+    assert_eq!(
+        list(TicketQuery {
+            status: Some(TicketStatus::Open),
+            ..TicketQuery::default()
+        })
+        .await,
+        vec![made[4], made[2], made[1]]
+    );
+    assert_eq!(
+        list(TicketQuery {
+            status: Some(TicketStatus::Resolved),
+            ..TicketQuery::default()
+        })
+        .await,
+        vec![made[0]]
+    );
+    assert_eq!(
+        list(TicketQuery {
+            severity: Some(Severity::High),
+            ..TicketQuery::default()
+        })
+        .await,
+        vec![made[4], made[2], made[0]]
+    );
+    assert_eq!(
+        list(TicketQuery {
+            assignee: Some("alice".into()),
+            ..TicketQuery::default()
+        })
+        .await,
+        vec![made[4], made[3], made[0]]
+    );
+    assert_eq!(
+        list(TicketQuery {
+            tag: Some("aws".into()),
+            ..TicketQuery::default()
+        })
+        .await,
+        vec![made[3], made[1], made[0]]
+    );
+    assert_eq!(
+        list(TicketQuery {
+            tag: Some("aw".into()),
+            ..TicketQuery::default()
+        })
+        .await,
+        Vec::<TicketId>::new(),
+        "tags match whole"
+    );
+    assert_eq!(
+        list(TicketQuery {
+            text: Some("cRyPtO".into()),
+            ..TicketQuery::default()
+        })
+        .await,
+        vec![made[2], made[1]]
+    );
+    assert_eq!(
+        list(TicketQuery {
+            text: Some("port".into()),
+            ..TicketQuery::default()
+        })
+        .await,
+        vec![made[4], made[0]]
+    );
+    assert_eq!(
+        list(TicketQuery {
+            text: Some("%".into()),
+            ..TicketQuery::default()
+        })
+        .await,
+        Vec::<TicketId>::new(),
+        "text is literal"
+    );
+    assert_eq!(
+        list(TicketQuery {
+            status: Some(TicketStatus::Open),
+            severity: Some(Severity::High),
+            assignee: Some("alice".into()),
+            text: Some("PORT".into()),
+            ..TicketQuery::default()
+        })
+        .await,
+        vec![made[4]]
+    );
+
+    let page = store
+        .list_tickets(&TicketQuery {
+            severity: Some(Severity::High),
+            limit: 2,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![made[4], made[2]]
+    );
+    let before = cursor::<TicketId>(&page.next_cursor);
+    assert_eq!(before, Some(made[2]));
+    let rest = store
+        .list_tickets(&TicketQuery {
+            severity: Some(Severity::High),
+            before,
+            limit: 2,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![made[0]]
+    );
+    assert_eq!(rest.next_cursor, None);
+}
+
+pub async fn tickets_are_counted_by_status(store: Shared) {
+    let count = |counts: &[(TicketStatus, u64)], status: TicketStatus| {
+        let matching: Vec<u64> = counts
+            .iter()
+            .filter(|(s, _)| *s == status)
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(matching.len() <= 1, "{status} listed twice");
+        matching.first().copied().unwrap_or(0)
+    };
+    let empty = store.count_tickets_by_status().await.unwrap();
+    for status in TicketStatus::ALL {
+        assert_eq!(count(&empty, *status), 0);
+    }
+    let a = open_ticket(&store, "a", at(100)).await;
+    let _b = open_ticket(&store, "b", at(100)).await;
+    let c = open_ticket(&store, "c", at(100)).await;
+    let _d = open_ticket(&store, "d", at(100)).await;
+    change(&store, a, resolve_change(), at(110)).await;
+    change(
+        &store,
+        c,
+        TicketChange {
+            status: Some(TicketStatus::Acknowledged),
+            ..TicketChange::default()
+        },
+        at(110),
+    )
+    .await;
+    let counts = store.count_tickets_by_status().await.unwrap();
+    assert_eq!(count(&counts, TicketStatus::Open), 2);
+    assert_eq!(count(&counts, TicketStatus::Acknowledged), 1);
+    assert_eq!(count(&counts, TicketStatus::Resolved), 1);
+    assert_eq!(count(&counts, TicketStatus::Archived), 0);
+}
+
+pub async fn comments_are_listed_oldest_first_and_need_a_ticket(store: Shared) {
+    let tid = open_ticket(&store, "a", at(100)).await;
+    let other = open_ticket(&store, "b", at(100)).await;
+    let comment = |ticket_id, secs, text: &str| Comment {
+        id: CommentId::new(),
+        ticket_id,
+        source: CommentSource::Slack,
+        author: "U123".to_owned(),
+        text: text.to_owned(),
+        created_at: at(secs),
+    };
+    let late = comment(tid, 300, "third");
+    let early = Comment {
+        source: CommentSource::Agent,
+        ..comment(tid, 100, "first")
+    };
+    let middle = comment(tid, 200, "second");
+    for c in [&late, &early, &middle] {
+        assert_eq!(&store.add_comment(c.clone()).await.unwrap(), c);
+    }
+    store
+        .add_comment(comment(other, 150, "elsewhere"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_comments(tid).await.unwrap(),
+        vec![early, middle, late]
+    );
+    assert_eq!(store.list_comments(other).await.unwrap().len(), 1);
+    assert_not_found(
+        store
+            .add_comment(comment(TicketId::new(), 1, "orphan"))
+            .await,
+        "commenting an unknown ticket",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notices
+// ---------------------------------------------------------------------------------------------
+
+async fn make_notice(store: &Shared, key: &str, now: Timestamp) -> (NoticeId, AlertId) {
+    let notice_id = NoticeId::new();
+    let mut alert_id = None;
+    ingest(store, now, |id| {
+        let alert = new_alert(id, "guardduty", key, now);
+        alert_id = Some(alert.id);
+        vec![PlannedAlert {
+            alert,
+            disposition: Disposition::Notice {
+                notice_id,
+                title: format!("notice {key}"),
+                channel: None,
+            },
+        }]
+    })
+    .await;
+    (notice_id, alert_id.unwrap())
+}
+
+pub async fn escalating_a_notice_opens_a_ticket_that_is_not_a_dedup_target(store: Shared) {
+    let (notice_id, alert_id) = make_notice(&store, "probe", at(100)).await;
+    let alert = store.get_alert(alert_id).await.unwrap().unwrap();
+    let new_ticket = NewTicket {
+        id: TicketId::new(),
+        title: "Escalated probe".to_owned(),
+        description: "from a notice".to_owned(),
+        schema: alert.schema.clone(),
+        severity: Severity::Critical,
+        assignee: None,
+        tags: vec!["escalated".to_owned()],
+        attributes: alert.attributes.clone(),
+        channel: None,
+        fingerprint: alert.fingerprint.clone(),
+        created_at: at(500),
+    };
+    let t = store
+        .escalate_notice(notice_id, new_ticket.clone())
+        .await
+        .unwrap();
+    assert_eq!(t.id, new_ticket.id);
+    assert_eq!(
+        (t.status, t.alert_count, t.version),
+        (TicketStatus::Open, 1, 1)
+    );
+    assert_eq!(
+        (t.title.as_str(), t.severity, t.created_at),
+        ("Escalated probe", Severity::Critical, at(500))
+    );
+    assert_eq!(
+        (t.first_seen, t.last_seen),
+        (alert.created_at, alert.created_at)
+    );
+    assert_eq!(t.tags, vec!["escalated".to_owned()]);
+    assert_eq!(ticket(&store, t.id).await, t);
+
+    let alert = store.get_alert(alert_id).await.unwrap().unwrap();
+    assert_eq!(
+        (alert.status, alert.ticket_id),
+        (AlertStatus::Ticketed, Some(t.id))
+    );
+    assert_eq!(
+        store
+            .get_notice(notice_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .ticket_id,
+        Some(t.id)
+    );
+
+    assert_eq!(
+        store.find_dedup_ticket(&fp("probe"), at(0)).await.unwrap(),
+        None
+    );
+    let opened = open_ticket(&store, "probe", at(600)).await;
+    assert_ne!(opened, t.id);
+}
+
+pub async fn escalating_a_notice_twice_conflicts(store: Shared) {
+    let (notice_id, alert_id) = make_notice(&store, "probe", at(100)).await;
+    let alert = store.get_alert(alert_id).await.unwrap().unwrap();
+    let new_ticket = |id| NewTicket {
+        id,
+        title: "t".into(),
+        description: String::new(),
+        schema: alert.schema.clone(),
+        severity: Severity::High,
+        assignee: None,
+        tags: vec![],
+        attributes: vec![],
+        channel: None,
+        fingerprint: alert.fingerprint.clone(),
+        created_at: at(200),
+    };
+    let first = store
+        .escalate_notice(notice_id, new_ticket(TicketId::new()))
+        .await
+        .unwrap();
+    let second_id = TicketId::new();
+    assert_conflict(
+        store
+            .escalate_notice(notice_id, new_ticket(second_id))
+            .await,
+        "escalating twice",
+    );
+    assert_eq!(
+        store.get_ticket(second_id).await.unwrap(),
+        None,
+        "no second ticket"
+    );
+    assert_eq!(
+        store
+            .get_notice(notice_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .ticket_id,
+        Some(first.id)
+    );
+    assert_not_found(
+        store
+            .escalate_notice(NoticeId::new(), new_ticket(TicketId::new()))
+            .await,
+        "escalating an unknown notice",
+    );
+}
+
+pub async fn notices_list_newest_first_filtered_by_escalation(store: Shared) {
+    let mut notices = Vec::new();
+    for key in ["a", "b", "c"] {
+        notices.push(make_notice(&store, key, at(100)).await);
+    }
+    let escalated = notices[1].0;
+    let alert = store.get_alert(notices[1].1).await.unwrap().unwrap();
+    store
+        .escalate_notice(
+            escalated,
+            NewTicket {
+                id: TicketId::new(),
+                title: "t".into(),
+                description: String::new(),
+                schema: alert.schema,
+                severity: Severity::High,
+                assignee: None,
+                tags: vec![],
+                attributes: vec![],
+                channel: None,
+                fingerprint: alert.fingerprint,
+                created_at: at(200),
+            },
+        )
+        .await
+        .unwrap();
+    let ids = |page: crate::ports::Page<crate::Notice>| {
+        page.items.iter().map(|n| n.id).collect::<Vec<_>>()
+    };
+    let first = store
+        .list_notices(&NoticeQuery {
+            limit: 2,
+            ..NoticeQuery::default()
+        })
+        .await
+        .unwrap();
+    let before = cursor::<NoticeId>(&first.next_cursor);
+    assert_eq!(ids(first), vec![notices[2].0, notices[1].0]);
+    assert_eq!(before, Some(notices[1].0));
+    let rest = store
+        .list_notices(&NoticeQuery {
+            before,
+            limit: 2,
+            ..NoticeQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.next_cursor, None);
+    assert_eq!(ids(rest), vec![notices[0].0]);
+    let yes = store
+        .list_notices(&NoticeQuery {
+            escalated: Some(true),
+            limit: 10,
+            ..NoticeQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(yes), vec![escalated]);
+    let no = store
+        .list_notices(&NoticeQuery {
+            escalated: Some(false),
+            limit: 10,
+            ..NoticeQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(no), vec![notices[2].0, notices[0].0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plumbing
+// ---------------------------------------------------------------------------------------------
+
+pub async fn timestamps_round_trip_to_the_microsecond(store: Shared) {
+    let precise = at(1) + Duration::nanoseconds(123_456_789);
+    let id = store
+        .accept_event(new_event("guardduty", None, precise))
+        .await
+        .unwrap()
+        .event_id;
+    let e = event(&store, id).await;
+    assert_eq!(e.received_at, us(precise));
+    assert_eq!(e.received_at.timestamp_subsec_micros(), 123_456);
+
+    let leased = lease_only(&store, id, precise).await;
+    let alert = new_alert(id, "guardduty", "precise", precise);
+    let alert_id = alert.id;
+    let bindings = store
+        .complete_event(&leased.lease, vec![open(alert, precise)], precise)
+        .await
+        .unwrap();
+    let [AlertBinding::Opened(tid)] = bindings.as_slice() else {
+        panic!("{bindings:?}")
+    };
+    assert_eq!(event(&store, id).await.processed_at, Some(us(precise)));
+    assert_eq!(
+        store.get_alert(alert_id).await.unwrap().unwrap().created_at,
+        us(precise)
+    );
+    let t = ticket(&store, *tid).await;
+    assert_eq!((t.first_seen, t.last_seen), (us(precise), us(precise)));
+    assert_eq!(
+        store
+            .find_dedup_ticket(&fp("precise"), us(precise))
+            .await
+            .unwrap(),
+        Some(*tid)
+    );
+    // Older than 1970 and far in the future survive too.
+    let old = DateTime::from_timestamp(-86_400 * 365, 5_000).unwrap();
+    let old_id = store
+        .accept_event(new_event("guardduty", None, old))
+        .await
+        .unwrap()
+        .event_id;
+    assert_eq!(event(&store, old_id).await.received_at, old);
+    let future = DateTime::from_timestamp(4_102_444_800, 999_999_000).unwrap();
+    let future_id = store
+        .accept_event(new_event("guardduty", None, future))
+        .await
+        .unwrap()
+        .event_id;
+    assert_eq!(event(&store, future_id).await.received_at, future);
+}
+
+pub async fn ping_answers(store: Shared) {
+    store.ping().await.unwrap();
+    assert!(["memory", "sqlite", "postgres"].contains(&store.backend()));
+}

@@ -1,0 +1,117 @@
+//! Test support (feature `testing`): an in-memory store that behaves like the real ones, and
+//! the conformance suite all stores must pass.
+//!
+//! A store crate runs the suite with one `#[tokio::test]` per case:
+//!
+//! ```ignore
+//! heron_core::conformance_tests!(fresh_store().await);
+//! ```
+//!
+//! where the expression is evaluated once per test, inside the test's async body, and yields a
+//! [`StoreFixture`]: an `Arc<dyn Store>` works as is; a fixture that owns a database can clean it
+//! up in [`StoreFixture::teardown`]. The calling crate needs `tokio` (with `macros` and
+//! `rt-multi-thread`) as a dev-dependency.
+
+pub mod conformance;
+mod memory;
+
+pub use memory::{InMemoryStore, MAX_PAGE};
+
+use crate::ports::Store;
+use std::future::Future;
+use std::sync::Arc;
+
+/// A fresh, empty store for one conformance case, and whatever must be cleaned up after it.
+pub trait StoreFixture {
+    fn store(&self) -> Arc<dyn Store>;
+    /// Runs after a case passed (a failed case panics before it: its data stays for autopsy).
+    fn teardown(self) -> impl Future<Output = ()>
+    where
+        Self: Sized,
+    {
+        async {}
+    }
+}
+
+impl StoreFixture for Arc<dyn Store> {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(self)
+    }
+}
+
+impl StoreFixture for Arc<InMemoryStore> {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(self) as Arc<dyn Store>
+    }
+}
+
+/// Expands to one `#[tokio::test]` per conformance case (see the module documentation).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:expr) => {
+        $crate::conformance_tests!(@cases $fixture;
+            accepted_event_is_stored_verbatim_as_pending_and_due,
+            duplicate_idempotency_key_returns_the_first_event,
+            idempotency_keys_are_per_schema_and_optional,
+            accepting_an_existing_event_id_conflicts,
+            unknown_ids_read_as_none,
+            listing_paginates_newest_first_with_filters,
+            retrying_a_processed_event_conflicts,
+            retrying_a_failed_event_makes_it_due_again_without_its_error,
+            retrying_an_ignored_event_makes_it_pending_again,
+            retrying_all_failed_events_touches_only_failed_ones,
+            queue_stats_count_pending_processing_and_failed_events,
+            leasing_takes_due_events_oldest_first_and_counts_the_attempt,
+            leased_event_is_not_leased_again_while_its_lease_holds,
+            expired_lease_is_taken_over_and_the_old_holder_cannot_complete,
+            an_expired_lease_not_yet_taken_over_can_still_complete,
+            failed_event_with_retry_at_is_not_leased_before_it_is_due,
+            failing_without_retry_at_marks_the_event_failed_with_its_error,
+            released_event_is_due_at_once_and_the_attempt_is_not_counted,
+            wrong_or_finished_leases_are_lost_for_every_queue_operation,
+            empty_completion_marks_the_event_ignored,
+            four_workers_process_two_thousand_events_exactly_once,
+            opening_a_ticket_makes_it_the_dedup_target,
+            open_with_a_fresh_target_attaches_to_it,
+            attaching_bumps_count_last_seen_and_version,
+            attach_to_a_resolved_ticket_conflicts_and_stores_nothing,
+            attach_to_a_stale_ticket_conflicts,
+            attach_to_a_ticket_of_another_fingerprint_conflicts,
+            open_races_resolve_to_one_ticket,
+            stale_active_ticket_is_replaced_by_a_new_one,
+            alerts_of_one_event_with_one_fingerprint_share_one_ticket,
+            notice_and_discard_dispositions_store_the_alert,
+            alerts_list_newest_first_by_schema_ticket_and_binding,
+            ticket_update_stores_the_mutable_fields_and_bumps_the_version,
+            ticket_update_with_stale_version_conflicts,
+            resolving_releases_the_fingerprint,
+            listing_tickets_filters_by_status_severity_assignee_tag_and_text,
+            tickets_are_counted_by_status,
+            comments_are_listed_oldest_first_and_need_a_ticket,
+            escalating_a_notice_opens_a_ticket_that_is_not_a_dedup_target,
+            escalating_a_notice_twice_conflicts,
+            notices_list_newest_first_filtered_by_escalation,
+            timestamps_round_trip_to_the_microsecond,
+            ping_answers,
+        );
+    };
+    (@cases $fixture:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let fixture = $fixture;
+                let store = $crate::testing::StoreFixture::store(&fixture);
+                $crate::testing::conformance::$case(store).await;
+                $crate::testing::StoreFixture::teardown(fixture).await;
+            }
+        )*
+    };
+}
+
+#[cfg(test)]
+mod memory_conformance {
+    use super::InMemoryStore;
+    use std::sync::Arc;
+
+    crate::conformance_tests!(Arc::new(InMemoryStore::new()));
+}

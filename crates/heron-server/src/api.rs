@@ -1,0 +1,425 @@
+//! The REST API under `/api/v1`. Handlers parse, authenticate and delegate.
+
+use crate::ApiError;
+use crate::error::ErrorBody;
+use crate::state::ServerState;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use heron_app::Actor;
+use heron_core::ports::{AlertQuery, EventQuery, NoticeQuery, Page, TicketQuery};
+use heron_core::{
+    Alert, AlertId, Comment, CommentSource, Conclusion, Event, EventId, EventState, Notice,
+    NoticeId, SchemaName, Severity, Ticket, TicketChange, TicketId, TicketStatus,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::str::FromStr;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(crate) struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub(crate) fn routes() -> OpenApiRouter<ServerState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(get_event))
+        .routes(routes!(retry_event))
+        .routes(routes!(retry_failed_events))
+        .routes(routes!(list_alerts))
+        .routes(routes!(get_alert))
+        .routes(routes!(list_tickets))
+        .routes(routes!(get_ticket, patch_ticket))
+        .routes(routes!(list_comments, add_comment))
+        .routes(routes!(list_notices))
+        .routes(routes!(escalate_notice))
+        .routes(routes!(policies))
+}
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
+    match requested {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_LIMIT}, got {n}"
+        ))),
+    }
+}
+
+fn parse<T: FromStr>(value: Option<&str>, what: &str) -> Result<Option<T>, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| T::from_str(v).map_err(|_| ApiError::BadRequest(format!("invalid {what} {v:?}"))))
+        .transpose()
+}
+
+fn id<T: FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    T::from_str(raw).map_err(|_| ApiError::BadRequest(format!("invalid {what} id {raw:?}")))
+}
+
+/// The acting user: the `X-Heron-User` header if given, else "api".
+fn actor(headers: &HeaderMap) -> Actor {
+    let name = headers
+        .get("x-heron-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .unwrap_or("api");
+    Actor {
+        name: name.to_owned(),
+        source: CommentSource::Api,
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EventListParams {
+    /// pending, processing, processed, ignored or failed
+    state: Option<String>,
+    schema: Option<String>,
+    /// Cursor: the `next_cursor` of the previous page.
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+/// List events, newest first.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventListParams),
+    responses((status = 200, body = Page<Event>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_events(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Query(p): Query<EventListParams>,
+) -> ApiResult<Page<Event>> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let query = EventQuery {
+        state: parse::<EventState>(p.state.as_deref(), "state")?,
+        schema: p
+            .schema
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(SchemaName::parse)
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        before: parse(p.before.as_deref(), "cursor")?,
+        limit: limit(p.limit)?,
+    };
+    Ok(Json(state.inner.store.list_events(&query).await?))
+}
+
+/// Get one event with its body, state and last error.
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", params(("id" = String, Path)),
+    responses((status = 200, body = Event), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn get_event(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> ApiResult<Event> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let event_id: EventId = id(&raw, "event")?;
+    let event = state.inner.store.get_event(event_id).await?;
+    event
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("event {event_id} not found")))
+}
+
+/// Re-run a failed or ignored event with the current policies.
+#[utoipa::path(post, path = "/api/v1/events/{id}/retry", tag = "events", params(("id" = String, Path)),
+    responses((status = 200, body = Event), (status = 404, body = ErrorBody), (status = 409, description = "Not failed or ignored", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn retry_event(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> ApiResult<Event> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let event = state.inner.tickets.retry_event(id(&raw, "event")?).await?;
+    Ok(Json(event))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct RetriedBody {
+    retried: u64,
+}
+
+/// Re-run every failed event.
+#[utoipa::path(post, path = "/api/v1/events/retry-failed", tag = "events",
+    responses((status = 200, body = RetriedBody)), security(("bearer" = [])))]
+async fn retry_failed_events(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+) -> ApiResult<RetriedBody> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let retried = state.inner.tickets.retry_failed_events().await?;
+    Ok(Json(RetriedBody { retried }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AlertListParams {
+    schema: Option<String>,
+    /// Only alerts of this ticket.
+    ticket: Option<String>,
+    /// Only alerts bound to no ticket.
+    unbound: Option<bool>,
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+/// List alerts, newest first.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertListParams),
+    responses((status = 200, body = Page<Alert>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+async fn list_alerts(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Query(p): Query<AlertListParams>,
+) -> ApiResult<Page<Alert>> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let query = AlertQuery {
+        schema: p
+            .schema
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(SchemaName::parse)
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        ticket: parse(p.ticket.as_deref(), "ticket id")?,
+        unbound: p.unbound.unwrap_or(false),
+        before: parse(p.before.as_deref(), "cursor")?,
+        limit: limit(p.limit)?,
+    };
+    Ok(Json(state.inner.store.list_alerts(&query).await?))
+}
+
+/// Get one alert with its raw data.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = String, Path)),
+    responses((status = 200, body = Alert), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn get_alert(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> ApiResult<Alert> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let alert_id: AlertId = id(&raw, "alert")?;
+    let alert = state.inner.store.get_alert(alert_id).await?;
+    alert
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("alert {alert_id} not found")))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct TicketListParams {
+    /// open, acknowledged, resolved or archived
+    status: Option<String>,
+    /// info, low, medium, high or critical
+    severity: Option<String>,
+    assignee: Option<String>,
+    tag: Option<String>,
+    /// Case-insensitive text in the title or description.
+    q: Option<String>,
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+/// List tickets, newest first, with filters and cursor pagination.
+#[utoipa::path(get, path = "/api/v1/tickets", tag = "tickets", params(TicketListParams),
+    responses((status = 200, body = Page<Ticket>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+async fn list_tickets(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Query(p): Query<TicketListParams>,
+) -> ApiResult<Page<Ticket>> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let query = TicketQuery {
+        status: parse::<TicketStatus>(p.status.as_deref(), "status")?,
+        severity: parse::<Severity>(p.severity.as_deref(), "severity")?,
+        assignee: non_empty(p.assignee),
+        tag: non_empty(p.tag),
+        text: non_empty(p.q),
+        before: parse(p.before.as_deref(), "cursor")?,
+        limit: limit(p.limit)?,
+    };
+    Ok(Json(state.inner.store.list_tickets(&query).await?))
+}
+
+/// Get one ticket.
+#[utoipa::path(get, path = "/api/v1/tickets/{id}", tag = "tickets", params(("id" = String, Path)),
+    responses((status = 200, body = Ticket), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn get_ticket(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> ApiResult<Ticket> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let ticket_id: TicketId = id(&raw, "ticket")?;
+    let ticket = state.inner.store.get_ticket(ticket_id).await?;
+    ticket
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("ticket {ticket_id} not found")))
+}
+
+/// A change to a ticket; absent fields stay as they are, `"assignee": null` unassigns.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TicketPatch {
+    status: Option<TicketStatus>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    assignee: Option<Option<String>>,
+    severity: Option<Severity>,
+    conclusion: Option<Conclusion>,
+    reason: Option<String>,
+}
+
+/// Distinguishes an explicit `null` (Some(None)) from an absent field (None).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Change status, assignee, severity, or resolve with a conclusion and reason. An invalid
+/// lifecycle transition is 409.
+#[utoipa::path(patch, path = "/api/v1/tickets/{id}", tag = "tickets", params(("id" = String, Path)),
+    request_body = TicketPatch,
+    responses((status = 200, body = Ticket), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Invalid lifecycle transition", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn patch_ticket(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Result<Json<TicketPatch>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Ticket> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let Json(patch) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let change = TicketChange {
+        status: patch.status,
+        assignee: patch.assignee.map(|a| a.filter(|s| !s.trim().is_empty())),
+        severity: patch.severity,
+        conclusion: patch.conclusion,
+        reason: patch.reason,
+    };
+    let ticket = state
+        .inner
+        .tickets
+        .update(id(&raw, "ticket")?, change, &actor(&headers))
+        .await?;
+    Ok(Json(ticket))
+}
+
+/// A ticket's comments, oldest first.
+#[utoipa::path(get, path = "/api/v1/tickets/{id}/comments", tag = "tickets", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<Comment>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn list_comments(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> ApiResult<Vec<Comment>> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let ticket_id: TicketId = id(&raw, "ticket")?;
+    if state.inner.store.get_ticket(ticket_id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("ticket {ticket_id} not found")));
+    }
+    Ok(Json(state.inner.store.list_comments(ticket_id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewCommentBody {
+    text: String,
+}
+
+/// Add a comment; the author is the `X-Heron-User` header or "api".
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/comments", tag = "tickets", params(("id" = String, Path)),
+    request_body = NewCommentBody,
+    responses((status = 201, body = Comment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn add_comment(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Result<Json<NewCommentBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Comment>), ApiError> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let comment = state
+        .inner
+        .tickets
+        .add_comment(id(&raw, "ticket")?, &actor(&headers), &body.text)
+        .await?;
+    Ok((StatusCode::CREATED, Json(comment)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct NoticeListParams {
+    escalated: Option<bool>,
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+/// List notices, newest first.
+#[utoipa::path(get, path = "/api/v1/notices", tag = "notices", params(NoticeListParams),
+    responses((status = 200, body = Page<Notice>)), security(("bearer" = [])))]
+async fn list_notices(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Query(p): Query<NoticeListParams>,
+) -> ApiResult<Page<Notice>> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let query = NoticeQuery {
+        escalated: p.escalated,
+        before: parse(p.before.as_deref(), "cursor")?,
+        limit: limit(p.limit)?,
+    };
+    Ok(Json(state.inner.store.list_notices(&query).await?))
+}
+
+/// Escalate a notice to a ticket.
+#[utoipa::path(post, path = "/api/v1/notices/{id}/escalate", tag = "notices", params(("id" = String, Path)),
+    responses((status = 201, body = Ticket), (status = 404, body = ErrorBody), (status = 409, description = "Already escalated", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn escalate_notice(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Result<(StatusCode, Json<Ticket>), ApiError> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let notice_id: NoticeId = id(&raw, "notice")?;
+    let ticket = state
+        .inner
+        .tickets
+        .escalate_notice(notice_id, &actor(&headers))
+        .await?;
+    Ok((StatusCode::CREATED, Json(ticket)))
+}
+
+/// The loaded policy set: packages and the schemas with an ingest policy.
+#[utoipa::path(get, path = "/api/v1/policies", tag = "ops",
+    responses((status = 200, body = heron_core::policy::PolicyInfo)), security(("bearer" = [])))]
+async fn policies(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+) -> ApiResult<heron_core::policy::PolicyInfo> {
+    state.inner.settings.auth.check_api(&headers)?;
+    Ok(Json(state.inner.policies.current().info()))
+}

@@ -1,0 +1,75 @@
+//! Heron's HTTP surface (axum): alert webhooks, the REST API under `/api/v1` with its OpenAPI
+//! document, and health, readiness and metrics endpoints.
+//!
+//! Invariants:
+//! - handlers are thin: they parse and authenticate, then call `heron-app` use cases;
+//! - a webhook is answered `202` only after its event is committed; any other answer means
+//!   nothing was stored;
+//! - every error body is `{"error": {"code", "message"}}`, and 5xx bodies never carry
+//!   internal details (those go to the log).
+
+mod api;
+mod auth;
+mod error;
+mod ops;
+mod sns;
+mod state;
+mod webhooks;
+
+pub use auth::{AuthConfig, AuthMode};
+pub use error::ApiError;
+pub use sns::SnsSettings;
+pub use state::{ServerSettings, ServerState};
+
+use api::BearerAuth;
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Heron",
+        description = "Agentic security-alert triage: webhooks in, tickets out.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "webhooks", description = "Alert intake"),
+        (name = "events", description = "Stored deliveries and their processing state"),
+        (name = "alerts", description = "Alerts made by ingest policies"),
+        (name = "tickets", description = "Tickets, their lifecycle and comments"),
+        (name = "notices", description = "Low-key alerts and their escalation"),
+        (name = "ops", description = "Health, readiness, metrics, policies")
+    ),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// Every route, with the OpenAPI document built from the same registrations.
+pub fn router(state: ServerState) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(webhooks::routes(&state))
+        .merge(api::routes())
+        .merge(ops::routes())
+        .split_for_parts();
+    let openapi = std::sync::Arc::new(openapi);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(
+                    tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+                        axum::http::header::AUTHORIZATION,
+                    ]),
+                )
+                .layer(tower_http::trace::TraceLayer::new_for_http()),
+        )
+        .with_state(state)
+}

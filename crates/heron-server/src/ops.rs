@@ -1,0 +1,108 @@
+//! Liveness, readiness and Prometheus metrics.
+
+use crate::state::ServerState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use heron_app::metrics::QUEUE_DEPTH;
+use serde::Serialize;
+use std::time::Duration;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(crate) fn routes() -> OpenApiRouter<ServerState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+/// How long a readiness or metrics probe waits for the database.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Health {
+    status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Readiness {
+    ready: bool,
+    database: DatabaseStatus,
+    policies: heron_core::policy::PolicyInfo,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct DatabaseStatus {
+    backend: &'static str,
+    reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Ready to take traffic: the database answers and policies are loaded.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+async fn readyz(State(state): State<ServerState>) -> (StatusCode, Json<Readiness>) {
+    let store = &state.inner.store;
+    let ping = tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await;
+    let error = match ping {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("timed out".to_owned()),
+    };
+    let policies = state.inner.policies.current().info();
+    let ready = error.is_none() && policies.files > 0;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Readiness {
+        ready,
+        database: DatabaseStatus {
+            backend: store.backend(),
+            reachable: error.is_none(),
+            error,
+        },
+        policies,
+    };
+    (status, Json(body))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): State<ServerState>) -> Response {
+    let Some(handle) = &state.inner.metrics else {
+        return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
+    };
+    if let Ok(Ok(stats)) =
+        tokio::time::timeout(PROBE_TIMEOUT, state.inner.store.queue_stats(Utc::now())).await
+    {
+        metrics::gauge!(QUEUE_DEPTH, "state" => "pending").set(stats.pending as f64);
+        metrics::gauge!(QUEUE_DEPTH, "state" => "processing").set(stats.processing as f64);
+        metrics::gauge!(QUEUE_DEPTH, "state" => "failed").set(stats.failed as f64);
+    }
+    if let Ok(Ok(counts)) =
+        tokio::time::timeout(PROBE_TIMEOUT, state.inner.store.count_tickets_by_status()).await
+    {
+        for (status, count) in counts {
+            metrics::gauge!("heron_tickets", "status" => status.as_str()).set(count as f64);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}

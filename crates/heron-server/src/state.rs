@@ -1,0 +1,72 @@
+//! What handlers share.
+
+use crate::sns::SnsVerifier;
+use crate::{AuthMode, SnsSettings};
+use heron_app::{Intake, PolicyHandle, TicketService};
+use heron_core::ports::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Largest webhook body accepted, in bytes.
+    pub max_body_bytes: usize,
+    pub auth: AuthMode,
+    pub sns: SnsSettings,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            auth: AuthMode::Disabled,
+            sns: SnsSettings::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ServerState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn Store>,
+    pub intake: Intake,
+    pub tickets: TicketService,
+    pub policies: PolicyHandle,
+    pub settings: ServerSettings,
+    pub sns: SnsVerifier,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("settings", &self.inner.settings)
+            .finish()
+    }
+}
+
+impl ServerState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        intake: Intake,
+        policies: PolicyHandle,
+        settings: ServerSettings,
+        metrics: Option<PrometheusHandle>,
+    ) -> Self {
+        let sns = SnsVerifier::new(settings.sns.clone());
+        Self {
+            inner: Arc::new(Inner {
+                tickets: TicketService::new(store.clone()),
+                store,
+                intake,
+                policies,
+                sns,
+                settings,
+                metrics,
+            }),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Heron's storage adapters: [`SqliteStore`] (the embedded default, one file in the data
+//! directory) and [`PgStore`] (PostgreSQL with pgvector, for any number of processes sharing
+//! one database). Both implement [`heron_core::ports::Store`] and pass
+//! `heron_core::testing::conformance`.
+//!
+//! Invariants kept by both (see `heron_core::ports` for the full contract):
+//! - the schema comes only from the embedded, forward-only migrations in `migrations/sqlite`
+//!   and `migrations/postgres`, applied when a store is opened;
+//! - the `events` table is the work queue: a lease is a token and an expiry on the row, and
+//!   completion checks and clears the token in the same transaction as the alerts and ticket
+//!   changes it commits;
+//! - the unique `tickets.dedup_key` column holds a fingerprint while its ticket is the
+//!   deduplication target, so the database itself forbids two targets for one fingerprint;
+//! - timestamps are stored to the microsecond; ids are UUID v7 and order listings (newest
+//!   first, by id).
+//!
+//! Database errors are mapped in one place (`error`): unreachable or busy → `Unavailable`,
+//! unique violations → `Conflict`, anything else (including corrupt rows) → `Backend`.
+
+mod error;
+mod postgres;
+mod rows;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use chrono::Timelike;
+use heron_core::ports::{Store, StoreError, StoreResult};
+use heron_core::{TicketStatus, Timestamp};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The SQLite file's name inside the data directory when no database URL is configured.
+pub const DEFAULT_SQLITE_FILE: &str = "heron.db";
+
+/// Which database a URL (or its absence) names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseTarget {
+    /// `postgres://…` or `postgresql://…` → PostgreSQL; `sqlite://PATH` (or `sqlite:PATH`)
+    /// → that SQLite file; no URL → `data_dir/heron.db`.
+    pub fn from_url(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Self> {
+        let Some(url) = database_url.map(str::trim).filter(|u| !u.is_empty()) else {
+            return Ok(Self::Sqlite(data_dir.join(DEFAULT_SQLITE_FILE)));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            // Connection options are set by the store, not the URL.
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(StoreError::Backend(format!(
+                    "database URL {url:?} names no SQLite file"
+                )));
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        Err(StoreError::Backend(format!(
+            "unsupported database URL {:?}: expected postgres://, postgresql:// or sqlite://",
+            redact(url)
+        )))
+    }
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://…@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens (and migrates) the store `database_url` names; see [`DatabaseTarget::from_url`].
+/// `max_connections` sizes the PostgreSQL pool.
+pub async fn open_store(
+    database_url: Option<&str>,
+    data_dir: &Path,
+    max_connections: u32,
+) -> StoreResult<Arc<dyn Store>> {
+    match DatabaseTarget::from_url(database_url, data_dir)? {
+        DatabaseTarget::Sqlite(path) => {
+            let store = SqliteStore::open(&path).await?;
+            tracing::info!(path = %path.display(), "opened SQLite store");
+            Ok(Arc::new(store))
+        }
+        DatabaseTarget::Postgres(url) => {
+            let store = PgStore::connect(&url, max_connections).await?;
+            tracing::info!(url = %redact(&url), "connected to PostgreSQL store");
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Applies pending migrations to the database `database_url` names (what `heron migrate`
+/// does); answers the backend's name. Opening a store migrates too: this is for deploying the
+/// schema ahead of the processes.
+pub async fn migrate(database_url: Option<&str>, data_dir: &Path) -> StoreResult<&'static str> {
+    let store = open_store(database_url, data_dir, 1).await?;
+    Ok(store.backend())
+}
+
+/// What both databases keep of a timestamp.
+pub(crate) fn truncate_to_micros(t: Timestamp) -> Timestamp {
+    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}
+
+/// Every status with its count (zero included), in lifecycle order.
+pub(crate) fn count_by_status(rows: Vec<(String, i64)>) -> StoreResult<Vec<(TicketStatus, u64)>> {
+    let mut counts: Vec<(TicketStatus, u64)> = TicketStatus::ALL.iter().map(|s| (*s, 0)).collect();
+    for (status, n) in rows {
+        let status: TicketStatus = status
+            .parse()
+            .map_err(|e| error::corrupt(format!("stored ticket status: {e}")))?;
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+            slot.1 = u64::try_from(n).unwrap_or(0);
+        }
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_backend() {
+        let data = Path::new("/var/lib/heron");
+        assert_eq!(
+            DatabaseTarget::from_url(None, data).unwrap(),
+            DatabaseTarget::Sqlite(data.join("heron.db"))
+        );
+        assert_eq!(
+            DatabaseTarget::from_url(Some("sqlite:///tmp/x.db?mode=rwc"), data).unwrap(),
+            DatabaseTarget::Sqlite(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(
+            DatabaseTarget::from_url(Some("sqlite://rel/x.db"), data).unwrap(),
+            DatabaseTarget::Sqlite(PathBuf::from("rel/x.db"))
+        );
+        for pg in ["postgres://u:p@h/db", "postgresql://h/db"] {
+            assert_eq!(
+                DatabaseTarget::from_url(Some(pg), data).unwrap(),
+                DatabaseTarget::Postgres(pg.to_owned())
+            );
+        }
+        let err = DatabaseTarget::from_url(Some("mysql://u:secret@h/db"), data).unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(DatabaseTarget::from_url(Some("sqlite://"), data).is_err());
+    }
+}

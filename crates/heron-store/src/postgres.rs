@@ -1,0 +1,845 @@
+//! [`PgStore`]: PostgreSQL (≥ 15, with pgvector), for any number of Heron processes sharing
+//! one database.
+//!
+//! Invariants and why they hold under concurrency (READ COMMITTED everywhere):
+//! - leasing is one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)` statement: rows being
+//!   leased by another transaction are skipped, not waited for, and a row that changed since
+//!   the snapshot is re-checked against the due condition before it is taken;
+//! - completion, failure and release first update the event row on `lease_token = $token AND
+//!   state = 'processing'`; that row lock is held to commit, so a concurrent takeover either
+//!   happens before (0 rows: `LeaseLost`, nothing stored) or waits and then finds the event
+//!   no longer due;
+//! - opening a ticket is an upsert arbitrated by the unique `dedup_key` index: of two workers
+//!   racing to open a ticket for one fingerprint, the second waits for the first's commit and
+//!   then attaches to its ticket; a second active target cannot exist;
+//! - `accept_event` is one `INSERT … ON CONFLICT DO NOTHING RETURNING id` (a second round trip
+//!   only for a duplicate), committed before it returns.
+
+use crate::error::{map, map_migrate};
+use crate::rows::{
+    AlertRow, CommentRow, DbTime, DbUuid, EventRow, LeasedRow, NoticeRow, TicketRow, alert_columns,
+    comment_columns, convert, event_columns, notice_columns, page, page_limit, ticket_columns,
+};
+use async_trait::async_trait;
+use heron_core::ports::{
+    AlertBinding, AlertQuery, AlertRepository, Disposition, EventLog, EventQuery, EventQueue,
+    Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page, PlannedAlert, QueueStats,
+    Store, StoreError, StoreResult, TicketQuery, TicketRepository,
+};
+use heron_core::ticket::NewTicket;
+use heron_core::{
+    Accepted, Alert, AlertId, Comment, Event, EventId, EventState, Fingerprint, NewEvent, Notice,
+    NoticeId, Ticket, TicketId, TicketStatus, Timestamp,
+};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{Postgres, QueryBuilder};
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// How long a request waits for a pooled connection before answering `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects with a pool of up to `max_connections` and applies pending migrations (under
+    /// sqlx's advisory lock, so processes starting together migrate once).
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(|e| match map(e) {
+                // Whatever went wrong while connecting, the database is not usable yet.
+                StoreError::Backend(message) => StoreError::Unavailable(message),
+                other => other,
+            })?;
+        MIGRATOR.run(&pool).await.map_err(map_migrate)?;
+        Ok(PgStore { pool })
+    }
+
+    /// Closes every connection; the store is unusable afterwards.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn lease_lost(lease: &Lease) -> StoreError {
+    StoreError::LeaseLost(lease.event_id)
+}
+
+#[async_trait]
+impl EventLog for PgStore {
+    async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
+        let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
+        let inserted: Option<DbUuid> = sqlx::query_scalar(
+            "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
+             idempotency_key, state, attempts, received_at, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(event.id.as_uuid())
+        .bind(event.schema.as_str())
+        .bind(event.source.as_str())
+        .bind(&event.body)
+        .bind(digest)
+        .bind(Json(&event.metadata))
+        .bind(event.idempotency_key.as_deref())
+        .bind(event.received_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        if inserted.is_some() {
+            return Ok(Accepted {
+                event_id: event.id,
+                duplicate: false,
+            });
+        }
+        // ON CONFLICT DO NOTHING waited for any concurrent insert of the same key to commit,
+        // so the first event is visible to this new statement.
+        if let Some(key) = &event.idempotency_key {
+            let first: Option<DbUuid> = sqlx::query_scalar(
+                "SELECT id FROM events WHERE schema = $1 AND idempotency_key = $2",
+            )
+            .bind(event.schema.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+            if let Some(first) = first {
+                return Ok(Accepted {
+                    event_id: EventId::from_uuid(first.0),
+                    duplicate: true,
+                });
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "event {} already exists",
+            event.id
+        )))
+    }
+
+    async fn get_event(&self, id: EventId) -> StoreResult<Option<Event>> {
+        let row: Option<EventRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(Event::try_from).transpose()
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Page<Event>> {
+        let limit = page_limit(query.limit);
+        let mut sql = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE TRUE"
+        ));
+        if let Some(state) = query.state {
+            sql.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(schema) = &query.schema {
+            sql.push(" AND schema = ")
+                .push_bind(schema.as_str().to_owned());
+        }
+        if let Some(before) = query.before {
+            sql.push(" AND id < ").push_bind(before.as_uuid());
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows: Vec<EventRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(page(convert(rows)?, limit, |e: &Event| e.id.to_string()))
+    }
+
+    async fn retry_event(&self, id: EventId, now: Timestamp) -> StoreResult<Event> {
+        let row: Option<EventRow> = sqlx::query_as(concat!(
+            "UPDATE events SET state = 'pending', next_attempt_at = $2, last_error = NULL, \
+             processed_at = NULL, lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND state IN ('failed', 'ignored') RETURNING ",
+            event_columns!()
+        ))
+        .bind(id.as_uuid())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        match row {
+            Some(row) => Event::try_from(row),
+            None => match self.get_event(id).await? {
+                Some(event) => Err(StoreError::Conflict(format!(
+                    "event {id} is {}; only failed or ignored events can be retried",
+                    event.state
+                ))),
+                None => Err(StoreError::NotFound(format!("event {id}"))),
+            },
+        }
+    }
+
+    async fn retry_failed_events(&self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE events SET state = 'pending', next_attempt_at = $1, last_error = NULL, \
+             processed_at = NULL WHERE state = 'failed'",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn queue_stats(&self, _now: Timestamp) -> StoreResult<QueueStats> {
+        // Three counts, each answered from its partial index.
+        let (pending, processing, failed): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM events WHERE state = 'pending'), \
+                    (SELECT COUNT(*) FROM events WHERE state = 'processing'), \
+                    (SELECT COUNT(*) FROM events WHERE state = 'failed')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(QueueStats {
+            pending: pending.max(0) as u64,
+            processing: processing.max(0) as u64,
+            failed: failed.max(0) as u64,
+        })
+    }
+}
+
+#[async_trait]
+impl EventQueue for PgStore {
+    async fn lease_events(
+        &self,
+        limit: usize,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Vec<LeasedEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<LeasedRow> = sqlx::query_as(
+            "UPDATE events e SET state = 'processing', attempts = e.attempts + 1, \
+                 lease_token = gen_random_uuid(), lease_expires_at = $3 \
+             FROM (SELECT id FROM events \
+                   WHERE (state = 'pending' AND next_attempt_at <= $1) \
+                      OR (state = 'processing' AND lease_expires_at < $1) \
+                   ORDER BY next_attempt_at, id LIMIT $2 \
+                   FOR UPDATE SKIP LOCKED) due \
+             WHERE e.id = due.id \
+             RETURNING e.id, e.schema, e.source, e.body, e.metadata, e.idempotency_key, \
+                 e.state, e.attempts, e.last_error, e.received_at, e.processed_at, \
+                 e.next_attempt_at, e.lease_token",
+        )
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(lease_until)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        let mut leased = rows
+            .into_iter()
+            .map(|row| {
+                let event = Event::try_from(row.event)?;
+                Ok(LeasedEvent {
+                    lease: Lease {
+                        event_id: event.id,
+                        token: row.lease_token.0,
+                    },
+                    event,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        // RETURNING has no order of its own; hand them out oldest first.
+        leased.sort_by_key(|l| (l.event.next_attempt_at, l.event.id));
+        Ok(leased)
+    }
+
+    async fn find_dedup_ticket(
+        &self,
+        fingerprint: &Fingerprint,
+        seen_since: Timestamp,
+    ) -> StoreResult<Option<TicketId>> {
+        let id: Option<DbUuid> =
+            sqlx::query_scalar("SELECT id FROM tickets WHERE dedup_key = $1 AND last_seen >= $2")
+                .bind(fingerprint.as_str())
+                .bind(seen_since)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?;
+        Ok(id.map(|id| TicketId::from_uuid(id.0)))
+    }
+
+    async fn complete_event(
+        &self,
+        lease: &Lease,
+        alerts: Vec<PlannedAlert>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AlertBinding>> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        let state = if alerts.is_empty() {
+            EventState::Ignored
+        } else {
+            EventState::Processed
+        };
+        // Checking (and locking) the lease first: a lost lease must store nothing. Any error
+        // below drops `tx`, which rolls everything back.
+        let held = sqlx::query(
+            "UPDATE events SET state = $3, processed_at = $4, next_attempt_at = NULL, \
+             last_error = NULL, lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        )
+        .bind(lease.event_id.as_uuid())
+        .bind(lease.token)
+        .bind(state.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        if held.rows_affected() == 0 {
+            return Err(lease_lost(lease));
+        }
+        let mut bindings = Vec::with_capacity(alerts.len());
+        for planned in alerts {
+            bindings.push(apply(&mut tx, planned, now).await?);
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(bindings)
+    }
+
+    async fn fail_event(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        let state = if retry_at.is_some() {
+            EventState::Pending
+        } else {
+            EventState::Failed
+        };
+        let done = sqlx::query(
+            "UPDATE events SET state = $3, next_attempt_at = $4, last_error = $5, \
+             lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        )
+        .bind(lease.event_id.as_uuid())
+        .bind(lease.token)
+        .bind(state.as_str())
+        .bind(retry_at)
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        if done.rows_affected() == 0 {
+            return Err(lease_lost(lease));
+        }
+        Ok(())
+    }
+
+    async fn release_event(&self, lease: &Lease) -> StoreResult<()> {
+        // `next_attempt_at` keeps the due time the event was leased at: due at once, and it
+        // keeps its place at the head of the queue.
+        let done = sqlx::query(
+            "UPDATE events SET state = 'pending', attempts = GREATEST(attempts - 1, 0), \
+             lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        )
+        .bind(lease.event_id.as_uuid())
+        .bind(lease.token)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        if done.rows_affected() == 0 {
+            return Err(lease_lost(lease));
+        }
+        Ok(())
+    }
+}
+
+/// Inserts `ticket` as opened by an alert seen at `seen`. With `dedup_key`, it becomes that
+/// fingerprint's target unless one exists, in which case the existing target (if seen since
+/// `seen_since`) counts the alert instead. Answers the id of the ticket that holds the alert,
+/// or `None` when the existing target is stale (only possible when a concurrent transaction
+/// made it so after this one released stale targets; the caller reports a conflict).
+async fn upsert_ticket(
+    conn: &mut PgConnection,
+    ticket: &NewTicket,
+    seen: Timestamp,
+    dedup_key: Option<&Fingerprint>,
+    seen_since: Timestamp,
+) -> StoreResult<Option<TicketId>> {
+    let id: Option<DbUuid> = sqlx::query_scalar(
+        "INSERT INTO tickets (id, title, description, schema, status, severity, conclusion, \
+         reason, assignee, tags, attributes, channel, fingerprint, finding, alert_count, \
+         first_seen, last_seen, acked_at, resolved_at, created_at, updated_at, version, \
+         dedup_key) \
+         VALUES ($1, $2, $3, $4, 'open', $5, NULL, NULL, $6, $7, $8, $9, $10, NULL, 1, \
+         $11, $11, NULL, NULL, $12, $12, 1, $13) \
+         ON CONFLICT (dedup_key) DO UPDATE SET alert_count = tickets.alert_count + 1, \
+             last_seen = GREATEST(tickets.last_seen, EXCLUDED.last_seen), \
+             version = tickets.version + 1 \
+         WHERE tickets.last_seen >= $14 \
+         RETURNING id",
+    )
+    .bind(ticket.id.as_uuid())
+    .bind(&ticket.title)
+    .bind(&ticket.description)
+    .bind(ticket.schema.as_str())
+    .bind(ticket.severity.as_str())
+    .bind(ticket.assignee.as_deref())
+    .bind(Json(&ticket.tags))
+    .bind(Json(&ticket.attributes))
+    .bind(ticket.channel.as_deref())
+    .bind(ticket.fingerprint.as_str())
+    .bind(seen)
+    .bind(ticket.created_at)
+    .bind(dedup_key.map(Fingerprint::as_str))
+    .bind(seen_since)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(id.map(|id| TicketId::from_uuid(id.0)))
+}
+
+async fn insert_alert(
+    conn: &mut PgConnection,
+    alert: &NewAlert,
+    binding: AlertBinding,
+) -> StoreResult<()> {
+    let (ticket_id, notice_id) = match binding {
+        AlertBinding::Attached(id) | AlertBinding::Opened(id) => (Some(id.as_uuid()), None),
+        AlertBinding::Noticed(id) => (None, Some(id.as_uuid())),
+        AlertBinding::Discarded => (None, None),
+    };
+    sqlx::query(
+        "INSERT INTO alerts (id, event_id, schema, title, description, attributes, tags, \
+         severity, fingerprint, channel, data, status, ticket_id, notice_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(alert.id.as_uuid())
+    .bind(alert.event_id.as_uuid())
+    .bind(alert.schema.as_str())
+    .bind(&alert.title)
+    .bind(&alert.description)
+    .bind(Json(&alert.attributes))
+    .bind(Json(&alert.tags))
+    .bind(alert.severity.as_str())
+    .bind(alert.fingerprint.as_str())
+    .bind(alert.channel.as_deref())
+    .bind(Json(&alert.data))
+    .bind(binding.status().as_str())
+    .bind(ticket_id)
+    .bind(notice_id)
+    .bind(alert.created_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+/// Stores one planned alert and applies its disposition, inside the completion transaction.
+async fn apply(
+    conn: &mut PgConnection,
+    planned: PlannedAlert,
+    now: Timestamp,
+) -> StoreResult<AlertBinding> {
+    let PlannedAlert { alert, disposition } = planned;
+    let binding = match &disposition {
+        Disposition::Attach {
+            ticket_id,
+            seen_since,
+        } => {
+            // The row lock taken here holds until commit: a concurrent resolve either lands
+            // before (0 rows) or waits for this completion.
+            let done = sqlx::query(
+                "UPDATE tickets SET alert_count = alert_count + 1, \
+                 last_seen = GREATEST(last_seen, $3), version = version + 1 \
+                 WHERE id = $1 AND dedup_key = $2 AND last_seen >= $4 \
+                 AND status IN ('open', 'acknowledged')",
+            )
+            .bind(ticket_id.as_uuid())
+            .bind(alert.fingerprint.as_str())
+            .bind(alert.created_at)
+            .bind(seen_since)
+            .execute(&mut *conn)
+            .await
+            .map_err(map)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "ticket {ticket_id} is no longer the active ticket for fingerprint {}",
+                    alert.fingerprint
+                )));
+            }
+            AlertBinding::Attached(*ticket_id)
+        }
+        Disposition::Open { ticket, seen_since } => {
+            let fingerprint = &ticket.fingerprint;
+            // A target not seen since the window stops being one; the new ticket replaces it.
+            sqlx::query(
+                "UPDATE tickets SET dedup_key = NULL WHERE dedup_key = $1 AND last_seen < $2",
+            )
+            .bind(fingerprint.as_str())
+            .bind(seen_since)
+            .execute(&mut *conn)
+            .await
+            .map_err(map)?;
+            match upsert_ticket(
+                conn,
+                ticket,
+                alert.created_at,
+                Some(fingerprint),
+                *seen_since,
+            )
+            .await?
+            {
+                Some(id) if id == ticket.id => AlertBinding::Opened(id),
+                Some(id) => AlertBinding::Attached(id),
+                None => {
+                    return Err(StoreError::Conflict(format!(
+                        "the dedup target for fingerprint {fingerprint} went stale meanwhile"
+                    )));
+                }
+            }
+        }
+        Disposition::Notice { notice_id, .. } => AlertBinding::Noticed(*notice_id),
+        Disposition::Discard => AlertBinding::Discarded,
+    };
+    insert_alert(conn, &alert, binding).await?;
+    if let Disposition::Notice {
+        notice_id,
+        title,
+        channel,
+    } = &disposition
+    {
+        sqlx::query(
+            "INSERT INTO notices (id, alert_id, schema, title, severity, channel, created_at, \
+             ticket_id) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+        )
+        .bind(notice_id.as_uuid())
+        .bind(alert.id.as_uuid())
+        .bind(alert.schema.as_str())
+        .bind(title)
+        .bind(alert.severity.as_str())
+        .bind(channel.as_deref())
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?;
+    }
+    Ok(binding)
+}
+
+#[async_trait]
+impl TicketRepository for PgStore {
+    async fn get_ticket(&self, id: TicketId) -> StoreResult<Option<Ticket>> {
+        let row: Option<TicketRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(Ticket::try_from).transpose()
+    }
+
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>> {
+        let limit = page_limit(query.limit);
+        let mut sql = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE TRUE"
+        ));
+        if let Some(status) = query.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(severity) = query.severity {
+            sql.push(" AND severity = ").push_bind(severity.as_str());
+        }
+        if let Some(assignee) = &query.assignee {
+            sql.push(" AND assignee = ").push_bind(assignee.clone());
+        }
+        if let Some(tag) = &query.tag {
+            sql.push(" AND tags @> jsonb_build_array(")
+                .push_bind(tag.clone())
+                .push("::text)");
+        }
+        if let Some(text) = &query.text {
+            // strpos, not ILIKE: the text is literal, `%` and `_` included.
+            let needle = text.to_lowercase();
+            sql.push(" AND (strpos(lower(title), ")
+                .push_bind(needle.clone())
+                .push(") > 0 OR strpos(lower(description), ")
+                .push_bind(needle)
+                .push(") > 0)");
+        }
+        if let Some(before) = query.before {
+            sql.push(" AND id < ").push_bind(before.as_uuid());
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows: Vec<TicketRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(page(convert(rows)?, limit, |t: &Ticket| t.id.to_string()))
+    }
+
+    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<Ticket> {
+        let row: Option<TicketRow> = sqlx::query_as(concat!(
+            "UPDATE tickets SET status = $3, severity = $4, conclusion = $5, reason = $6, ",
+            "assignee = $7, tags = $8, title = $9, description = $10, finding = $11, ",
+            "acked_at = $12, resolved_at = $13, updated_at = $14, version = version + 1, ",
+            // A ticket that is no longer active stops being its fingerprint's target.
+            "dedup_key = CASE WHEN $3 IN ('open', 'acknowledged') THEN dedup_key ELSE NULL END ",
+            "WHERE id = $1 AND version = $2 RETURNING ",
+            ticket_columns!()
+        ))
+        .bind(ticket.id.as_uuid())
+        .bind(ticket.version)
+        .bind(ticket.status.as_str())
+        .bind(ticket.severity.as_str())
+        .bind(ticket.conclusion.map(|c| c.as_str()))
+        .bind(ticket.reason.as_deref())
+        .bind(ticket.assignee.as_deref())
+        .bind(Json(&ticket.tags))
+        .bind(&ticket.title)
+        .bind(&ticket.description)
+        .bind(ticket.finding.as_ref().map(Json))
+        .bind(ticket.acked_at)
+        .bind(ticket.resolved_at)
+        .bind(ticket.updated_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        match row {
+            Some(row) => Ticket::try_from(row),
+            None => match self.get_ticket(ticket.id).await? {
+                Some(stored) => Err(StoreError::Conflict(format!(
+                    "ticket {} is at version {}, not {}",
+                    ticket.id, stored.version, ticket.version
+                ))),
+                None => Err(StoreError::NotFound(format!("ticket {}", ticket.id))),
+            },
+        }
+    }
+
+    async fn count_tickets_by_status(&self) -> StoreResult<Vec<(TicketStatus, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM tickets GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map)?;
+        crate::count_by_status(rows)
+    }
+
+    async fn add_comment(&self, comment: Comment) -> StoreResult<Comment> {
+        // One statement; the foreign key still guards against a concurrent delete.
+        let done = sqlx::query(
+            "INSERT INTO comments (id, ticket_id, source, author, text, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM tickets WHERE id = $2)",
+        )
+        .bind(comment.id.as_uuid())
+        .bind(comment.ticket_id.as_uuid())
+        .bind(comment.source.as_str())
+        .bind(&comment.author)
+        .bind(&comment.text)
+        .bind(comment.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "ticket {}",
+                comment.ticket_id
+            )));
+        }
+        Ok(Comment {
+            created_at: crate::truncate_to_micros(comment.created_at),
+            ..comment
+        })
+    }
+
+    async fn list_comments(&self, ticket: TicketId) -> StoreResult<Vec<Comment>> {
+        let rows: Vec<CommentRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            comment_columns!(),
+            " FROM comments WHERE ticket_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(ticket.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        convert(rows)
+    }
+}
+
+#[async_trait]
+impl AlertRepository for PgStore {
+    async fn get_alert(&self, id: AlertId) -> StoreResult<Option<Alert>> {
+        let row: Option<AlertRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(Alert::try_from).transpose()
+    }
+
+    async fn list_alerts(&self, query: &AlertQuery) -> StoreResult<Page<Alert>> {
+        let limit = page_limit(query.limit);
+        let mut sql = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE TRUE"
+        ));
+        if let Some(schema) = &query.schema {
+            sql.push(" AND schema = ")
+                .push_bind(schema.as_str().to_owned());
+        }
+        if let Some(ticket) = query.ticket {
+            sql.push(" AND ticket_id = ").push_bind(ticket.as_uuid());
+        }
+        if query.unbound {
+            sql.push(" AND ticket_id IS NULL");
+        }
+        if let Some(before) = query.before {
+            sql.push(" AND id < ").push_bind(before.as_uuid());
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows: Vec<AlertRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(page(convert(rows)?, limit, |a: &Alert| a.id.to_string()))
+    }
+}
+
+#[async_trait]
+impl NoticeRepository for PgStore {
+    async fn get_notice(&self, id: NoticeId) -> StoreResult<Option<Notice>> {
+        let row: Option<NoticeRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            notice_columns!(),
+            " FROM notices WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(Notice::try_from).transpose()
+    }
+
+    async fn list_notices(&self, query: &NoticeQuery) -> StoreResult<Page<Notice>> {
+        let limit = page_limit(query.limit);
+        let mut sql = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            notice_columns!(),
+            " FROM notices WHERE TRUE"
+        ));
+        match query.escalated {
+            Some(true) => {
+                sql.push(" AND ticket_id IS NOT NULL");
+            }
+            Some(false) => {
+                sql.push(" AND ticket_id IS NULL");
+            }
+            None => {}
+        }
+        if let Some(before) = query.before {
+            sql.push(" AND id < ").push_bind(before.as_uuid());
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows: Vec<NoticeRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(page(convert(rows)?, limit, |n: &Notice| n.id.to_string()))
+    }
+
+    async fn escalate_notice(&self, id: NoticeId, ticket: NewTicket) -> StoreResult<Ticket> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        // FOR UPDATE: a concurrent escalation waits here, then sees this one's ticket.
+        let found: Option<(DbUuid, Option<DbUuid>, DbTime)> = sqlx::query_as(
+            "SELECT n.alert_id, n.ticket_id, a.created_at FROM notices n \
+             JOIN alerts a ON a.id = n.alert_id WHERE n.id = $1 FOR UPDATE OF n",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map)?;
+        let Some((alert_id, escalated, alert_created)) = found else {
+            return Err(StoreError::NotFound(format!("notice {id}")));
+        };
+        if let Some(existing) = escalated {
+            return Err(StoreError::Conflict(format!(
+                "notice {id} was already escalated to ticket {}",
+                existing.0
+            )));
+        }
+        // Not a dedup target (no dedup_key): escalation is a human's call, not a grouping.
+        upsert_ticket(&mut tx, &ticket, alert_created.0, None, alert_created.0).await?;
+        sqlx::query("UPDATE alerts SET status = 'ticketed', ticket_id = $2 WHERE id = $1")
+            .bind(alert_id.0)
+            .bind(ticket.id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        sqlx::query("UPDATE notices SET ticket_id = $2 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(ticket.id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let row: TicketRow = sqlx::query_as(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE id = $1"
+        ))
+        .bind(ticket.id.as_uuid())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ticket::try_from(row)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

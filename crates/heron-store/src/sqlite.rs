@@ -1,0 +1,894 @@
+//! [`SqliteStore`]: the embedded default, one database file in the data directory.
+//!
+//! Invariants and why they hold here:
+//! - an accepted event is on disk when `accept_event` returns: WAL journal with
+//!   `synchronous=FULL` fsyncs the log at every commit;
+//! - SQLite has one writer at a time. Every multi-statement write runs in a `BEGIN IMMEDIATE`
+//!   transaction, which takes the write lock up front: a deferred transaction that reads and
+//!   then writes could fail with `SQLITE_BUSY` on the lock upgrade instead of waiting for
+//!   `busy_timeout`. Being single-writer, select-then-insert is race-free inside such a
+//!   transaction (leasing, dedup);
+//! - the `dedup_key` unique index still enforces one dedup target per fingerprint;
+//! - timestamps are `INTEGER` unix microseconds, ids lowercase hyphenated `TEXT` (so text
+//!   order is id order), JSON `TEXT`; see `migrations/sqlite`.
+//!
+//! Text search (`TicketQuery::text`) folds case with SQLite's `lower()`, which folds ASCII only.
+
+use crate::error::{map, map_migrate};
+use crate::rows::{
+    AlertRow, CommentRow, DbUuid, EventRow, LeasedRow, NoticeRow, TicketRow, alert_columns,
+    comment_columns, convert, event_columns, json_text, micros, notice_columns, page, page_limit,
+    ticket_columns,
+};
+use async_trait::async_trait;
+use heron_core::ports::{
+    AlertBinding, AlertQuery, AlertRepository, Disposition, EventLog, EventQuery, EventQueue,
+    Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page, PlannedAlert, QueueStats,
+    Store, StoreError, StoreResult, TicketQuery, TicketRepository,
+};
+use heron_core::ticket::NewTicket;
+use heron_core::{
+    Accepted, Alert, AlertId, Comment, Event, EventId, EventState, Fingerprint, NewEvent, Notice,
+    NoticeId, Ticket, TicketId, TicketStatus, Timestamp,
+};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use uuid::Uuid;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// Connections in the pool: WAL lets readers run beside the one writer.
+const POOL_SIZE: u32 = 8;
+/// How long a writer waits for the write lock before giving up with `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent folders if needed) and migrates the database file.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .connect_with(options)
+            .await
+            .map_err(map)?;
+        MIGRATOR.run(&pool).await.map_err(map_migrate)?;
+        Ok(SqliteStore {
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes every connection (checkpointing the WAL); the store is unusable afterwards.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)
+    }
+}
+
+fn id_text(id: impl std::fmt::Display) -> String {
+    id.to_string()
+}
+
+fn lease_lost(lease: &Lease) -> StoreError {
+    StoreError::LeaseLost(lease.event_id)
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
+        let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
+        // One statement, no explicit transaction: the insert is its own durable commit.
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
+             idempotency_key, state, attempts, received_at, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(id_text(event.id))
+        .bind(event.schema.as_str())
+        .bind(event.source.as_str())
+        .bind(&event.body)
+        .bind(digest)
+        .bind(json_text(&event.metadata)?)
+        .bind(event.idempotency_key.as_deref())
+        .bind(micros(event.received_at))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        if inserted.is_some() {
+            return Ok(Accepted {
+                event_id: event.id,
+                duplicate: false,
+            });
+        }
+        if let Some(key) = &event.idempotency_key {
+            let first: Option<DbUuid> = sqlx::query_scalar(
+                "SELECT id FROM events WHERE schema = $1 AND idempotency_key = $2",
+            )
+            .bind(event.schema.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+            if let Some(first) = first {
+                return Ok(Accepted {
+                    event_id: EventId::from_uuid(first.0),
+                    duplicate: true,
+                });
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "event {} already exists",
+            event.id
+        )))
+    }
+
+    async fn get_event(&self, id: EventId) -> StoreResult<Option<Event>> {
+        let row: Option<EventRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE id = $1"
+        ))
+        .bind(id_text(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(Event::try_from).transpose()
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Page<Event>> {
+        let limit = page_limit(query.limit);
+        let mut sql = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE 1 = 1"
+        ));
+        if let Some(state) = query.state {
+            sql.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(schema) = &query.schema {
+            sql.push(" AND schema = ")
+                .push_bind(schema.as_str().to_owned());
+        }
+        if let Some(before) = query.before {
+            sql.push(" AND id < ").push_bind(id_text(before));
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows: Vec<EventRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(page(convert(rows)?, limit, |e: &Event| e.id.to_string()))
+    }
+
+    async fn retry_event(&self, id: EventId, now: Timestamp) -> StoreResult<Event> {
+        let row: Option<EventRow> = sqlx::query_as(concat!(
+            "UPDATE events SET state = 'pending', next_attempt_at = $2, last_error = NULL, \
+             processed_at = NULL, lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND state IN ('failed', 'ignored') RETURNING ",
+            event_columns!()
+        ))
+        .bind(id_text(id))
+        .bind(micros(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        match row {
+            Some(row) => Event::try_from(row),
+            None => match self.get_event(id).await? {
+                Some(event) => Err(StoreError::Conflict(format!(
+                    "event {id} is {}; only failed or ignored events can be retried",
+                    event.state
+                ))),
+                None => Err(StoreError::NotFound(format!("event {id}"))),
+            },
+        }
+    }
+
+    async fn retry_failed_events(&self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE events SET state = 'pending', next_attempt_at = $1, last_error = NULL, \
+             processed_at = NULL WHERE state = 'failed'",
+        )
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn queue_stats(&self, _now: Timestamp) -> StoreResult<QueueStats> {
+        // Three counts, each answered from its partial index.
+        let (pending, processing, failed): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM events WHERE state = 'pending'), \
+                    (SELECT COUNT(*) FROM events WHERE state = 'processing'), \
+                    (SELECT COUNT(*) FROM events WHERE state = 'failed')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(QueueStats {
+            pending: pending.max(0) as u64,
+            processing: processing.max(0) as u64,
+            failed: failed.max(0) as u64,
+        })
+    }
+}
+
+#[async_trait]
+impl EventQueue for SqliteStore {
+    async fn lease_events(
+        &self,
+        limit: usize,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Vec<LeasedEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write().await?;
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM events \
+             WHERE (state = 'pending' AND next_attempt_at <= $1) \
+                OR (state = 'processing' AND lease_expires_at < $1) \
+             ORDER BY next_attempt_at, id LIMIT $2",
+        )
+        .bind(micros(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map)?;
+        let mut leased = Vec::with_capacity(due.len());
+        for id in due {
+            let row: LeasedRow = sqlx::query_as(concat!(
+                "UPDATE events SET state = 'processing', attempts = attempts + 1, \
+                 lease_token = $2, lease_expires_at = $3 WHERE id = $1 RETURNING ",
+                event_columns!(),
+                ", lease_token"
+            ))
+            .bind(id)
+            .bind(id_text(Uuid::new_v4()))
+            .bind(micros(lease_until))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+            let event = Event::try_from(row.event)?;
+            leased.push(LeasedEvent {
+                lease: Lease {
+                    event_id: event.id,
+                    token: row.lease_token.0,
+                },
+                event,
+            });
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(leased)
+    }
+
+    async fn find_dedup_ticket(
+        &self,
+        fingerprint: &Fingerprint,
+        seen_since: Timestamp,
+    ) -> StoreResult<Option<TicketId>> {
+        let id: Option<DbUuid> =
+            sqlx::query_scalar("SELECT id FROM tickets WHERE dedup_key = $1 AND last_seen >= $2")
+                .bind(fingerprint.as_str())
+                .bind(micros(seen_since))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?;
+        Ok(id.map(|id| TicketId::from_uuid(id.0)))
+    }
+
+    async fn complete_event(
+        &self,
+        lease: &Lease,
+        alerts: Vec<PlannedAlert>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AlertBinding>> {
+        let mut tx = self.write().await?;
+        let state = if alerts.is_empty() {
+            EventState::Ignored
+        } else {
+            EventState::Processed
+        };
+        // Checking the lease first: a lost lease must store nothing. Any error below drops
+        // `tx`, which rolls everything back.
+        let held = sqlx::query(
+            "UPDATE events SET state = $3, processed_at = $4, next_attempt_at = NULL, \
+             last_error = NULL, lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        )
+        .bind(id_text(lease.event_id))
+        .bind(id_text(lease.token))
+        .bind(state.as_str())
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        if held.rows_affected() == 0 {
+            return Err(lease_lost(lease));
+        }
+        let mut bindings = Vec::with_capacity(alerts.len());
+        for planned in alerts {
+            bindings.push(apply(&mut tx, planned, now).await?);
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(bindings)
+    }
+
+    async fn fail_event(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        let state = if retry_at.is_some() {
+            EventState::Pending
+        } else {
+            EventState::Failed
+        };
+        let done = sqlx::query(
+            "UPDATE events SET state = $3, next_attempt_at = $4, last_error = $5, \
+             lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        )
+        .bind(id_text(lease.event_id))
+        .bind(id_text(lease.token))
+        .bind(state.as_str())
+        .bind(retry_at.map(micros))
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        if done.rows_affected() == 0 {
+            return Err(lease_lost(lease));
+        }
+        Ok(())
+    }
+
+    async fn release_event(&self, lease: &Lease) -> StoreResult<()> {
+        // `next_attempt_at` keeps the due time the event was leased at: due at once, and it
+        // keeps its place at the head of the queue.
+        let done = sqlx::query(
+            "UPDATE events SET state = 'pending', attempts = MAX(attempts - 1, 0), \
+             lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        )
+        .bind(id_text(lease.event_id))
+        .bind(id_text(lease.token))
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        if done.rows_affected() == 0 {
+            return Err(lease_lost(lease));
+        }
+        Ok(())
+    }
+}
+
+/// Attach: counts one more alert seen at `seen` on `ticket_id` if it is still the active
+/// target of `fingerprint` seen since `seen_since`. False when it no longer is.
+async fn bump_if_target(
+    conn: &mut SqliteConnection,
+    ticket_id: TicketId,
+    fingerprint: &Fingerprint,
+    seen: Timestamp,
+    seen_since: Timestamp,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE tickets SET alert_count = alert_count + 1, last_seen = MAX(last_seen, $3), \
+         version = version + 1 \
+         WHERE id = $1 AND dedup_key = $2 AND last_seen >= $4 \
+         AND status IN ('open', 'acknowledged')",
+    )
+    .bind(id_text(ticket_id))
+    .bind(fingerprint.as_str())
+    .bind(micros(seen))
+    .bind(micros(seen_since))
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Open: counts one more alert seen at `seen` on the target of `fingerprint`, if there is one
+/// seen since `seen_since`; answers its id.
+async fn bump_target(
+    conn: &mut SqliteConnection,
+    fingerprint: &Fingerprint,
+    seen: Timestamp,
+    seen_since: Timestamp,
+) -> StoreResult<Option<TicketId>> {
+    let id: Option<DbUuid> = sqlx::query_scalar(
+        "UPDATE tickets SET alert_count = alert_count + 1, last_seen = MAX(last_seen, $2), \
+         version = version + 1 WHERE dedup_key = $1 AND last_seen >= $3 RETURNING id",
+    )
+    .bind(fingerprint.as_str())
+    .bind(micros(seen))
+    .bind(micros(seen_since))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(id.map(|id| TicketId::from_uuid(id.0)))
+}
+
+async fn insert_ticket(
+    conn: &mut SqliteConnection,
+    ticket: &NewTicket,
+    seen: Timestamp,
+    dedup_key: Option<&Fingerprint>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO tickets (id, title, description, schema, status, severity, conclusion, \
+         reason, assignee, tags, attributes, channel, fingerprint, finding, alert_count, \
+         first_seen, last_seen, acked_at, resolved_at, created_at, updated_at, version, \
+         dedup_key) \
+         VALUES ($1, $2, $3, $4, 'open', $5, NULL, NULL, $6, $7, $8, $9, $10, NULL, 1, \
+         $11, $11, NULL, NULL, $12, $12, 1, $13)",
+    )
+    .bind(id_text(ticket.id))
+    .bind(&ticket.title)
+    .bind(&ticket.description)
+    .bind(ticket.schema.as_str())
+    .bind(ticket.severity.as_str())
+    .bind(ticket.assignee.as_deref())
+    .bind(json_text(&ticket.tags)?)
+    .bind(json_text(&ticket.attributes)?)
+    .bind(ticket.channel.as_deref())
+    .bind(ticket.fingerprint.as_str())
+    .bind(micros(seen))
+    .bind(micros(ticket.created_at))
+    .bind(dedup_key.map(Fingerprint::as_str))
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+async fn insert_alert(
+    conn: &mut SqliteConnection,
+    alert: &NewAlert,
+    binding: AlertBinding,
+) -> StoreResult<()> {
+    let (ticket_id, notice_id) = match binding {
+        AlertBinding::Attached(id) | AlertBinding::Opened(id) => (Some(id_text(id)), None),
+        AlertBinding::Noticed(id) => (None, Some(id_text(id))),
+        AlertBinding::Discarded => (None, None),
+    };
+    sqlx::query(
+        "INSERT INTO alerts (id, event_id, schema, title, description, attributes, tags, \
+         severity, fingerprint, channel, data, status, ticket_id, notice_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(id_text(alert.id))
+    .bind(id_text(alert.event_id))
+    .bind(alert.schema.as_str())
+    .bind(&alert.title)
+    .bind(&alert.description)
+    .bind(json_text(&alert.attributes)?)
+    .bind(json_text(&alert.tags)?)
+    .bind(alert.severity.as_str())
+    .bind(alert.fingerprint.as_str())
+    .bind(alert.channel.as_deref())
+    .bind(json_text(&alert.data)?)
+    .bind(binding.status().as_str())
+    .bind(ticket_id)
+    .bind(notice_id)
+    .bind(micros(alert.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+/// Stores one planned alert and applies its disposition, inside the completion transaction.
+async fn apply(
+    conn: &mut SqliteConnection,
+    planned: PlannedAlert,
+    now: Timestamp,
+) -> StoreResult<AlertBinding> {
+    let PlannedAlert { alert, disposition } = planned;
+    let binding = match &disposition {
+        Disposition::Attach {
+            ticket_id,
+            seen_since,
+        } => {
+            let bumped = bump_if_target(
+                conn,
+                *ticket_id,
+                &alert.fingerprint,
+                alert.created_at,
+                *seen_since,
+            )
+            .await?;
+            if !bumped {
+                return Err(StoreError::Conflict(format!(
+                    "ticket {ticket_id} is no longer the active ticket for fingerprint {}",
+                    alert.fingerprint
+                )));
+            }
+            AlertBinding::Attached(*ticket_id)
+        }
+        Disposition::Open { ticket, seen_since } => {
+            let fingerprint = &ticket.fingerprint;
+            // A target not seen since the window stops being one; the new ticket replaces it.
+            sqlx::query(
+                "UPDATE tickets SET dedup_key = NULL WHERE dedup_key = $1 AND last_seen < $2",
+            )
+            .bind(fingerprint.as_str())
+            .bind(micros(*seen_since))
+            .execute(&mut *conn)
+            .await
+            .map_err(map)?;
+            // Single writer: no other transaction can open a target between these statements.
+            let existing = bump_target(conn, fingerprint, alert.created_at, *seen_since).await?;
+            match existing {
+                Some(id) => AlertBinding::Attached(id),
+                None => {
+                    insert_ticket(conn, ticket, alert.created_at, Some(fingerprint)).await?;
+                    AlertBinding::Opened(ticket.id)
+                }
+            }
+        }
+        Disposition::Notice { notice_id, .. } => AlertBinding::Noticed(*notice_id),
+        Disposition::Discard => AlertBinding::Discarded,
+    };
+    insert_alert(conn, &alert, binding).await?;
+    if let Disposition::Notice {
+        notice_id,
+        title,
+        channel,
+    } = &disposition
+    {
+        sqlx::query(
+            "INSERT INTO notices (id, alert_id, schema, title, severity, channel, created_at, \
+             ticket_id) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+        )
+        .bind(id_text(notice_id))
+        .bind(id_text(alert.id))
+        .bind(alert.schema.as_str())
+        .bind(title)
+        .bind(alert.severity.as_str())
+        .bind(channel.as_deref())
+        .bind(micros(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?;
+    }
+    Ok(binding)
+}
+
+#[async_trait]
+impl TicketRepository for SqliteStore {
+    async fn get_ticket(&self, id: TicketId) -> StoreResult<Option<Ticket>> {
+        let row: Option<TicketRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE id = $1"
+        ))
+        .bind(id_text(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(Ticket::try_from).transpose()
+    }
+
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>> {
+        let limit = page_limit(query.limit);
+        let mut sql = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE 1 = 1"
+        ));
+        if let Some(status) = query.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(severity) = query.severity {
+            sql.push(" AND severity = ").push_bind(severity.as_str());
+        }
+        if let Some(assignee) = &query.assignee {
+            sql.push(" AND assignee = ").push_bind(assignee.clone());
+        }
+        if let Some(tag) = &query.tag {
+            sql.push(" AND EXISTS (SELECT 1 FROM json_each(tickets.tags) WHERE json_each.value = ")
+                .push_bind(tag.clone())
+                .push(")");
+        }
+        if let Some(text) = &query.text {
+            // instr, not LIKE: the text is literal, `%` and `_` included.
+            let needle = text.to_lowercase();
+            sql.push(" AND (instr(lower(title), ")
+                .push_bind(needle.clone())
+                .push(") > 0 OR instr(lower(description), ")
+                .push_bind(needle)
+                .push(") > 0)");
+        }
+        if let Some(before) = query.before {
+            sql.push(" AND id < ").push_bind(id_text(before));
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows: Vec<TicketRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(page(convert(rows)?, limit, |t: &Ticket| t.id.to_string()))
+    }
+
+    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<Ticket> {
+        let row: Option<TicketRow> = sqlx::query_as(concat!(
+            "UPDATE tickets SET status = $3, severity = $4, conclusion = $5, reason = $6, ",
+            "assignee = $7, tags = $8, title = $9, description = $10, finding = $11, ",
+            "acked_at = $12, resolved_at = $13, updated_at = $14, version = version + 1, ",
+            // A ticket that is no longer active stops being its fingerprint's target.
+            "dedup_key = CASE WHEN $3 IN ('open', 'acknowledged') THEN dedup_key ELSE NULL END ",
+            "WHERE id = $1 AND version = $2 RETURNING ",
+            ticket_columns!()
+        ))
+        .bind(id_text(ticket.id))
+        .bind(ticket.version)
+        .bind(ticket.status.as_str())
+        .bind(ticket.severity.as_str())
+        .bind(ticket.conclusion.map(|c| c.as_str()))
+        .bind(ticket.reason.as_deref())
+        .bind(ticket.assignee.as_deref())
+        .bind(json_text(&ticket.tags)?)
+        .bind(&ticket.title)
+        .bind(&ticket.description)
+        .bind(ticket.finding.as_ref().map(json_text).transpose()?)
+        .bind(ticket.acked_at.map(micros))
+        .bind(ticket.resolved_at.map(micros))
+        .bind(micros(ticket.updated_at))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        match row {
+            Some(row) => Ticket::try_from(row),
+            None => match self.get_ticket(ticket.id).await? {
+                Some(stored) => Err(StoreError::Conflict(format!(
+                    "ticket {} is at version {}, not {}",
+                    ticket.id, stored.version, ticket.version
+                ))),
+                None => Err(StoreError::NotFound(format!("ticket {}", ticket.id))),
+            },
+        }
+    }
+
+    async fn count_tickets_by_status(&self) -> StoreResult<Vec<(TicketStatus, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM tickets GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map)?;
+        crate::count_by_status(rows)
+    }
+
+    async fn add_comment(&self, comment: Comment) -> StoreResult<Comment> {
+        // One statement: the ticket check and the insert cannot be separated by a delete.
+        let done = sqlx::query(
+            "INSERT INTO comments (id, ticket_id, source, author, text, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM tickets WHERE id = $2)",
+        )
+        .bind(id_text(comment.id))
+        .bind(id_text(comment.ticket_id))
+        .bind(comment.source.as_str())
+        .bind(&comment.author)
+        .bind(&comment.text)
+        .bind(micros(comment.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "ticket {}",
+                comment.ticket_id
+            )));
+        }
+        Ok(Comment {
+            created_at: crate::truncate_to_micros(comment.created_at),
+            ..comment
+        })
+    }
+
+    async fn list_comments(&self, ticket: TicketId) -> StoreResult<Vec<Comment>> {
+        let rows: Vec<CommentRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            comment_columns!(),
+            " FROM comments WHERE ticket_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(id_text(ticket))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        convert(rows)
+    }
+}
+
+#[async_trait]
+impl AlertRepository for SqliteStore {
+    async fn get_alert(&self, id: AlertId) -> StoreResult<Option<Alert>> {
+        let row: Option<AlertRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE id = $1"
+        ))
+        .bind(id_text(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(Alert::try_from).transpose()
+    }
+
+    async fn list_alerts(&self, query: &AlertQuery) -> StoreResult<Page<Alert>> {
+        let limit = page_limit(query.limit);
+        let mut sql = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE 1 = 1"
+        ));
+        if let Some(schema) = &query.schema {
+            sql.push(" AND schema = ")
+                .push_bind(schema.as_str().to_owned());
+        }
+        if let Some(ticket) = query.ticket {
+            sql.push(" AND ticket_id = ").push_bind(id_text(ticket));
+        }
+        if query.unbound {
+            sql.push(" AND ticket_id IS NULL");
+        }
+        if let Some(before) = query.before {
+            sql.push(" AND id < ").push_bind(id_text(before));
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows: Vec<AlertRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(page(convert(rows)?, limit, |a: &Alert| a.id.to_string()))
+    }
+}
+
+#[async_trait]
+impl NoticeRepository for SqliteStore {
+    async fn get_notice(&self, id: NoticeId) -> StoreResult<Option<Notice>> {
+        let row: Option<NoticeRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            notice_columns!(),
+            " FROM notices WHERE id = $1"
+        ))
+        .bind(id_text(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(Notice::try_from).transpose()
+    }
+
+    async fn list_notices(&self, query: &NoticeQuery) -> StoreResult<Page<Notice>> {
+        let limit = page_limit(query.limit);
+        let mut sql = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            notice_columns!(),
+            " FROM notices WHERE 1 = 1"
+        ));
+        match query.escalated {
+            Some(true) => {
+                sql.push(" AND ticket_id IS NOT NULL");
+            }
+            Some(false) => {
+                sql.push(" AND ticket_id IS NULL");
+            }
+            None => {}
+        }
+        if let Some(before) = query.before {
+            sql.push(" AND id < ").push_bind(id_text(before));
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit as i64 + 1);
+        let rows: Vec<NoticeRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(page(convert(rows)?, limit, |n: &Notice| n.id.to_string()))
+    }
+
+    async fn escalate_notice(&self, id: NoticeId, ticket: NewTicket) -> StoreResult<Ticket> {
+        let mut tx = self.write().await?;
+        let found: Option<(DbUuid, Option<DbUuid>, crate::rows::DbTime)> = sqlx::query_as(
+            "SELECT n.alert_id, n.ticket_id, a.created_at FROM notices n \
+             JOIN alerts a ON a.id = n.alert_id WHERE n.id = $1",
+        )
+        .bind(id_text(id))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map)?;
+        let Some((alert_id, escalated, alert_created)) = found else {
+            return Err(StoreError::NotFound(format!("notice {id}")));
+        };
+        if let Some(existing) = escalated {
+            return Err(StoreError::Conflict(format!(
+                "notice {id} was already escalated to ticket {}",
+                existing.0
+            )));
+        }
+        // Not a dedup target (no dedup_key): escalation is a human's call, not a grouping.
+        insert_ticket(&mut tx, &ticket, alert_created.0, None).await?;
+        sqlx::query("UPDATE alerts SET status = 'ticketed', ticket_id = $2 WHERE id = $1")
+            .bind(id_text(alert_id.0))
+            .bind(id_text(ticket.id))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        sqlx::query("UPDATE notices SET ticket_id = $2 WHERE id = $1")
+            .bind(id_text(id))
+            .bind(id_text(ticket.id))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let row: TicketRow = sqlx::query_as(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE id = $1"
+        ))
+        .bind(id_text(ticket.id))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ticket::try_from(row)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
