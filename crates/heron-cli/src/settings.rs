@@ -167,11 +167,32 @@ pub struct Overrides {
     pub rego_version: Option<String>,
 }
 
+/// Top-level keys read from `HERON_*` variables; other `HERON_*` variables (`HERON_CONFIG`,
+/// `HERON_LOG`, test and benchmark settings) are not settings and are left alone.
+const ENV_KEYS: &[&str] = &[
+    "addr",
+    "data_dir",
+    "database_url",
+    "database_max_connections",
+    "policies",
+    "rego_version",
+    "policy_timeout_ms",
+    "no_auth",
+    "max_body_bytes",
+    "auth",
+    "sns",
+    "worker",
+    "log",
+];
+
 /// Default config file, read when present and no other is named.
 pub const DEFAULT_CONFIG_FILE: &str = "heron.toml";
 
 impl Settings {
-    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<Self, figment::Error> {
+    pub fn load(
+        config_file: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         match config_file {
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
@@ -184,11 +205,15 @@ impl Settings {
         figment
             .merge(
                 Env::prefixed("HERON_")
-                    .ignore(&["CONFIG", "TEST_DATABASE_URL", "LOG"])
+                    .filter(|key| {
+                        let top = key.as_str().split("__").next().unwrap_or_default();
+                        ENV_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+                    })
                     .split("__"),
             )
             .merge(Serialized::defaults(overrides))
             .extract()
+            .map_err(Box::new)
     }
 
     /// The settings with every secret replaced, for display.

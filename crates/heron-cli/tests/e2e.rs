@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! End to end, on SQLite and (with feature `postgres-tests`) PostgreSQL: the real server on
 //! port 0 with the example policies, driven over HTTP.
 

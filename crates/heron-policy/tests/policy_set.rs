@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use heron_core::SchemaName;
 use heron_core::Severity;
 use heron_core::policy::{
