@@ -184,7 +184,7 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
         policies.clone(),
         server_settings,
         metrics_handle(),
-    );
+    )?;
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.addr))?;

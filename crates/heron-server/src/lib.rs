@@ -19,7 +19,7 @@ mod webhooks;
 pub use auth::{AuthConfig, AuthMode};
 pub use error::ApiError;
 pub use sns::SnsSettings;
-pub use state::{ServerSettings, ServerState};
+pub use state::{ServerSettings, ServerState, StateError};
 
 use api::BearerAuth;
 use axum::Router;

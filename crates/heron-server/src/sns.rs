@@ -80,17 +80,17 @@ impl std::fmt::Debug for SnsVerifier {
 }
 
 impl SnsVerifier {
-    pub fn new(settings: SnsSettings) -> Self {
+    /// Fails when no TLS provider is installed for the HTTP client.
+    pub fn new(settings: SnsSettings) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        Self {
+            .build()?;
+        Ok(Self {
             settings,
             http,
             keys: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     pub async fn verify(&self, envelope: &SnsEnvelope) -> Result<(), ApiError> {
@@ -304,7 +304,8 @@ mod tests {
 
     #[test]
     fn certificate_urls_off_the_allowed_hosts_are_refused() {
-        let verifier = SnsVerifier::new(SnsSettings::default());
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let verifier = SnsVerifier::new(SnsSettings::default()).unwrap();
         let ok = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem";
         assert!(verifier.allowed_url(ok, true).is_ok());
         for bad in [

@@ -55,9 +55,9 @@ impl ServerState {
         policies: PolicyHandle,
         settings: ServerSettings,
         metrics: Option<PrometheusHandle>,
-    ) -> Self {
-        let sns = SnsVerifier::new(settings.sns.clone());
-        Self {
+    ) -> Result<Self, StateError> {
+        let sns = SnsVerifier::new(settings.sns.clone()).map_err(StateError::HttpClient)?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 tickets: TicketService::new(store.clone()),
                 store,
@@ -67,6 +67,12 @@ impl ServerState {
                 settings,
                 metrics,
             }),
-        }
+        })
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot build the HTTP client (is a TLS provider installed?): {0}")]
+    HttpClient(reqwest::Error),
 }
