@@ -29,15 +29,15 @@ def main() -> None:
         return rego
 
     ingest, triage = interpreter(), interpreter()
-    ingest.set_input_json(json.dumps(event))
-    triage.set_input_json(json.dumps(triage_input))
+    ingest.set_input(event)
+    triage.set_input(triage_input)
     samples = []
     for i in range(iterations + 1000):
         started = time.perf_counter_ns()
         # Heron parses the event and builds the triage input per alert: so does this loop.
-        ingest.set_input_json(json.dumps(event))
+        ingest.set_input(event)
         ingest.query("x = data.ingest.guardduty.alerts")
-        triage.set_input_json(json.dumps(triage_input))
+        triage.set_input(triage_input)
         triage.query("x = data.triage")
         if i >= 1000:
             samples.append((time.perf_counter_ns() - started) / 1000)

@@ -413,6 +413,17 @@ fn policy(root: &Path, iterations: usize, python: Option<&Path>) -> anyhow::Resu
     }
     samples.sort();
     let heron_median = percentile(&samples, 0.5).as_secs_f64() * 1e6;
+    let mut ingest_only = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        set.ingest(&schema, &event)?;
+        ingest_only.push(started.elapsed());
+    }
+    ingest_only.sort();
+    println!(
+        "  of which ingest:        {:>10.1} µs median",
+        percentile(&ingest_only, 0.5).as_secs_f64() * 1e6
+    );
     println!("heron (regorus):          {heron_median:>10.1} µs median   (target <= 20 µs)");
 
     let Some(python) = python else {

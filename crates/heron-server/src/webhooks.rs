@@ -127,6 +127,38 @@ fn parse_object(bytes: &[u8], what: &str) -> Result<Value, ApiError> {
     Ok(value)
 }
 
+/// Checks that `bytes` hold one JSON object without building it: intake only validates, the
+/// worker parses. Errors match [`parse_object`]'s.
+fn validate_object(bytes: &[u8], what: &str) -> Result<(), ApiError> {
+    struct ObjectShape;
+    impl<'de> Deserialize<'de> for ObjectShape {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ObjectShape)
+        }
+    }
+    impl<'de> serde::de::Visitor<'de> for ObjectShape {
+        type Value = ObjectShape;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(ObjectShape)
+        }
+    }
+    match serde_json::from_slice::<ObjectShape>(bytes) {
+        Ok(_) => Ok(()),
+        // Syntax errors keep serde's line/column; a valid non-object gets the shape message.
+        Err(e) if e.is_data() => parse_object(bytes, what).map(|_| ()),
+        Err(e) => Err(ApiError::InvalidJson(format!(
+            "{what} is not valid JSON: {e}"
+        ))),
+    }
+}
+
 fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -220,7 +252,7 @@ async fn raw(
     let bytes = read_body(&state, &headers, body).await?;
     match media {
         MediaType::Json => {
-            parse_object(&bytes, "the body")?;
+            validate_object(&bytes, "the body")?;
             let text = String::from_utf8(bytes.to_vec())
                 .map_err(|_| ApiError::InvalidJson("the body is not UTF-8".into()))?;
             let event = new_event(&schema, EventSource::Raw, text, json!({}), key);
@@ -234,7 +266,7 @@ async fn raw(
                 if line.trim().is_empty() {
                     continue;
                 }
-                parse_object(line.as_bytes(), &format!("line {}", index + 1))?;
+                validate_object(line.as_bytes(), &format!("line {}", index + 1))?;
                 lines.push((index, line));
             }
             if lines.is_empty() {
@@ -326,7 +358,7 @@ async fn pubsub(
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|e| ApiError::BadRequest(format!("message.data is not base64: {e}")))?;
-    parse_object(&decoded, "message.data (decoded)")?;
+    validate_object(&decoded, "message.data (decoded)")?;
     let text = String::from_utf8(decoded)
         .map_err(|_| ApiError::InvalidJson("message.data is not UTF-8".into()))?;
     let message_id = message.message_id.or(message.message_id_snake);
@@ -383,7 +415,7 @@ async fn sns(
     state.inner.sns.verify(&envelope).await?;
     match envelope.kind.as_str() {
         "Notification" => {
-            parse_object(envelope.message.as_bytes(), "the SNS Message")?;
+            validate_object(envelope.message.as_bytes(), "the SNS Message")?;
             let metadata = json!({
                 "topic_arn": envelope.topic_arn,
                 "subject": envelope.subject,
