@@ -1,5 +1,10 @@
 //! The event worker: leases due events and runs the pipeline on each.
 //!
+//! A leased batch is planned event by event (policies: CPU), then completed with one
+//! `complete_events` call: one transaction and one commit for the batch, one update per
+//! touched ticket. An event whose plan went stale meanwhile is re-planned and completed on
+//! its own.
+//!
 //! Per alert: fingerprint → if an active ticket with that fingerprint was seen within the
 //! dedup window, attach (no triage: a storm of one fingerprint costs one triage) → otherwise
 //! `data.triage` decides alert (open a ticket), notice or discard.
@@ -13,7 +18,9 @@ use crate::pipeline;
 use chrono::Utc;
 use heron_core::policy::{PolicyEngine, PolicyError};
 use heron_core::ports::{AlertBinding, Disposition, LeasedEvent, PlannedAlert, Store, StoreError};
-use heron_core::{Event, Timestamp};
+use heron_core::ticket::NewTicket;
+use heron_core::{Event, Fingerprint, TicketId, Timestamp};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -40,7 +47,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             concurrency: 4,
-            batch_size: 16,
+            batch_size: 64,
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(250),
             max_attempts: 5,
@@ -148,16 +155,14 @@ impl Worker {
             .lease_events(self.settings.batch_size, now, lease_until)
             .await?;
         let count = leased.len();
-        let mut events = leased.into_iter();
-        for item in events.by_ref() {
-            if shutdown.is_some_and(|s| *s.borrow()) {
-                self.release(&item).await;
-                break;
+        if shutdown.is_some_and(|s| *s.borrow()) {
+            for item in &leased {
+                self.release(item).await;
             }
-            self.process(item).await;
+            return Ok(count);
         }
-        for rest in events {
-            self.release(&rest).await;
+        if !leased.is_empty() {
+            self.process_batch(leased).await;
         }
         Ok(count)
     }
@@ -168,14 +173,86 @@ impl Worker {
         }
     }
 
-    async fn process(&self, item: LeasedEvent) {
+    /// Plans every event of the batch (one dedup lookup per fingerprint), then completes the
+    /// planned ones with one `complete_events` call: one transaction, one commit, and one
+    /// update per touched ticket, however many alerts of a storm the batch holds.
+    async fn process_batch(&self, leased: Vec<LeasedEvent>) {
         let started = Instant::now();
+        let policies = self.policies.current();
+        let now = Utc::now();
+        let mut lookups = DedupLookups::default();
+        let mut items = Vec::with_capacity(leased.len());
+        let mut batch = Vec::with_capacity(leased.len());
+        for item in leased {
+            match self
+                .plan(policies.as_ref(), &item.event, now, &mut lookups)
+                .await
+            {
+                Ok(plan) => {
+                    batch.push((item.lease.clone(), plan));
+                    items.push(item);
+                }
+                Err(e) => self.fail(&item, e).await,
+            }
+        }
+        if items.is_empty() {
+            return;
+        }
+        let store_started = Instant::now();
+        let result = self.store.complete_events(batch, now).await;
+        metrics::histogram!(STAGE_SECONDS, "stage" => "commit").record(store_started.elapsed());
+        let results = match result {
+            Ok(results) if results.len() == items.len() => results,
+            Ok(results) => {
+                let e = StoreError::Backend(format!(
+                    "the store answered {} results for a batch of {}",
+                    results.len(),
+                    items.len()
+                ));
+                return self.fail_all(&items, e).await;
+            }
+            Err(e) => return self.fail_all(&items, e).await,
+        };
+        for (item, result) in items.into_iter().zip(results) {
+            match result {
+                Ok(bindings) => {
+                    self.record_completion(&item.event, &bindings);
+                    metrics::histogram!(STAGE_SECONDS, "stage" => "process")
+                        .record(started.elapsed());
+                }
+                Err(StoreError::Conflict(why)) => {
+                    tracing::debug!(event_id = %item.event.id, %why, "plan went stale; planning again");
+                    self.process(item, 1, started).await;
+                }
+                Err(StoreError::LeaseLost(_)) => {
+                    tracing::warn!(event_id = %item.event.id, "lease lost mid-processing; another worker owns the event now");
+                }
+                Err(e) => self.fail(&item, PlanError::Store(e)).await,
+            }
+        }
+    }
+
+    /// The whole batch failed (nothing was stored): each event fails as it would alone, and
+    /// a transient error is retried with backoff.
+    async fn fail_all(&self, items: &[LeasedEvent], error: StoreError) {
+        tracing::warn!(events = items.len(), error = %error, "completing a batch failed");
+        for item in items {
+            self.fail(item, PlanError::Store(error.clone())).await;
+        }
+    }
+
+    /// Plans and completes one event on its own, re-planning while the store reports a stale
+    /// plan (`replans` of the allowed [`MAX_REPLANS`] are already spent).
+    async fn process(&self, item: LeasedEvent, mut replans: usize, started: Instant) {
         let event = &item.event;
         let policies = self.policies.current();
-        let mut replans = 0;
         loop {
             let now = Utc::now();
-            let plan = match self.plan(policies.as_ref(), event, now).await {
+            // No shared lookups: a re-plan must see the store as it is now.
+            let plan = match self
+                .plan(policies.as_ref(), event, now, &mut DedupLookups::default())
+                .await
+            {
                 Ok(plan) => plan,
                 Err(e) => return self.fail(&item, e).await,
             };
@@ -253,11 +330,15 @@ impl Worker {
             .min(self.settings.backoff_max)
     }
 
+    /// Plans one event's alerts at `now`. `lookups` carries what earlier events of the same
+    /// batch learnt about fingerprints; the store re-checks every `Attach` when completing,
+    /// so a stale answer costs a re-plan, never a wrong binding.
     async fn plan(
         &self,
         policies: &dyn PolicyEngine,
         event: &Event,
         now: Timestamp,
+        lookups: &mut DedupLookups,
     ) -> Result<Vec<PlannedAlert>, PlanError> {
         let body: serde_json::Value =
             serde_json::from_str(&event.body).map_err(|e| PlanError::Body(e.to_string()))?;
@@ -273,28 +354,65 @@ impl Worker {
         for mut alert in
             pipeline::alerts_from_drafts(event.id, &event.schema, output.alerts, &body, now)
         {
-            if let Some(ticket_id) = self
-                .store
-                .find_dedup_ticket(&alert.fingerprint, seen_since)
-                .await?
-            {
-                planned.push(PlannedAlert {
-                    alert,
-                    disposition: Disposition::Attach {
-                        ticket_id,
-                        seen_since,
+            let known = match lookups.0.get(&alert.fingerprint) {
+                Some(known) => known.clone(),
+                None => {
+                    let target = self
+                        .store
+                        .find_dedup_ticket(&alert.fingerprint, seen_since)
+                        .await?;
+                    lookups
+                        .0
+                        .insert(alert.fingerprint.clone(), Known::Target(target));
+                    Known::Target(target)
+                }
+            };
+            let disposition = match known {
+                Known::Target(Some(ticket_id)) => Disposition::Attach {
+                    ticket_id,
+                    seen_since,
+                },
+                // An earlier alert of this batch opens the fingerprint's ticket: this one
+                // joins it (a second `Open` attaches to the first) without a triage of its
+                // own, as it would had that ticket been committed already.
+                Known::Opening(ticket) => Disposition::Open {
+                    ticket: NewTicket {
+                        id: TicketId::new(),
+                        created_at: alert.created_at,
+                        ..ticket
                     },
-                });
-                continue;
-            }
-            let triage_started = Instant::now();
-            let disposition = pipeline::triage_alert(policies, &mut alert, seen_since)?;
-            metrics::histogram!(STAGE_SECONDS, "stage" => "triage")
-                .record(triage_started.elapsed());
+                    seen_since,
+                },
+                Known::Target(None) => {
+                    let triage_started = Instant::now();
+                    let disposition = pipeline::triage_alert(policies, &mut alert, seen_since)?;
+                    metrics::histogram!(STAGE_SECONDS, "stage" => "triage")
+                        .record(triage_started.elapsed());
+                    if let Disposition::Open { ticket, .. } = &disposition {
+                        lookups
+                            .0
+                            .insert(alert.fingerprint.clone(), Known::Opening(ticket.clone()));
+                    }
+                    disposition
+                }
+            };
             planned.push(PlannedAlert { alert, disposition });
         }
         Ok(planned)
     }
+}
+
+/// What planning learnt about fingerprints, shared by the events of one batch: a storm batch
+/// costs one dedup query and at most one triage per fingerprint.
+#[derive(Debug, Default)]
+struct DedupLookups(HashMap<Fingerprint, Known>);
+
+#[derive(Debug, Clone)]
+enum Known {
+    /// The store's answer to `find_dedup_ticket`.
+    Target(Option<TicketId>),
+    /// No target in the store, and an earlier alert of the batch plans to open this ticket.
+    Opening(NewTicket),
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {

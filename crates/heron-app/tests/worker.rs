@@ -47,8 +47,8 @@ impl PolicyEngine for CountingPolicy {
     }
 }
 
-/// Delegates to the in-memory store, but fails the next `failures` completions as a database
-/// outage would.
+/// Delegates to the in-memory store, but fails the next `failures` completions (single or
+/// batch) as a database outage would.
 struct FlakyStore {
     inner: InMemoryStore,
     failures: AtomicUsize,
@@ -86,6 +86,14 @@ delegate!(EventQueue {
             return Err(StoreError::Unavailable("connection reset".into()));
         }
         self.inner.complete_event(lease, alerts, now).await
+    }
+    /// A failing batch fails as a whole: one transaction, nothing stored.
+    async fn complete_events(&self, batch: Vec<(Lease, Vec<PlannedAlert>)>, now: Timestamp) -> StoreResult<Vec<Result<Vec<AlertBinding>, StoreError>>> {
+        let failing = self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if failing {
+            return Err(StoreError::Unavailable("connection reset".into()));
+        }
+        self.inner.complete_events(batch, now).await
     }
 );
 
@@ -244,4 +252,75 @@ async fn a_storm_of_one_fingerprint_costs_one_triage() {
         .items;
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0].alert_count, 50);
+}
+
+#[tokio::test]
+async fn a_storm_leased_in_batches_costs_one_triage_and_one_ticket() {
+    let s = setup(0, 5);
+    for _ in 0..50 {
+        send(&s.intake, "same rule").await;
+    }
+    send(&s.intake, "another rule").await;
+    run_until_idle(&s).await;
+    assert_eq!(
+        s.policy.triaged.load(Ordering::SeqCst),
+        2,
+        "one triage per fingerprint, though the first batch opens the ticket"
+    );
+    let mut tickets = s
+        .store
+        .list_tickets(&TicketQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    tickets.sort_by_key(|t| t.alert_count);
+    let counts: Vec<u64> = tickets.iter().map(|t| t.alert_count).collect();
+    assert_eq!(counts, [1, 50]);
+    let processed = s
+        .store
+        .list_events(&EventQuery {
+            state: Some(EventState::Processed),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(processed.len(), 51);
+}
+
+#[tokio::test]
+async fn a_failed_batch_is_retried_event_by_event_and_nothing_is_half_applied() {
+    let s = setup(1, 5);
+    let ids = [
+        send(&s.intake, "a").await,
+        send(&s.intake, "b").await,
+        send(&s.intake, "a").await,
+    ];
+    run_until_idle(&s).await;
+    for id in ids {
+        let event = s.store.get_event(id).await.unwrap().unwrap();
+        assert_eq!(event.state, EventState::Processed);
+        assert_eq!(
+            event.attempts, 2,
+            "the failed batch counted one attempt each"
+        );
+    }
+    let mut counts: Vec<u64> = s
+        .store
+        .list_tickets(&TicketQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|t| t.alert_count)
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2]);
 }

@@ -231,6 +231,39 @@ pub trait EventQueue: Send + Sync {
         alerts: Vec<PlannedAlert>,
         now: Timestamp,
     ) -> StoreResult<Vec<AlertBinding>>;
+    /// The batch form of [`complete_event`](Self::complete_event): the same per-event
+    /// semantics, applied to the events in order, committed together in one transaction.
+    ///
+    /// Answers one result per input, in order:
+    /// - `Err(LeaseLost)` for an event whose lease is not the current one (a lease named
+    ///   twice in the batch is held by the first occurrence only); it stores nothing;
+    /// - `Err(Conflict)` for an event whose plan no longer holds against the state left by
+    ///   the events before it (an `Attach` whose target is not the active dedup target for
+    ///   the alert's fingerprint seen since `seen_since`); it stores nothing, keeps its lease,
+    ///   and the caller re-plans it;
+    /// - `Ok(bindings)` for every other event, all of which are committed together. Later
+    ///   events see the effects of earlier ones: a second `Open` for a fingerprint attaches to
+    ///   the ticket the first one opened.
+    ///
+    /// The outer `Err` is a failure of the whole batch (database unreachable, deadlock, an
+    /// unexpected constraint violation): nothing is stored and every lease is still held.
+    ///
+    /// The default implementation completes the events one by one with `complete_event`, so
+    /// it is correct for any store but not atomic: there, an error of one event's own
+    /// transaction (e.g. `Unavailable`) lands in that event's slot. Database stores override
+    /// it with one transaction, which is what makes a storm of one fingerprint cheap: the
+    /// ticket row is updated, locked and committed once per batch instead of once per event.
+    async fn complete_events(
+        &self,
+        batch: Vec<(Lease, Vec<PlannedAlert>)>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Result<Vec<AlertBinding>, StoreError>>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for (lease, alerts) in batch {
+            results.push(self.complete_event(&lease, alerts, now).await);
+        }
+        Ok(results)
+    }
     /// Records a failed attempt: with `retry_at`, back to `pending` due then; without, `failed`.
     /// `last_error` is set either way. `LeaseLost` as for completion.
     async fn fail_event(

@@ -17,6 +17,7 @@
 //! Database errors are mapped in one place (`error`): unreachable or busy → `Unavailable`,
 //! unique violations → `Conflict`, anything else (including corrupt rows) → `Backend`.
 
+mod batch;
 mod error;
 mod postgres;
 mod rows;

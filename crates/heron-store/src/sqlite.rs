@@ -14,9 +14,10 @@
 //!
 //! Text search (`TicketQuery::text`) folds case with SQLite's `lower()`, which folds ASCII only.
 
+use crate::batch;
 use crate::error::{map, map_migrate};
 use crate::rows::{
-    AlertRow, CommentRow, DbUuid, EventRow, LeasedRow, NoticeRow, TicketRow, alert_columns,
+    AlertRow, CommentRow, DbTime, DbUuid, EventRow, LeasedRow, NoticeRow, TicketRow, alert_columns,
     comment_columns, convert, event_columns, json_text, micros, notice_columns, page, page_limit,
     ticket_columns,
 };
@@ -37,6 +38,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use uuid::Uuid;
@@ -352,6 +354,115 @@ impl EventQueue for SqliteStore {
         Ok(bindings)
     }
 
+    /// One `BEGIN IMMEDIATE` transaction (the single writer: what it reads cannot change
+    /// under it): read the held leases and the ticket rows, replay the batch on them
+    /// ([`crate::batch::plan`]), write the result, commit once.
+    async fn complete_events(
+        &self,
+        batch: Vec<(Lease, Vec<PlannedAlert>)>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Result<Vec<AlertBinding>, StoreError>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write().await?;
+        let ids: Vec<String> = batch.iter().map(|(l, _)| id_text(l.event_id)).collect();
+        let leases: Vec<(DbUuid, Option<DbUuid>)> = sqlx::query_as(
+            "SELECT id, lease_token FROM events \
+             WHERE id IN (SELECT value FROM json_each($1)) AND state = 'processing'",
+        )
+        .bind(json_text(&ids)?)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map)?;
+        let tokens: HashMap<EventId, Uuid> = leases
+            .into_iter()
+            .filter_map(|(id, token)| token.map(|t| (EventId::from_uuid(id.0), t.0)))
+            .collect();
+        let held: HashSet<EventId> = batch
+            .iter()
+            .filter(|(l, _)| tokens.get(&l.event_id) == Some(&l.token))
+            .map(|(l, _)| l.event_id)
+            .collect();
+
+        let (ticket_ids, fingerprints) = batch::lock_set(&batch, &held);
+        let locked = if ticket_ids.is_empty() && fingerprints.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<String> = ticket_ids.iter().map(|id| id_text(*id)).collect();
+            let keys: Vec<&str> = fingerprints.iter().map(Fingerprint::as_str).collect();
+            let rows: Vec<(DbUuid, Option<String>, bool, DbTime)> = sqlx::query_as(
+                "SELECT id, dedup_key, status IN ('open', 'acknowledged'), last_seen \
+                 FROM tickets WHERE id IN (SELECT value FROM json_each($1)) \
+                    OR dedup_key IN (SELECT value FROM json_each($2))",
+            )
+            .bind(json_text(&ids)?)
+            .bind(json_text(&keys)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map)?;
+            rows.into_iter()
+                .map(|(id, dedup_key, active, last_seen)| batch::LockedTicket {
+                    id: TicketId::from_uuid(id.0),
+                    dedup_key: dedup_key.map(Fingerprint::from_stored),
+                    active,
+                    last_seen: last_seen.0,
+                })
+                .collect()
+        };
+
+        let write = batch::plan(batch, &held, locked);
+        // Releases first: a new ticket may take over a released fingerprint.
+        for update in &write.updates {
+            sqlx::query(
+                "UPDATE tickets SET alert_count = alert_count + $2, \
+                 last_seen = MAX(last_seen, $3), version = version + $2, \
+                 dedup_key = CASE WHEN $4 THEN NULL ELSE dedup_key END WHERE id = $1",
+            )
+            .bind(id_text(update.id))
+            .bind(update.added)
+            .bind(micros(update.last_seen))
+            .bind(update.release)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        }
+        for opened in &write.opened {
+            insert_counted_ticket(&mut tx, opened).await?;
+        }
+        for (alert, binding) in &write.alerts {
+            insert_alert(&mut tx, alert, *binding).await?;
+        }
+        for notice in &write.notices {
+            let Some((alert, _)) = write.alerts.get(notice.alert) else {
+                continue;
+            };
+            insert_notice(
+                &mut tx,
+                notice.id,
+                alert,
+                &notice.title,
+                notice.channel.as_deref(),
+                now,
+            )
+            .await?;
+        }
+        for (id, state) in &write.events {
+            sqlx::query(
+                "UPDATE events SET state = $2, processed_at = $3, next_attempt_at = NULL, \
+                 last_error = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = $1",
+            )
+            .bind(id_text(*id))
+            .bind(state.as_str())
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(write.results)
+    }
+
     async fn fail_event(
         &self,
         lease: &Lease,
@@ -576,22 +687,70 @@ async fn apply(
         channel,
     } = &disposition
     {
-        sqlx::query(
-            "INSERT INTO notices (id, alert_id, schema, title, severity, channel, created_at, \
-             ticket_id) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-        )
-        .bind(id_text(notice_id))
-        .bind(id_text(alert.id))
-        .bind(alert.schema.as_str())
-        .bind(title)
-        .bind(alert.severity.as_str())
-        .bind(channel.as_deref())
-        .bind(micros(now))
-        .execute(&mut *conn)
-        .await
-        .map_err(map)?;
+        insert_notice(conn, *notice_id, &alert, title, channel.as_deref(), now).await?;
     }
     Ok(binding)
+}
+
+async fn insert_notice(
+    conn: &mut SqliteConnection,
+    id: NoticeId,
+    alert: &NewAlert,
+    title: &str,
+    channel: Option<&str>,
+    now: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO notices (id, alert_id, schema, title, severity, channel, created_at, \
+         ticket_id) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+    )
+    .bind(id_text(id))
+    .bind(id_text(alert.id))
+    .bind(alert.schema.as_str())
+    .bind(title)
+    .bind(alert.severity.as_str())
+    .bind(channel)
+    .bind(micros(now))
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+/// Inserts a ticket a batch opened, with everything the batch counted on it (the single
+/// writer read every target: no other can appear meanwhile).
+async fn insert_counted_ticket(
+    conn: &mut SqliteConnection,
+    opened: &batch::NewTicketWrite,
+) -> StoreResult<()> {
+    let ticket = &opened.ticket;
+    sqlx::query(
+        "INSERT INTO tickets (id, title, description, schema, status, severity, conclusion, \
+         reason, assignee, tags, attributes, channel, fingerprint, finding, alert_count, \
+         first_seen, last_seen, acked_at, resolved_at, created_at, updated_at, version, \
+         dedup_key) \
+         VALUES ($1, $2, $3, $4, 'open', $5, NULL, NULL, $6, $7, $8, $9, $10, NULL, $11, \
+         $12, $13, NULL, NULL, $14, $14, $11, $15)",
+    )
+    .bind(id_text(ticket.id))
+    .bind(&ticket.title)
+    .bind(&ticket.description)
+    .bind(ticket.schema.as_str())
+    .bind(ticket.severity.as_str())
+    .bind(ticket.assignee.as_deref())
+    .bind(json_text(&ticket.tags)?)
+    .bind(json_text(&ticket.attributes)?)
+    .bind(ticket.channel.as_deref())
+    .bind(ticket.fingerprint.as_str())
+    .bind(opened.count)
+    .bind(micros(opened.first_seen))
+    .bind(micros(opened.last_seen))
+    .bind(micros(ticket.created_at))
+    .bind(opened.dedup_key.as_ref().map(Fingerprint::as_str))
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
 }
 
 #[async_trait]

@@ -1046,6 +1046,533 @@ pub async fn four_workers_process_two_thousand_events_exactly_once(store: Shared
     );
 }
 
+/// Accepts `n` events at `now` and leases them all, oldest first.
+async fn lease_n(store: &Shared, n: usize, now: Timestamp) -> Vec<LeasedEvent> {
+    for _ in 0..n {
+        accept(store, "guardduty", now).await;
+    }
+    let leased = store
+        .lease_events(n, now, now + Duration::seconds(300))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), n);
+    leased
+}
+
+/// Every ticket, any status.
+async fn all_tickets(store: &Shared) -> Vec<Ticket> {
+    store
+        .list_tickets(&TicketQuery {
+            limit: 1_000,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap()
+        .items
+}
+
+pub async fn batch_completion_commits_every_event_in_order(store: Shared) {
+    let now = at(100);
+    let leased = lease_n(&store, 4, now).await;
+    let notice_id = NoticeId::new();
+    let first = new_alert(leased[0].event.id, "guardduty", "probe", at(90));
+    let second = new_alert(leased[1].event.id, "guardduty", "probe", at(95));
+    let noticed = new_alert(leased[2].event.id, "guardduty", "n", at(95));
+    let discarded = new_alert(leased[2].event.id, "guardduty", "d", at(95));
+    let made = [&first, &second, &noticed, &discarded].map(|a| a.id);
+    let batch = vec![
+        (leased[0].lease.clone(), vec![open(first, now)]),
+        (leased[1].lease.clone(), vec![open(second, now)]),
+        (
+            leased[2].lease.clone(),
+            vec![
+                PlannedAlert {
+                    alert: noticed,
+                    disposition: Disposition::Notice {
+                        notice_id,
+                        title: "Port probe (notice)".to_owned(),
+                        channel: None,
+                    },
+                },
+                discard(discarded),
+            ],
+        ),
+        (leased[3].lease.clone(), vec![]),
+    ];
+    let results = store.complete_events(batch, now).await.unwrap();
+    assert_eq!(results.len(), 4, "one result per event");
+    let tid = match results[0].as_deref() {
+        Ok([AlertBinding::Opened(tid)]) => *tid,
+        other => panic!("the first event opens a ticket: {other:?}"),
+    };
+    assert_eq!(
+        results[1].as_deref(),
+        Ok(&[AlertBinding::Attached(tid)][..]),
+        "the second sees the first's ticket"
+    );
+    assert_eq!(
+        results[2].as_deref(),
+        Ok(&[AlertBinding::Noticed(notice_id), AlertBinding::Discarded][..])
+    );
+    assert_eq!(results[3].as_deref(), Ok(&[][..]));
+
+    let states: Vec<EventState> = {
+        let mut states = Vec::new();
+        for l in &leased {
+            states.push(event(&store, l.event.id).await.state);
+        }
+        states
+    };
+    assert_eq!(
+        states,
+        [
+            EventState::Processed,
+            EventState::Processed,
+            EventState::Processed,
+            EventState::Ignored
+        ]
+    );
+    for l in &leased {
+        let e = event(&store, l.event.id).await;
+        assert_eq!((e.processed_at, e.next_attempt_at), (Some(now), None));
+    }
+    let t = ticket(&store, tid).await;
+    assert_eq!(
+        (t.alert_count, t.version, t.first_seen, t.last_seen),
+        (2, 2, at(90), at(95))
+    );
+    assert_eq!(
+        store.find_dedup_ticket(&fp("probe"), at(0)).await.unwrap(),
+        Some(tid)
+    );
+    let expected = [
+        (AlertStatus::Ticketed, Some(tid), None),
+        (AlertStatus::Ticketed, Some(tid), None),
+        (AlertStatus::Noticed, None, Some(notice_id)),
+        (AlertStatus::Discarded, None, None),
+    ];
+    for (id, want) in made.iter().zip(expected) {
+        let a = store.get_alert(*id).await.unwrap().expect("alert stored");
+        assert_eq!((a.status, a.ticket_id, a.notice_id), want);
+    }
+    let notice = store.get_notice(notice_id).await.unwrap().unwrap();
+    assert_eq!((notice.alert_id, notice.created_at), (made[2], now));
+    assert_eq!(all_tickets(&store).await.len(), 1);
+    assert_eq!(store.queue_stats(now).await.unwrap(), QueueStats::default());
+    assert!(
+        store.complete_events(vec![], now).await.unwrap().is_empty(),
+        "an empty batch is a no-op"
+    );
+}
+
+pub async fn batch_with_a_lost_lease_skips_only_that_event(store: Shared) {
+    let now = at(100);
+    let leased = lease_n(&store, 3, now).await;
+    let lost = Lease {
+        event_id: leased[1].event.id,
+        token: uuid::Uuid::new_v4(),
+    };
+    let lost_alert = new_alert(leased[1].event.id, "guardduty", "x", now);
+    let lost_alert_id = lost_alert.id;
+    let batch = vec![
+        (
+            leased[0].lease.clone(),
+            vec![discard(new_alert(
+                leased[0].event.id,
+                "guardduty",
+                "x",
+                now,
+            ))],
+        ),
+        (lost, vec![open(lost_alert, now)]),
+        (
+            leased[2].lease.clone(),
+            vec![discard(new_alert(
+                leased[2].event.id,
+                "guardduty",
+                "x",
+                now,
+            ))],
+        ),
+        // The same lease again: spent by its first completion above.
+        (
+            leased[0].lease.clone(),
+            vec![discard(new_alert(
+                leased[0].event.id,
+                "guardduty",
+                "x",
+                now,
+            ))],
+        ),
+    ];
+    let results = store.complete_events(batch, now).await.unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].as_deref(), Ok(&[AlertBinding::Discarded][..]));
+    assert_lease_lost(results[1].clone(), leased[1].event.id, "a wrong token");
+    assert_eq!(results[2].as_deref(), Ok(&[AlertBinding::Discarded][..]));
+    assert_lease_lost(
+        results[3].clone(),
+        leased[0].event.id,
+        "a lease named twice",
+    );
+
+    assert_eq!(
+        event(&store, leased[0].event.id).await.state,
+        EventState::Processed
+    );
+    assert_eq!(
+        event(&store, leased[2].event.id).await.state,
+        EventState::Processed
+    );
+    assert_eq!(
+        event(&store, leased[1].event.id).await.state,
+        EventState::Processing,
+        "the real holder still has it"
+    );
+    assert_eq!(store.get_alert(lost_alert_id).await.unwrap(), None);
+    assert!(
+        all_tickets(&store).await.is_empty(),
+        "the lost event opened nothing"
+    );
+    let alerts = store
+        .list_alerts(&AlertQuery {
+            limit: 10,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alerts.items.len(), 2);
+
+    // The real holder completes it afterwards.
+    store
+        .complete_event(&leased[1].lease, vec![], now)
+        .await
+        .unwrap();
+    assert_eq!(
+        event(&store, leased[1].event.id).await.state,
+        EventState::Ignored
+    );
+}
+
+pub async fn batch_with_a_stale_attach_skips_only_that_event(store: Shared) {
+    let tid = open_ticket(&store, "probe", at(100)).await;
+    change(&store, tid, resolve_change(), at(150)).await;
+    let resolved = ticket(&store, tid).await;
+
+    let now = at(200);
+    let leased = lease_n(&store, 3, now).await;
+    let kept = new_alert(leased[1].event.id, "guardduty", "other", now);
+    let kept_id = kept.id;
+    let batch = vec![
+        (
+            leased[0].lease.clone(),
+            vec![open(
+                new_alert(leased[0].event.id, "guardduty", "a", now),
+                now,
+            )],
+        ),
+        (
+            leased[1].lease.clone(),
+            vec![
+                discard(kept),
+                attach(
+                    new_alert(leased[1].event.id, "guardduty", "probe", now),
+                    tid,
+                    now,
+                ),
+            ],
+        ),
+        (
+            leased[2].lease.clone(),
+            vec![open(
+                new_alert(leased[2].event.id, "guardduty", "a", now),
+                now,
+            )],
+        ),
+    ];
+    let results = store.complete_events(batch, now).await.unwrap();
+    let opened = match results[0].as_deref() {
+        Ok([AlertBinding::Opened(id)]) => *id,
+        other => panic!("the first event opens a ticket: {other:?}"),
+    };
+    assert_conflict(
+        results[1].clone(),
+        "attaching to a resolved ticket in a batch",
+    );
+    assert_eq!(
+        results[2].as_deref(),
+        Ok(&[AlertBinding::Attached(opened)][..])
+    );
+    assert_eq!(
+        store.get_alert(kept_id).await.unwrap(),
+        None,
+        "the conflicting event's earlier alert was rolled back"
+    );
+    assert_eq!(ticket(&store, tid).await, resolved);
+    assert_eq!(ticket(&store, opened).await.alert_count, 2);
+    assert_eq!(
+        event(&store, leased[0].event.id).await.state,
+        EventState::Processed
+    );
+    assert_eq!(
+        event(&store, leased[2].event.id).await.state,
+        EventState::Processed
+    );
+    assert_eq!(
+        event(&store, leased[1].event.id).await.state,
+        EventState::Processing,
+        "the lease is still held"
+    );
+
+    // Also a stale attach (target not seen since `seen_since`) in a batch of one.
+    let stale = PlannedAlert {
+        alert: new_alert(leased[1].event.id, "guardduty", "a", now),
+        disposition: Disposition::Attach {
+            ticket_id: opened,
+            seen_since: now + Duration::seconds(1),
+        },
+    };
+    let results = store
+        .complete_events(vec![(leased[1].lease.clone(), vec![stale])], now)
+        .await
+        .unwrap();
+    assert_conflict(results[0].clone(), "attaching to a stale ticket in a batch");
+    assert_eq!(ticket(&store, opened).await.alert_count, 2);
+
+    // The worker re-plans it and completes it with the same lease.
+    let again = store
+        .complete_event(
+            &leased[1].lease,
+            vec![open(
+                new_alert(leased[1].event.id, "guardduty", "probe", now),
+                now,
+            )],
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(again.as_slice(), [AlertBinding::Opened(new)] if *new != tid));
+}
+
+pub async fn batch_with_two_opens_of_one_fingerprint_makes_one_ticket(store: Shared) {
+    let now = at(100);
+    let leased = lease_n(&store, 2, now).await;
+    let plans: Vec<PlannedAlert> = leased
+        .iter()
+        .map(|l| open(new_alert(l.event.id, "guardduty", "storm", now), now))
+        .collect();
+    let second_ticket = match &plans[1].disposition {
+        Disposition::Open { ticket, .. } => ticket.id,
+        _ => unreachable!(),
+    };
+    let batch = leased
+        .iter()
+        .zip(plans)
+        .map(|(l, p)| (l.lease.clone(), vec![p]))
+        .collect();
+    let results = store.complete_events(batch, now).await.unwrap();
+    let tid = match results[0].as_deref() {
+        Ok([AlertBinding::Opened(id)]) => *id,
+        other => panic!("the first open opens: {other:?}"),
+    };
+    assert_eq!(
+        results[1].as_deref(),
+        Ok(&[AlertBinding::Attached(tid)][..]),
+        "the second open attaches to the first"
+    );
+    assert_eq!(store.get_ticket(second_ticket).await.unwrap(), None);
+    let tickets = all_tickets(&store).await;
+    assert_eq!(tickets.len(), 1);
+    assert_eq!((tickets[0].alert_count, tickets[0].version), (2, 2));
+    assert_eq!(
+        store.find_dedup_ticket(&fp("storm"), at(0)).await.unwrap(),
+        Some(tid)
+    );
+}
+
+pub async fn batch_attach_counts_add_up(store: Shared) {
+    const BATCHES: usize = 3;
+    const EVENTS: usize = 10;
+    let mut tid = None;
+    for b in 0..BATCHES {
+        let now = at(100 + b as i64 * 10);
+        let leased = lease_n(&store, EVENTS, now).await;
+        let batch = leased
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                // Alerts arrive slightly out of order: last_seen is the latest of them.
+                let created = now - Duration::seconds(i as i64 % 3);
+                let alert = new_alert(l.event.id, "guardduty", "storm", created);
+                let planned = match tid {
+                    Some(tid) => attach(alert, tid, now),
+                    None => open(alert, now),
+                };
+                (l.lease.clone(), vec![planned])
+            })
+            .collect();
+        let results = store.complete_events(batch, now).await.unwrap();
+        for (i, result) in results.into_iter().enumerate() {
+            match (result.unwrap().as_slice(), tid) {
+                ([AlertBinding::Opened(id)], None) if i == 0 => tid = Some(*id),
+                ([AlertBinding::Attached(id)], Some(t)) if *id == t => {}
+                (other, _) => panic!("batch {b}, event {i}: unexpected {other:?}"),
+            }
+        }
+    }
+    let t = ticket(&store, tid.unwrap()).await;
+    assert_eq!(t.alert_count, (BATCHES * EVENTS) as u64);
+    assert_eq!(t.version, (BATCHES * EVENTS) as i64);
+    assert_eq!(t.first_seen, at(100));
+    assert_eq!(t.last_seen, at(100 + (BATCHES as i64 - 1) * 10));
+    assert_eq!(all_tickets(&store).await.len(), 1);
+    let alerts = store
+        .list_alerts(&AlertQuery {
+            ticket: tid,
+            limit: 100,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alerts.items.len(), BATCHES * EVENTS);
+}
+
+/// The worker's way, concurrently: 4 workers lease batches of 16, look each fingerprint up
+/// once per batch, complete each batch in one call (re-planning conflicts alone), over 2,000
+/// events of 3 fingerprints that race to open their tickets.
+pub async fn four_workers_completing_batches_make_one_ticket_per_fingerprint(store: Shared) {
+    const EVENTS: usize = 2_000;
+    const WORKERS: usize = 4;
+    const KEYS: [&str; 3] = ["storm-a", "storm-b", "storm-c"];
+    // The key depends on the event id, so batches mix the fingerprints.
+    fn key_of(id: EventId) -> &'static str {
+        KEYS[(id.as_uuid().as_u128() % KEYS.len() as u128) as usize]
+    }
+    let now = at(10_000);
+    for i in 0..EVENTS {
+        store
+            .accept_event(new_event("guardduty", None, at(i as i64 / 100)))
+            .await
+            .unwrap();
+    }
+    let until = now + Duration::days(1);
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let store = Arc::clone(&store);
+        workers.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let leased = store.lease_events(16, now, until).await.unwrap();
+                if leased.is_empty() {
+                    return done;
+                }
+                let mut found: HashMap<Fingerprint, Option<TicketId>> = HashMap::new();
+                let mut batch = Vec::new();
+                for l in &leased {
+                    let alert = new_alert(l.event.id, "guardduty", key_of(l.event.id), now);
+                    let target = match found.get(&alert.fingerprint) {
+                        Some(t) => *t,
+                        None => {
+                            let t = store
+                                .find_dedup_ticket(
+                                    &alert.fingerprint,
+                                    now - Duration::seconds(WINDOW),
+                                )
+                                .await
+                                .unwrap();
+                            found.insert(alert.fingerprint.clone(), t);
+                            t
+                        }
+                    };
+                    let planned = match target {
+                        Some(tid) => attach(alert, tid, now),
+                        None => open(alert, now),
+                    };
+                    batch.push((l.lease.clone(), vec![planned]));
+                }
+                let results = store.complete_events(batch, now).await.unwrap();
+                assert_eq!(results.len(), leased.len());
+                for (l, result) in leased.iter().zip(results) {
+                    let bindings = match result {
+                        Ok(bindings) => bindings,
+                        Err(StoreError::Conflict(_)) => {
+                            // Re-planned alone, as the worker does.
+                            let alert = new_alert(l.event.id, "guardduty", key_of(l.event.id), now);
+                            store
+                                .complete_event(&l.lease, vec![open(alert, now)], now)
+                                .await
+                                .unwrap()
+                        }
+                        Err(e) => panic!("a healthy worker lost event {}: {e}", l.event.id),
+                    };
+                    assert!(matches!(
+                        bindings.as_slice(),
+                        [AlertBinding::Opened(_) | AlertBinding::Attached(_)]
+                    ));
+                    done.push(l.event.id);
+                }
+            }
+        }));
+    }
+    let mut completions: HashMap<EventId, usize> = HashMap::new();
+    for worker in workers {
+        for id in worker.await.unwrap() {
+            *completions.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(completions.len(), EVENTS, "every event completed");
+    assert!(
+        completions.values().all(|n| *n == 1),
+        "no event completed twice"
+    );
+    assert_eq!(store.queue_stats(now).await.unwrap(), QueueStats::default());
+
+    let tickets = all_tickets(&store).await;
+    assert_eq!(tickets.len(), KEYS.len(), "one ticket per fingerprint");
+    assert_eq!(
+        tickets.iter().map(|t| t.alert_count).sum::<u64>(),
+        EVENTS as u64,
+        "every alert counted once"
+    );
+    for t in &tickets {
+        assert_eq!(t.version, t.alert_count as i64);
+        assert_eq!(
+            store
+                .find_dedup_ticket(&t.fingerprint, at(0))
+                .await
+                .unwrap(),
+            Some(t.id)
+        );
+        let alerts = store
+            .list_alerts(&AlertQuery {
+                ticket: Some(t.id),
+                limit: 1_000,
+                ..AlertQuery::default()
+            })
+            .await
+            .unwrap();
+        let mut bound = alerts.items.len();
+        let mut before = cursor(&alerts.next_cursor);
+        while let Some(b) = before {
+            let page = store
+                .list_alerts(&AlertQuery {
+                    ticket: Some(t.id),
+                    before: Some(b),
+                    limit: 1_000,
+                    ..AlertQuery::default()
+                })
+                .await
+                .unwrap();
+            bound += page.items.len();
+            before = cursor(&page.next_cursor);
+        }
+        assert_eq!(
+            bound as u64, t.alert_count,
+            "the count matches the alerts bound"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Completion and deduplication
 // ---------------------------------------------------------------------------------------------

@@ -158,6 +158,50 @@ impl State {
             _ => Err(StoreError::LeaseLost(lease.event_id)),
         }
     }
+
+    /// `complete_event` on the locked state: stages every alert, then applies all or nothing.
+    fn complete(
+        &mut self,
+        lease: &Lease,
+        alerts: Vec<PlannedAlert>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AlertBinding>> {
+        self.held(lease)?;
+        let ignored = alerts.is_empty();
+        let mut staged = Staged::new(self, now);
+        let mut bindings = Vec::with_capacity(alerts.len());
+        for planned in alerts {
+            bindings.push(staged.apply(planned)?);
+        }
+        let Staged {
+            tickets,
+            targets,
+            alerts,
+            notices,
+            ..
+        } = staged;
+
+        self.tickets.extend(tickets);
+        for (fingerprint, target) in targets {
+            match target {
+                Some(id) => self.targets.insert(fingerprint, id),
+                None => self.targets.remove(&fingerprint),
+            };
+        }
+        self.alerts.extend(alerts.into_iter().map(|a| (a.id, a)));
+        self.notices.extend(notices.into_iter().map(|n| (n.id, n)));
+        let stored = self.held(lease)?;
+        stored.event.state = if ignored {
+            EventState::Ignored
+        } else {
+            EventState::Processed
+        };
+        stored.event.processed_at = Some(micros(now));
+        stored.event.next_attempt_at = None;
+        stored.event.last_error = None;
+        stored.lease = None;
+        Ok(bindings)
+    }
 }
 
 /// The changes one completion makes, staged over the current state so that a conflict on the
@@ -514,43 +558,21 @@ impl EventQueue for InMemoryStore {
         alerts: Vec<PlannedAlert>,
         now: Timestamp,
     ) -> StoreResult<Vec<AlertBinding>> {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        state.held(lease)?;
-        let ignored = alerts.is_empty();
-        let mut staged = Staged::new(state, now);
-        let mut bindings = Vec::with_capacity(alerts.len());
-        for planned in alerts {
-            bindings.push(staged.apply(planned)?);
-        }
-        let Staged {
-            tickets,
-            targets,
-            alerts,
-            notices,
-            ..
-        } = staged;
+        self.lock().complete(lease, alerts, now)
+    }
 
-        state.tickets.extend(tickets);
-        for (fingerprint, target) in targets {
-            match target {
-                Some(id) => state.targets.insert(fingerprint, id),
-                None => state.targets.remove(&fingerprint),
-            };
-        }
-        state.alerts.extend(alerts.into_iter().map(|a| (a.id, a)));
-        state.notices.extend(notices.into_iter().map(|n| (n.id, n)));
-        let stored = state.held(lease)?;
-        stored.event.state = if ignored {
-            EventState::Ignored
-        } else {
-            EventState::Processed
-        };
-        stored.event.processed_at = Some(micros(now));
-        stored.event.next_attempt_at = None;
-        stored.event.last_error = None;
-        stored.lease = None;
-        Ok(bindings)
+    /// Every completion under one hold of the mutex: atomic as a whole, each event staged on
+    /// its own so that a conflicting one leaves no trace.
+    async fn complete_events(
+        &self,
+        batch: Vec<(Lease, Vec<PlannedAlert>)>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Result<Vec<AlertBinding>, StoreError>>> {
+        let mut state = self.lock();
+        Ok(batch
+            .into_iter()
+            .map(|(lease, alerts)| state.complete(&lease, alerts, now))
+            .collect())
     }
 
     async fn fail_event(
