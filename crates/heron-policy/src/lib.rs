@@ -9,6 +9,7 @@
 //!   while a package that exists but errors is an error, never a silent default.
 
 mod decode;
+pub mod fixtures;
 mod load;
 mod set;
 pub mod testing;

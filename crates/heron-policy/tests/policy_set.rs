@@ -248,3 +248,118 @@ test_error if {
     assert_eq!(report.results.len(), 3);
     assert!(!report.passed());
 }
+
+#[test]
+fn coverage_reports_lines_no_test_reached() {
+    let tests = r#"package ingest.demo_test
+
+test_login_alerts if {
+    count(data.ingest.demo.alerts) == 1 with input as {"kind": "login", "user": "bob"}
+}
+"#;
+    let set = set(&[("demo.rego", INGEST), ("demo_test.rego", tests)]).unwrap();
+    let report = heron_policy::testing::run_with(&set, |_| true, true);
+    let coverage = report.coverage.expect("coverage was asked for");
+    let demo = coverage
+        .files
+        .iter()
+        .find(|f| f.path == "demo.rego")
+        .unwrap();
+    assert!(!demo.covered.is_empty(), "{demo:?}");
+    assert!(demo.percent > 0.0 && demo.percent <= 100.0);
+    assert!(coverage.percent > 0.0);
+
+    // Without the test that reaches the alert rule, its body lines are not covered.
+    let none = heron_policy::testing::run_with(&set, |_| false, true);
+    let demo_none = none.coverage.unwrap();
+    let covered_without: usize = demo_none
+        .files
+        .iter()
+        .filter(|f| f.path == "demo.rego")
+        .map(|f| f.covered.len())
+        .sum();
+    assert!(covered_without < demo.covered.len());
+}
+
+mod fixture_folders {
+    use super::*;
+    use heron_policy::fixtures::{Expect, run};
+    use heron_policy::testing::{Outcome, TestReport};
+
+    fn write(dir: &std::path::Path, rel: &str, text: &str) {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn every_object_in_json_and_jsonl_files_is_one_result() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "demo/two.json",
+            r#"{"kind":"login","user":"a"} {"kind":"login","user":"b"}"#,
+        );
+        write(
+            dir.path(),
+            "demo/nested/lines.jsonl",
+            "{\"kind\":\"login\",\"user\":\"c\"}\n\n{\"kind\":\"other\"}\n",
+        );
+        let set = set(&[("demo.rego", INGEST)]).unwrap();
+        let mut report = TestReport::default();
+        run(&set, dir.path(), Expect::Detect, &mut report);
+        let names: Vec<(&str, Outcome)> = report
+            .results
+            .iter()
+            .map(|r| (r.name.as_str(), r.outcome))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("demo/nested/lines.jsonl#1", Outcome::Pass),
+                ("demo/nested/lines.jsonl#2", Outcome::Fail),
+                ("demo/two.json#1", Outcome::Pass),
+                ("demo/two.json#2", Outcome::Pass),
+            ]
+        );
+    }
+
+    #[test]
+    fn ignore_fixture_that_alerts_fails_with_the_alert_titles() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "demo/noise.json",
+            r#"{"kind":"login","user":"eve"}"#,
+        );
+        let set = set(&[("demo.rego", INGEST)]).unwrap();
+        let mut report = TestReport::default();
+        run(&set, dir.path(), Expect::Ignore, &mut report);
+        assert_eq!(report.results.len(), 1);
+        assert_eq!(report.results[0].outcome, Outcome::Fail);
+        assert!(report.results[0].output[0].contains("Login by eve"));
+    }
+
+    #[test]
+    fn broken_fixtures_and_empty_folders_are_errors_not_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "demo/bad.jsonl",
+            "{\"kind\":\"login\"}\n{oops\n",
+        );
+        write(dir.path(), "nopolicy/x.json", "{}");
+        let set = set(&[("demo.rego", INGEST)]).unwrap();
+        let mut report = TestReport::default();
+        run(&set, dir.path(), Expect::Detect, &mut report);
+        assert_eq!(report.count(Outcome::Error), 2, "{:?}", report.results);
+        assert!(report.results[0].output[0].contains("line 2"));
+        assert!(report.results[1].output[0].contains("no ingest policy"));
+
+        let empty = tempfile::tempdir().unwrap();
+        let mut report = TestReport::default();
+        run(&set, empty.path(), Expect::Ignore, &mut report);
+        assert_eq!(report.count(Outcome::Error), 1);
+        assert!(report.results[0].output[0].contains("no fixtures"));
+    }
+}
