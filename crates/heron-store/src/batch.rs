@@ -13,10 +13,24 @@
 //! read, which the backend's insert of a new ticket resolves (see [`NewTicketWrite`]).
 
 use crate::truncate_to_micros;
-use heron_core::ports::{AlertBinding, Disposition, Lease, NewAlert, PlannedAlert, StoreError};
+use heron_core::ports::{
+    AlertBinding, Disposition, Lease, NewAlert, PlannedAlert, StoreError, StoreResult,
+};
 use heron_core::ticket::NewTicket;
 use heron_core::{EventId, EventState, Fingerprint, NoticeId, TicketId, Timestamp};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// The answer of `complete_event`, made by `complete_events` with a batch of one: both stores
+/// complete single events that way, so one code path (and one lock order) serves both.
+pub(crate) fn single(
+    results: StoreResult<Vec<Result<Vec<AlertBinding>, StoreError>>>,
+) -> StoreResult<Vec<AlertBinding>> {
+    results?.into_iter().next().unwrap_or_else(|| {
+        Err(StoreError::Backend(
+            "a batch of one completion answered nothing".to_owned(),
+        ))
+    })
+}
 
 /// A ticket row as locked by the transaction.
 #[derive(Debug, Clone)]
@@ -55,7 +69,7 @@ pub(crate) fn lock_set(
     (ids, fingerprints)
 }
 
-/// One update of an existing ticket: `alert_count` and `version` grow by `added`, `last_seen`
+/// One update of an existing ticket: `alert_count` grows by `added`, `last_seen`
 /// becomes at least `last_seen`, and with `release` it stops being its fingerprint's target.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TicketUpdate {
@@ -66,7 +80,7 @@ pub(crate) struct TicketUpdate {
 }
 
 /// A ticket the batch opens, with everything the batch counted on it. Inserted with
-/// `alert_count = version = count`. With `dedup_key`, it becomes the fingerprint's target —
+/// `alert_count = count` and `version = 1`. With `dedup_key`, it becomes the fingerprint's target —
 /// unless a target committed meanwhile by another transaction exists: then (as the upsert of
 /// `complete_event` does) that one counts the alerts instead if it was seen since
 /// `seen_since`, and the backend rebinds the alerts to it ([`BatchWrite::rebind`]).

@@ -7,7 +7,9 @@
 //! - timestamps are truncated to the microsecond on the way in, as the databases store them;
 //! - the dedup target of a fingerprint is tracked in its own index (`targets`), the counterpart
 //!   of the unique `dedup_key` column, and an entry only ever names an active ticket;
-//! - listings are newest first by id, capped at [`MAX_PAGE`] items per page.
+//! - listings are newest first by id, capped at [`MAX_PAGE`] items per page;
+//! - its clock ([`EventQueue::now`]) is the host's, moved by [`InMemoryStore::advance_clock`]
+//!   so that application tests can let leases expire or a backlog age without sleeping.
 
 use crate::alert::AlertStatus;
 use crate::ports::{
@@ -22,7 +24,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use chrono::Timelike;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
@@ -37,6 +39,8 @@ pub struct InMemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Added to the host's clock by [`EventQueue::now`].
+    clock_offset: chrono::Duration,
     events: BTreeMap<EventId, StoredEvent>,
     /// (schema, idempotency key) → the first event that carried it.
     idempotency: HashMap<(SchemaName, String), EventId>,
@@ -63,6 +67,11 @@ struct HeldLease {
 impl InMemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Moves this store's clock forward by `by` (see [`EventQueue::now`]).
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        self.lock().clock_offset += by;
     }
 
     /// A panic in another test thread must not wedge this store: every mutation below is
@@ -247,7 +256,6 @@ impl<'a> Staged<'a> {
             .ok_or_else(|| StoreError::Conflict(format!("ticket {id} does not exist")))?;
         ticket.alert_count += 1;
         ticket.last_seen = ticket.last_seen.max(micros(seen));
-        ticket.version += 1;
         self.tickets.insert(id, ticket);
         Ok(())
     }
@@ -367,28 +375,23 @@ impl<'a> Staged<'a> {
     }
 }
 
-#[async_trait]
-impl EventLog for InMemoryStore {
-    async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
-        let mut state = self.lock();
-        if let Some(key) = &event.idempotency_key
-            && let Some(first) = state.idempotency.get(&(event.schema.clone(), key.clone()))
-        {
-            return Ok(Accepted {
-                event_id: *first,
-                duplicate: true,
-            });
-        }
-        if state.events.contains_key(&event.id) {
-            return Err(StoreError::Conflict(format!(
-                "event {} already exists",
-                event.id
-            )));
-        }
-        if let Some(key) = &event.idempotency_key {
-            state
-                .idempotency
-                .insert((event.schema.clone(), key.clone()), event.id);
+/// The (schema, idempotency key) an event is deduplicated on, if it has a key.
+fn dedup_key(event: &NewEvent) -> Option<(SchemaName, String)> {
+    event
+        .idempotency_key
+        .as_ref()
+        .map(|key| (event.schema.clone(), key.clone()))
+}
+
+fn event_exists(id: EventId) -> StoreError {
+    StoreError::Conflict(format!("event {id} already exists"))
+}
+
+impl State {
+    /// Stores a new `pending` event, due at once; the caller checked it is not a duplicate.
+    fn insert_event(&mut self, event: NewEvent) {
+        if let Some(key) = dedup_key(&event) {
+            self.idempotency.insert(key, event.id);
         }
         let received_at = micros(event.received_at);
         let stored = Event {
@@ -405,17 +408,76 @@ impl EventLog for InMemoryStore {
             processed_at: None,
             next_attempt_at: Some(received_at),
         };
-        state.events.insert(
+        self.events.insert(
             stored.id,
             StoredEvent {
                 event: stored,
                 lease: None,
             },
         );
+    }
+}
+
+#[async_trait]
+impl EventLog for InMemoryStore {
+    async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
+        let mut state = self.lock();
+        if let Some(first) = dedup_key(&event).and_then(|key| state.idempotency.get(&key)) {
+            return Ok(Accepted {
+                event_id: *first,
+                duplicate: true,
+            });
+        }
+        if state.events.contains_key(&event.id) {
+            return Err(event_exists(event.id));
+        }
+        let event_id = event.id;
+        state.insert_event(event);
         Ok(Accepted {
-            event_id: event.id,
+            event_id,
             duplicate: false,
         })
+    }
+
+    /// Every item is checked before any is stored, so an error leaves the store untouched.
+    async fn accept_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Accepted>> {
+        let mut state = self.lock();
+        let mut batch_keys: HashMap<(SchemaName, String), EventId> = HashMap::new();
+        let mut batch_ids: HashSet<EventId> = HashSet::new();
+        let mut answers = Vec::with_capacity(events.len());
+        let mut fresh = Vec::new();
+        for event in events {
+            let key = dedup_key(&event);
+            let first = key.as_ref().and_then(|key| {
+                state
+                    .idempotency
+                    .get(key)
+                    .or_else(|| batch_keys.get(key))
+                    .copied()
+            });
+            if let Some(first) = first {
+                answers.push(Accepted {
+                    event_id: first,
+                    duplicate: true,
+                });
+                continue;
+            }
+            if state.events.contains_key(&event.id) || !batch_ids.insert(event.id) {
+                return Err(event_exists(event.id));
+            }
+            if let Some(key) = key {
+                batch_keys.insert(key, event.id);
+            }
+            answers.push(Accepted {
+                event_id: event.id,
+                duplicate: false,
+            });
+            fresh.push(event);
+        }
+        for event in fresh {
+            state.insert_event(event);
+        }
+        Ok(answers)
     }
 
     async fn get_event(&self, id: EventId) -> StoreResult<Option<Event>> {
@@ -481,9 +543,11 @@ impl EventLog for InMemoryStore {
     }
 }
 
-/// Back to `pending`, due at `now`, with no error and no completion time.
+/// Back to `pending`, due at `now`, with no error, no completion time and a fresh count of
+/// attempts.
 fn make_due(stored: &mut StoredEvent, now: Timestamp) {
     stored.event.state = EventState::Pending;
+    stored.event.attempts = 0;
     stored.event.next_attempt_at = Some(micros(now));
     stored.event.last_error = None;
     stored.event.processed_at = None;
@@ -492,11 +556,17 @@ fn make_due(stored: &mut StoredEvent, now: Timestamp) {
 
 #[async_trait]
 impl EventQueue for InMemoryStore {
+    async fn now(&self) -> StoreResult<Timestamp> {
+        let offset = self.lock().clock_offset;
+        Ok(micros(chrono::Utc::now() + offset))
+    }
+
     async fn lease_events(
         &self,
         limit: usize,
         now: Timestamp,
         lease_until: Timestamp,
+        max_attempts: u32,
     ) -> StoreResult<Vec<LeasedEvent>> {
         let mut state = self.lock();
         let now = micros(now);
@@ -515,6 +585,16 @@ impl EventQueue for InMemoryStore {
         let mut leased = Vec::with_capacity(due.len());
         for (_, id) in due {
             if let Some(stored) = state.events.get_mut(&id) {
+                if stored.event.state == EventState::Processing
+                    && stored.event.attempts >= max_attempts
+                {
+                    stored.event.state = EventState::Failed;
+                    stored.event.last_error =
+                        Some(crate::ports::lease_expired_error(stored.event.attempts));
+                    stored.event.next_attempt_at = None;
+                    stored.lease = None;
+                    continue;
+                }
                 let token = Uuid::new_v4();
                 stored.event.state = EventState::Processing;
                 stored.event.attempts += 1;
@@ -591,6 +671,16 @@ impl EventQueue for InMemoryStore {
         stored.event.next_attempt_at = retry_at.map(micros);
         stored.event.last_error = Some(error.to_owned());
         stored.lease = None;
+        Ok(())
+    }
+
+    async fn extend_lease(&self, lease: &Lease, until: Timestamp) -> StoreResult<()> {
+        let mut state = self.lock();
+        let stored = state.held(lease)?;
+        stored.lease = Some(HeldLease {
+            token: lease.token,
+            expires_at: micros(until),
+        });
         Ok(())
     }
 
