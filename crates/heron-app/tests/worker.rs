@@ -2,14 +2,15 @@
 //! The worker against the in-memory store and a scripted policy engine: retries, failure,
 //! deduplication before triage, poison events, lease heartbeats, arrival-time dedup windows.
 
-use async_trait::async_trait;
+mod common;
+
 use chrono::Utc;
+use common::FlakyStore;
 use heron_app::{Intake, PolicyHandle, Worker, WorkerSettings};
 use heron_core::policy::{
     IngestOutput, PolicyEngine, PolicyError, PolicyInfo, TriageDecision, TriageInput,
 };
 use heron_core::ports::*;
-use heron_core::testing::InMemoryStore;
 use heron_core::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,112 +52,6 @@ impl PolicyEngine for CountingPolicy {
     }
 }
 
-/// Delegates to the in-memory store, but fails the next `failures` completions (single or
-/// batch) as a database outage would, and refuses U+0000 in alert data as PostgreSQL does
-/// (`Invalid`: a batch holding such an alert fails as a whole).
-struct FlakyStore {
-    inner: InMemoryStore,
-    failures: AtomicUsize,
-}
-
-impl FlakyStore {
-    fn outage(&self) -> bool {
-        self.failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-}
-
-fn holds_nul(alerts: &[PlannedAlert]) -> bool {
-    alerts
-        .iter()
-        .any(|a| a.alert.data.to_string().contains("\\u0000"))
-}
-
-fn nul_rejected() -> StoreError {
-    StoreError::Invalid("unsupported Unicode escape sequence (SQLSTATE 22P05)".into())
-}
-
-/// An impl of `$port` whose methods forward to the in-memory store.
-macro_rules! delegate {
-    ($port:ident { $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* } $($extra:item)*) => {
-        #[async_trait]
-        impl $port for FlakyStore {
-            $(async fn $name(&self, $($arg: $ty),*) -> $ret { self.inner.$name($($arg),*).await })*
-            $($extra)*
-        }
-    };
-}
-
-delegate!(EventLog {
-        accept_event(event: NewEvent) -> StoreResult<Accepted>;
-        accept_events(events: Vec<NewEvent>) -> StoreResult<Vec<Accepted>>;
-        get_event(id: EventId) -> StoreResult<Option<Event>>;
-        list_events(query: &EventQuery) -> StoreResult<Page<Event>>;
-        retry_event(id: EventId, now: Timestamp) -> StoreResult<Event>;
-        retry_failed_events(now: Timestamp) -> StoreResult<u64>;
-        queue_stats(now: Timestamp) -> StoreResult<QueueStats>;
-});
-
-delegate!(EventQueue {
-        now() -> StoreResult<Timestamp>;
-        lease_events(limit: usize, now: Timestamp, lease_until: Timestamp, max_attempts: u32) -> StoreResult<Vec<LeasedEvent>>;
-        extend_lease(lease: &Lease, until: Timestamp) -> StoreResult<()>;
-        find_dedup_ticket(fingerprint: &Fingerprint, seen_since: Timestamp) -> StoreResult<Option<TicketId>>;
-        fail_event(lease: &Lease, error: &str, retry_at: Option<Timestamp>) -> StoreResult<()>;
-        release_event(lease: &Lease) -> StoreResult<()>;
-    }
-    async fn complete_event(&self, lease: &Lease, alerts: Vec<PlannedAlert>, now: Timestamp) -> StoreResult<Vec<AlertBinding>> {
-        if self.outage() {
-            return Err(StoreError::Unavailable("connection reset".into()));
-        }
-        if holds_nul(&alerts) {
-            return Err(nul_rejected());
-        }
-        self.inner.complete_event(lease, alerts, now).await
-    }
-    /// A failing batch fails as a whole: one transaction, nothing stored.
-    async fn complete_events(&self, batch: Vec<(Lease, Vec<PlannedAlert>)>, now: Timestamp) -> StoreResult<Vec<Result<Vec<AlertBinding>, StoreError>>> {
-        if self.outage() {
-            return Err(StoreError::Unavailable("connection reset".into()));
-        }
-        if batch.iter().any(|(_, alerts)| holds_nul(alerts)) {
-            return Err(nul_rejected());
-        }
-        self.inner.complete_events(batch, now).await
-    }
-);
-
-delegate!(TicketRepository {
-        get_ticket(id: TicketId) -> StoreResult<Option<Ticket>>;
-        list_tickets(query: &TicketQuery) -> StoreResult<Page<Ticket>>;
-        update_ticket(ticket: &Ticket) -> StoreResult<Ticket>;
-        count_tickets_by_status() -> StoreResult<Vec<(TicketStatus, u64)>>;
-        add_comment(comment: Comment) -> StoreResult<Comment>;
-        list_comments(ticket: TicketId) -> StoreResult<Vec<Comment>>;
-});
-
-delegate!(AlertRepository {
-        get_alert(id: AlertId) -> StoreResult<Option<Alert>>;
-        list_alerts(query: &AlertQuery) -> StoreResult<Page<Alert>>;
-});
-
-delegate!(NoticeRepository {
-        get_notice(id: NoticeId) -> StoreResult<Option<Notice>>;
-        list_notices(query: &NoticeQuery) -> StoreResult<Page<Notice>>;
-        escalate_notice(id: NoticeId, ticket: ticket::NewTicket) -> StoreResult<Ticket>;
-});
-
-#[async_trait]
-impl Store for FlakyStore {
-    async fn ping(&self) -> StoreResult<()> {
-        Ok(())
-    }
-    fn backend(&self) -> &'static str {
-        "flaky-memory"
-    }
-}
-
 struct Setup {
     store: Arc<dyn Store>,
     flaky: Arc<FlakyStore>,
@@ -178,10 +73,7 @@ fn setup(failures: usize, max_attempts: u32) -> Setup {
 }
 
 fn setup_with(failures: usize, settings: WorkerSettings) -> Setup {
-    let flaky = Arc::new(FlakyStore {
-        inner: InMemoryStore::new(),
-        failures: AtomicUsize::new(failures),
-    });
+    let flaky = Arc::new(FlakyStore::new(failures));
     let store: Arc<dyn Store> = flaky.clone();
     let policy = Arc::new(CountingPolicy::default());
     let wake = Arc::new(Notify::new());
