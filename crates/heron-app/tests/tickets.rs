@@ -7,7 +7,7 @@ mod common;
 use common::FlakyStore;
 use heron_app::{Actor, TicketService};
 use heron_core::ports::*;
-use heron_core::testing::conformance::{new_alert, new_event, new_ticket_for};
+use heron_core::testing::conformance::{new_alert, new_ticket_for};
 use heron_core::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,19 +21,8 @@ fn analyst() -> Actor {
 
 /// A ticket for fingerprint `fp-storm`, opened by one alert.
 async fn storm_ticket(store: &FlakyStore) -> Ticket {
-    let now = store.inner.now().await.unwrap();
-    let id = store
-        .inner
-        .accept_event(new_event("test", None, now))
-        .await
-        .unwrap()
-        .event_id;
-    let leased = store
-        .inner
-        .lease_events(1, now, now + chrono::Duration::seconds(60), 5)
-        .await
-        .unwrap();
-    let alert = new_alert(id, "test", "storm", now);
+    let (leased, now) = store.lease_new_event().await;
+    let alert = new_alert(leased.event.id, "test", "storm", now);
     let planned = PlannedAlert {
         disposition: Disposition::Open {
             ticket: new_ticket_for(&alert),
@@ -43,7 +32,7 @@ async fn storm_ticket(store: &FlakyStore) -> Ticket {
     };
     let bindings = store
         .inner
-        .complete_event(&leased[0].lease, vec![planned], now)
+        .complete_event(&leased.lease, vec![planned], now)
         .await
         .unwrap();
     let [AlertBinding::Opened(tid)] = bindings.as_slice() else {

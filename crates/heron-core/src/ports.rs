@@ -301,6 +301,8 @@ pub trait EventQueue: Send + Sync {
     /// transaction (e.g. `Unavailable`) lands in that event's slot. Database stores override
     /// it with one transaction, which is what makes a storm of one fingerprint cheap: the
     /// ticket row is updated, locked and committed once per batch instead of once per event.
+    /// They also run `complete_event` as a batch of one, so that both forms take their locks
+    /// in the same order.
     async fn complete_events(
         &self,
         batch: Vec<(Lease, Vec<PlannedAlert>)>,

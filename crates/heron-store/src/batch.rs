@@ -1,4 +1,5 @@
-//! Planning a batch completion (`EventQueue::complete_events`), shared by both backends.
+//! Planning a batch completion (`EventQueue::complete_events`), shared by both backends, and
+//! by single completions, which both backends run as a batch of one ([`single`]).
 //!
 //! A backend opens one transaction, finds which leases are held, and locks the ticket rows the
 //! batch can touch: every `Attach` target, and the current dedup target of every fingerprint

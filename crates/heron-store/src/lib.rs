@@ -8,14 +8,16 @@
 //!   and `migrations/postgres`, applied when a store is opened;
 //! - the `events` table is the work queue: a lease is a token and an expiry on the row, and
 //!   completion checks and clears the token in the same transaction as the alerts and ticket
-//!   changes it commits;
+//!   changes it commits; single and batch completions share one implementation
+//!   (`batch::plan`), the single form being a batch of one;
 //! - the unique `tickets.dedup_key` column holds a fingerprint while its ticket is the
 //!   deduplication target, so the database itself forbids two targets for one fingerprint;
 //! - timestamps are stored to the microsecond; ids are UUID v7 and order listings (newest
 //!   first, by id).
 //!
 //! Database errors are mapped in one place (`error`): unreachable or busy → `Unavailable`,
-//! unique violations → `Conflict`, anything else (including corrupt rows) → `Backend`.
+//! unique violations → `Conflict`, values the database cannot hold → `Invalid`, anything else
+//! (including corrupt rows) → `Backend`.
 
 mod batch;
 mod error;

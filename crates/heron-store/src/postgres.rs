@@ -7,19 +7,29 @@
 //!   the snapshot is re-checked against the due condition before it is taken. Due pending
 //!   events and expired leases are two branches, each read in order from its own partial
 //!   index (`events_due`, `events_leased`) and merged: one `OR` over both would scan and sort
-//!   the whole backlog on every lease (≈ 25 ms at 20,000 pending events);
-//! - a batch completion locks its events, then (only when it opens tickets) per-fingerprint
-//!   advisory locks in key order, then its ticket rows in id order: concurrent batches wait
-//!   for each other on a storm's ticket but never deadlock;
-//! - completion, failure and release first update the event row on `lease_token = $token AND
-//!   state = 'processing'`; that row lock is held to commit, so a concurrent takeover either
-//!   happens before (0 rows: `LeaseLost`, nothing stored) or waits and then finds the event
-//!   no longer due;
-//! - opening a ticket is an upsert arbitrated by the unique `dedup_key` index: of two workers
+//!   the whole backlog on every lease (≈ 25 ms at 20,000 pending events). The same statement
+//!   fails, instead of leasing, an expired lease whose event had all its attempts;
+//! - every completion, single or batch, runs the batch path: it locks its events, then (only
+//!   when it opens tickets) per-fingerprint advisory locks in key order, then its ticket rows
+//!   in id order. All completions take their locks in that one order, so they wait for each
+//!   other on a storm's ticket but never deadlock (a single completion used to lock tickets
+//!   in the order of its alerts, which deadlocked against batches);
+//! - completion, failure, release and lease extension act only on the row whose
+//!   `lease_token` matches and `state = 'processing'`; that row lock is held to commit, so a
+//!   concurrent takeover either happens before (0 rows: `LeaseLost`, nothing stored) or waits
+//!   and then finds the event no longer due;
+//! - opening a ticket is an insert arbitrated by the unique `dedup_key` index: of two batches
 //!   racing to open a ticket for one fingerprint, the second waits for the first's commit and
-//!   then attaches to its ticket; a second active target cannot exist;
+//!   then counts its alerts on that ticket; a second active target cannot exist;
+//! - time: workers take every queue time from [`PgStore`]'s `now()`, the database server's
+//!   clock, so hosts whose clocks disagree still agree on lease expiry. Due times handed in
+//!   by other hosts (an event's arrival, a retry) are capped at `now()` when stored: an
+//!   intake host whose clock runs ahead cannot hold its events back;
 //! - `accept_event` is one `INSERT … ON CONFLICT DO NOTHING RETURNING id` (a second round trip
-//!   only for a duplicate), committed before it returns.
+//!   only for a duplicate), committed before it returns; `accept_events` runs the same
+//!   statements in one transaction;
+//! - a value PostgreSQL cannot hold (U+0000 in `text` or `jsonb`: SQLSTATE class 22) is
+//!   `Invalid`, which fails a whole batch; the worker then completes its events one by one.
 
 use crate::batch;
 use crate::error::{map, map_migrate};
@@ -85,18 +95,41 @@ fn lease_lost(lease: &Lease) -> StoreError {
     StoreError::LeaseLost(lease.event_id)
 }
 
-/// The answer to a delivery whose insert stored nothing: the first event with its key, or
-/// `Conflict` when it was its id that already existed.
-async fn first_with_key<'c, E>(conn: E, event: &NewEvent) -> StoreResult<Accepted>
-where
-    E: sqlx::Executor<'c, Database = Postgres>,
-{
+/// Stores `event` as a `pending` event due at once (one `INSERT … ON CONFLICT DO NOTHING`),
+/// or answers the first event with its idempotency key; `Conflict` when its id exists.
+async fn accept(conn: &mut PgConnection, event: &NewEvent) -> StoreResult<Accepted> {
+    let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
+    let inserted: Option<DbUuid> = sqlx::query_scalar(
+        "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
+         idempotency_key, state, attempts, received_at, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, LEAST($8, now())) \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(event.id.as_uuid())
+    .bind(event.schema.as_str())
+    .bind(event.source.as_str())
+    .bind(&event.body)
+    .bind(digest)
+    .bind(Json(&event.metadata))
+    .bind(event.idempotency_key.as_deref())
+    .bind(event.received_at)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    if inserted.is_some() {
+        return Ok(Accepted {
+            event_id: event.id,
+            duplicate: false,
+        });
+    }
+    // ON CONFLICT DO NOTHING waited for any concurrent insert of the same key to commit, so
+    // the first event is visible to the next statement.
     if let Some(key) = &event.idempotency_key {
         let first: Option<DbUuid> =
             sqlx::query_scalar("SELECT id FROM events WHERE schema = $1 AND idempotency_key = $2")
                 .bind(event.schema.as_str())
                 .bind(key)
-                .fetch_optional(conn)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(map)?;
         if let Some(first) = first {
@@ -115,37 +148,13 @@ where
 #[async_trait]
 impl EventLog for PgStore {
     async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
-        let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
-        let inserted: Option<DbUuid> = sqlx::query_scalar(
-            "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
-             idempotency_key, state, attempts, received_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, LEAST($8, now())) \
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(event.id.as_uuid())
-        .bind(event.schema.as_str())
-        .bind(event.source.as_str())
-        .bind(&event.body)
-        .bind(digest)
-        .bind(Json(&event.metadata))
-        .bind(event.idempotency_key.as_deref())
-        .bind(event.received_at)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map)?;
-        if inserted.is_some() {
-            return Ok(Accepted {
-                event_id: event.id,
-                duplicate: false,
-            });
-        }
-        // ON CONFLICT DO NOTHING waited for any concurrent insert of the same key to commit,
-        // so the first event is visible to this new statement.
-        first_with_key(&self.pool, &event).await
+        let mut conn = self.pool.acquire().await.map_err(map)?;
+        accept(&mut conn, &event).await
     }
 
-    /// One transaction; an item at a time, so that a key stored by an earlier item of the
-    /// batch is seen by the later ones (the transaction sees its own inserts).
+    /// One transaction, an item at a time: a key stored by an earlier item of the batch is
+    /// seen by the later ones (the transaction sees its own inserts). An error returns before
+    /// the commit, and dropping the transaction rolls the batch back.
     async fn accept_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Accepted>> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -153,32 +162,7 @@ impl EventLog for PgStore {
         let mut tx = self.pool.begin().await.map_err(map)?;
         let mut answers = Vec::with_capacity(events.len());
         for event in &events {
-            let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
-            let inserted: Option<DbUuid> = sqlx::query_scalar(
-                "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
-                 idempotency_key, state, attempts, received_at, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, LEAST($8, now())) \
-                 ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(event.id.as_uuid())
-            .bind(event.schema.as_str())
-            .bind(event.source.as_str())
-            .bind(&event.body)
-            .bind(digest)
-            .bind(Json(&event.metadata))
-            .bind(event.idempotency_key.as_deref())
-            .bind(event.received_at)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map)?;
-            answers.push(match inserted {
-                Some(_) => Accepted {
-                    event_id: event.id,
-                    duplicate: false,
-                },
-                // An error returns before the commit: dropping `tx` rolls the batch back.
-                None => first_with_key(&mut *tx, event).await?,
-            });
+            answers.push(accept(&mut tx, event).await?);
         }
         tx.commit().await.map_err(map)?;
         Ok(answers)

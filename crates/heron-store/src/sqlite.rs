@@ -7,7 +7,12 @@
 //!   transaction, which takes the write lock up front: a deferred transaction that reads and
 //!   then writes could fail with `SQLITE_BUSY` on the lock upgrade instead of waiting for
 //!   `busy_timeout`. Being single-writer, select-then-insert is race-free inside such a
-//!   transaction (leasing, dedup);
+//!   transaction (leasing, dedup). Leasing first asks, with a plain read beside the writer
+//!   (WAL), whether anything is due at all: idle workers polling every few hundred
+//!   milliseconds do not take the write lock from intake;
+//! - single completions run the batch path with a batch of one (`crate::batch`), so both
+//!   forms share one implementation of the dispositions;
+//! - time: one host, so the host's clock is the store's clock (`EventQueue::now`);
 //! - the `dedup_key` unique index still enforces one dedup target per fingerprint;
 //! - timestamps are `INTEGER` unix microseconds, ids lowercase hyphenated `TEXT` (so text
 //!   order is id order), JSON `TEXT`; see `migrations/sqlite`.
@@ -108,18 +113,39 @@ fn lease_lost(lease: &Lease) -> StoreError {
     StoreError::LeaseLost(lease.event_id)
 }
 
-/// The answer to a delivery whose insert stored nothing: the first event with its key, or
-/// `Conflict` when it was its id that already existed.
-async fn first_with_key<'c, E>(conn: E, event: &NewEvent) -> StoreResult<Accepted>
-where
-    E: sqlx::Executor<'c, Database = Sqlite>,
-{
+/// Stores `event` as a `pending` event due at once (one `INSERT … ON CONFLICT DO NOTHING`),
+/// or answers the first event with its idempotency key; `Conflict` when its id exists.
+async fn accept(conn: &mut SqliteConnection, event: &NewEvent) -> StoreResult<Accepted> {
+    let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
+    let inserted: Option<DbUuid> = sqlx::query_scalar(
+        "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
+         idempotency_key, state, attempts, received_at, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(id_text(event.id))
+    .bind(event.schema.as_str())
+    .bind(event.source.as_str())
+    .bind(&event.body)
+    .bind(digest)
+    .bind(json_text(&event.metadata)?)
+    .bind(event.idempotency_key.as_deref())
+    .bind(micros(event.received_at))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    if inserted.is_some() {
+        return Ok(Accepted {
+            event_id: event.id,
+            duplicate: false,
+        });
+    }
     if let Some(key) = &event.idempotency_key {
         let first: Option<DbUuid> =
             sqlx::query_scalar("SELECT id FROM events WHERE schema = $1 AND idempotency_key = $2")
                 .bind(event.schema.as_str())
                 .bind(key)
-                .fetch_optional(conn)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(map)?;
         if let Some(first) = first {
@@ -138,36 +164,13 @@ where
 #[async_trait]
 impl EventLog for SqliteStore {
     async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
-        let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
-        // One statement, no explicit transaction: the insert is its own durable commit.
-        let inserted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
-             idempotency_key, state, attempts, received_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(id_text(event.id))
-        .bind(event.schema.as_str())
-        .bind(event.source.as_str())
-        .bind(&event.body)
-        .bind(digest)
-        .bind(json_text(&event.metadata)?)
-        .bind(event.idempotency_key.as_deref())
-        .bind(micros(event.received_at))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map)?;
-        if inserted.is_some() {
-            return Ok(Accepted {
-                event_id: event.id,
-                duplicate: false,
-            });
-        }
-        first_with_key(&self.pool, &event).await
+        let mut conn = self.pool.acquire().await.map_err(map)?;
+        accept(&mut conn, &event).await
     }
 
-    /// One `BEGIN IMMEDIATE` transaction, an item at a time: a key stored by an earlier item
-    /// is seen by the later ones.
+    /// One transaction, an item at a time: a key stored by an earlier item of the batch is
+    /// seen by the later ones (the transaction sees its own inserts). An error returns before
+    /// the commit, and dropping the transaction rolls the batch back.
     async fn accept_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Accepted>> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -175,32 +178,7 @@ impl EventLog for SqliteStore {
         let mut tx = self.write().await?;
         let mut answers = Vec::with_capacity(events.len());
         for event in &events {
-            let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
-            let inserted: Option<String> = sqlx::query_scalar(
-                "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
-                 idempotency_key, state, attempts, received_at, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
-                 ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(id_text(event.id))
-            .bind(event.schema.as_str())
-            .bind(event.source.as_str())
-            .bind(&event.body)
-            .bind(digest)
-            .bind(json_text(&event.metadata)?)
-            .bind(event.idempotency_key.as_deref())
-            .bind(micros(event.received_at))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map)?;
-            answers.push(match inserted {
-                Some(_) => Accepted {
-                    event_id: event.id,
-                    duplicate: false,
-                },
-                // An error returns before the commit: dropping `tx` rolls the batch back.
-                None => first_with_key(&mut *tx, event).await?,
-            });
+            answers.push(accept(&mut tx, event).await?);
         }
         tx.commit().await.map_err(map)?;
         Ok(answers)

@@ -30,8 +30,8 @@ impl FlakyStore {
         }
     }
 
-    /// Attaches one more alert to `ticket` (its fingerprint must be `fp-storm`).
-    async fn attach_one(&self, ticket: &Ticket) {
+    /// Accepts a new event now and leases it, as a worker would before completing it.
+    pub async fn lease_new_event(&self) -> (LeasedEvent, Timestamp) {
         let now = self.inner.now().await.unwrap();
         let id = self
             .inner
@@ -39,21 +39,27 @@ impl FlakyStore {
             .await
             .unwrap()
             .event_id;
-        let leased = self
+        let mut leased = self
             .inner
             .lease_events(1, now, now + chrono::Duration::seconds(60), 5)
             .await
             .unwrap();
         assert_eq!(leased[0].event.id, id);
+        (leased.remove(0), now)
+    }
+
+    /// Attaches one more alert to `ticket` (its fingerprint must be `fp-storm`).
+    async fn attach_one(&self, ticket: &Ticket) {
+        let (leased, now) = self.lease_new_event().await;
         let planned = PlannedAlert {
-            alert: new_alert(id, "test", "storm", now),
+            alert: new_alert(leased.event.id, "test", "storm", now),
             disposition: Disposition::Attach {
                 ticket_id: ticket.id,
                 seen_since: now - chrono::Duration::hours(1),
             },
         };
         self.inner
-            .complete_event(&leased[0].lease, vec![planned], now)
+            .complete_event(&leased.lease, vec![planned], now)
             .await
             .unwrap();
     }
