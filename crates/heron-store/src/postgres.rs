@@ -373,7 +373,7 @@ impl EventQueue for PgStore {
 
     /// One transaction: lock the held events, take the fingerprints' advisory locks (only
     /// when the batch opens tickets), lock the ticket rows in id order, replay the batch on
-    /// them ([`crate::batch::plan`]), then write it in a few set-based statements.
+    /// them ([`heron_core::completion::plan`]), then write it in a few set-based statements.
     async fn complete_events(
         &self,
         batch: Vec<(Lease, Vec<PlannedAlert>)>,

@@ -10,7 +10,7 @@
 //!   transaction (leasing, dedup). Leasing first asks, with a plain read beside the writer
 //!   (WAL), whether anything is due at all: idle workers polling every few hundred
 //!   milliseconds do not take the write lock from intake;
-//! - single completions run the batch path with a batch of one (`crate::batch`), so both
+//! - single completions run the batch path with a batch of one (`heron_core::completion`), so both
 //!   forms share one implementation of the dispositions;
 //! - time: one host, so the host's clock is the store's clock (`EventQueue::now`);
 //! - the `dedup_key` unique index still enforces one dedup target per fingerprint;
@@ -409,7 +409,7 @@ impl EventQueue for SqliteStore {
 
     /// One `BEGIN IMMEDIATE` transaction (the single writer: what it reads cannot change
     /// under it): read the held leases and the ticket rows, replay the batch on them
-    /// ([`crate::batch::plan`]), write the result, commit once.
+    /// ([`heron_core::completion::plan`]), write the result, commit once.
     async fn complete_events(
         &self,
         batch: Vec<(Lease, Vec<PlannedAlert>)>,
