@@ -34,7 +34,7 @@ use heron_core::ports::{
     AlertBinding, Disposition, Lease, LeasedEvent, PlannedAlert, Store, StoreError,
 };
 use heron_core::ticket::NewTicket;
-use heron_core::{Event, EventId, Fingerprint, TicketId, Timestamp};
+use heron_core::{Event, Fingerprint, TicketId, Timestamp};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -597,8 +597,7 @@ fn lease_lost(event: &Event) -> Outcome {
 fn ids(items: &[LeasedEvent]) -> String {
     items
         .iter()
-        .map(|i| i.event.id)
-        .map(|id: EventId| id.to_string())
+        .map(|i| i.event.id.to_string())
         .collect::<Vec<_>>()
         .join(",")
 }
