@@ -26,6 +26,7 @@ impl From<StoreError> for AppError {
             StoreError::Conflict(what) => AppError::Conflict(what),
             StoreError::LeaseLost(id) => AppError::Conflict(format!("lease on event {id} lost")),
             StoreError::Unavailable(what) => AppError::Unavailable(what),
+            StoreError::Invalid(what) => AppError::Invalid(what),
             StoreError::Backend(what) => AppError::Internal(what),
         }
     }

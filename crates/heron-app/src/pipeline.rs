@@ -10,13 +10,15 @@ use heron_core::{
     AlertDraft, AlertId, EventId, Fingerprint, NoticeId, SchemaName, TicketId, Timestamp,
 };
 
-/// Builds alerts from an ingest policy's drafts: titles default, fingerprints computed.
+/// Builds alerts from an ingest policy's drafts: titles default, fingerprints computed. The
+/// alerts are dated `seen`: the worker passes the event's arrival (`received_at`), which is
+/// what a ticket's `first_seen`/`last_seen` and the dedup window are measured in.
 pub fn alerts_from_drafts(
     event_id: EventId,
     schema: &SchemaName,
     drafts: Vec<AlertDraft>,
     body: &serde_json::Value,
-    now: Timestamp,
+    seen: Timestamp,
 ) -> Vec<NewAlert> {
     drafts
         .into_iter()
@@ -39,14 +41,15 @@ pub fn alerts_from_drafts(
                 fingerprint,
                 channel: draft.channel,
                 data: body.clone(),
-                created_at: now,
+                created_at: seen,
             }
         })
         .collect()
 }
 
 /// Runs `data.triage` on the first alert of its fingerprint, applies its overrides to the
-/// alert, and decides where it goes.
+/// alert, and decides where it goes. A ticket it opens is dated by the alert (the worker
+/// re-dates it to when it is opened).
 pub fn triage_alert(
     policies: &dyn PolicyEngine,
     alert: &mut NewAlert,

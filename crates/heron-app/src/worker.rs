@@ -8,6 +8,20 @@
 //! Per alert: fingerprint → if an active ticket with that fingerprint was seen within the
 //! dedup window, attach (no triage: a storm of one fingerprint costs one triage) → otherwise
 //! `data.triage` decides alert (open a ticket), notice or discard.
+//!
+//! Invariants:
+//! - every time handed to the queue comes from the store's clock ([`EventQueue::now`], read
+//!   once per batch and carried forward on this process's monotonic clock), never from the
+//!   host's wall clock, so workers on hosts whose clocks disagree agree on leases;
+//! - alerts are dated by their event's arrival (`received_at`), and the dedup window is
+//!   measured from it: a backlog processed late groups alerts as they arrived;
+//! - a lease is extended (every third of its length) for as long as its batch is being
+//!   worked on, so a slow batch is not taken over while it is still making progress;
+//! - a failed batch (nothing stored) is never blamed on all its events: unless the database
+//!   is unavailable, its events are completed one by one so that only an event whose data
+//!   the database rejects fails, and that failure is permanent (`Invalid`).
+//!
+//! [`EventQueue::now`]: heron_core::ports::EventQueue::now
 
 use crate::PolicyHandle;
 use crate::metrics::{
@@ -15,9 +29,10 @@ use crate::metrics::{
     TICKETS_OPENED,
 };
 use crate::pipeline;
-use chrono::Utc;
 use heron_core::policy::{PolicyEngine, PolicyError};
-use heron_core::ports::{AlertBinding, Disposition, LeasedEvent, PlannedAlert, Store, StoreError};
+use heron_core::ports::{
+    AlertBinding, Disposition, Lease, LeasedEvent, PlannedAlert, Store, StoreError,
+};
 use heron_core::ticket::NewTicket;
 use heron_core::{Event, Fingerprint, TicketId, Timestamp};
 use std::collections::HashMap;
@@ -148,11 +163,16 @@ impl Worker {
         &self,
         shutdown: Option<&watch::Receiver<bool>>,
     ) -> Result<usize, StoreError> {
-        let now = Utc::now();
-        let lease_until = now + to_chrono(self.settings.lease);
+        let clock = StoreClock::read(self.store.as_ref()).await?;
+        let now = clock.now();
         let leased = self
             .store
-            .lease_events(self.settings.batch_size, now, lease_until)
+            .lease_events(
+                self.settings.batch_size,
+                now,
+                now + to_chrono(self.settings.lease),
+                self.settings.max_attempts,
+            )
             .await?;
         let count = leased.len();
         if shutdown.is_some_and(|s| *s.borrow()) {
@@ -162,7 +182,19 @@ impl Worker {
             return Ok(count);
         }
         if !leased.is_empty() {
-            self.process_batch(leased).await;
+            let _heartbeat = self.heartbeat(&leased, clock).await;
+            let report = self.process_batch(leased, clock).await;
+            tracing::debug!(
+                leased = count,
+                processed = report.processed,
+                ignored = report.ignored,
+                replanned = report.replanned,
+                retrying = report.retrying,
+                failed = report.failed,
+                lost = report.lost,
+                elapsed_ms = clock.read_at.elapsed().as_millis() as u64,
+                "batch done"
+            );
         }
         Ok(count)
     }
@@ -173,33 +205,70 @@ impl Worker {
         }
     }
 
+    /// Keeps the batch's leases from expiring while it is worked on: every third of the lease
+    /// length, each lease is extended to a full lease from then. Stops when dropped.
+    ///
+    /// Returns once the task has started: a task spawned from a runtime thread waits in that
+    /// thread's own slot, which other threads do not steal from, and planning is about to
+    /// keep this thread busy evaluating policies. Once started, its timer wakes it on
+    /// whichever thread is free.
+    async fn heartbeat(&self, leased: &[LeasedEvent], clock: StoreClock) -> Heartbeat {
+        let store = Arc::clone(&self.store);
+        let leases: Vec<Lease> = leased.iter().map(|l| l.lease.clone()).collect();
+        let lease = self.settings.lease;
+        let every = (lease / 3).max(Duration::from_millis(10));
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = started.send(());
+            let mut next = tokio::time::Instant::now() + every;
+            loop {
+                tokio::time::sleep_until(next).await;
+                next += every;
+                let until = clock.now() + to_chrono(lease);
+                for l in &leases {
+                    match store.extend_lease(l, until).await {
+                        Ok(()) => {}
+                        // Completed, failed, or taken over: nothing left to keep alive.
+                        Err(StoreError::LeaseLost(_)) => {}
+                        Err(e) => {
+                            tracing::warn!(event_id = %l.event_id, error = %e, "could not extend a lease; it may expire and the event run again");
+                        }
+                    }
+                }
+            }
+        });
+        // An error means the task is gone already (the runtime is shutting down).
+        let _ = running.await;
+        Heartbeat(task)
+    }
+
     /// Plans every event of the batch (one dedup lookup per fingerprint), then completes the
     /// planned ones with one `complete_events` call: one transaction, one commit, and one
     /// update per touched ticket, however many alerts of a storm the batch holds.
-    async fn process_batch(&self, leased: Vec<LeasedEvent>) {
+    async fn process_batch(&self, leased: Vec<LeasedEvent>, clock: StoreClock) -> BatchReport {
         let started = Instant::now();
+        let mut report = BatchReport::default();
         let policies = self.policies.current();
-        let now = Utc::now();
         let mut lookups = DedupLookups::default();
         let mut items = Vec::with_capacity(leased.len());
         let mut batch = Vec::with_capacity(leased.len());
         for item in leased {
             match self
-                .plan(policies.as_ref(), &item.event, now, &mut lookups)
+                .plan(policies.as_ref(), &item.event, clock, &mut lookups)
                 .await
             {
                 Ok(plan) => {
                     batch.push((item.lease.clone(), plan));
                     items.push(item);
                 }
-                Err(e) => self.fail(&item, e).await,
+                Err(e) => report.count(self.fail(&item, e, clock).await),
             }
         }
         if items.is_empty() {
-            return;
+            return report;
         }
         let store_started = Instant::now();
-        let result = self.store.complete_events(batch, now).await;
+        let result = self.store.complete_events(batch, clock.now()).await;
         metrics::histogram!(STAGE_SECONDS, "stage" => "commit").record(store_started.elapsed());
         let results = match result {
             Ok(results) if results.len() == items.len() => results,
@@ -209,72 +278,100 @@ impl Worker {
                     results.len(),
                     items.len()
                 ));
-                return self.fail_all(&items, e).await;
+                return self.one_by_one(items, e, clock, started, report).await;
             }
-            Err(e) => return self.fail_all(&items, e).await,
+            Err(e @ StoreError::Unavailable(_)) => {
+                tracing::warn!(events = %ids(&items), error = %e, "completing a batch failed; its events will be retried");
+                for item in &items {
+                    report.count(self.fail(item, PlanError::Store(e.clone()), clock).await);
+                }
+                return report;
+            }
+            Err(e) => return self.one_by_one(items, e, clock, started, report).await,
         };
         for (item, result) in items.into_iter().zip(results) {
-            match result {
+            let outcome = match result {
                 Ok(bindings) => {
                     self.record_completion(&item.event, &bindings);
                     metrics::histogram!(STAGE_SECONDS, "stage" => "process")
                         .record(started.elapsed());
+                    Outcome::Completed(bindings.is_empty())
                 }
                 Err(StoreError::Conflict(why)) => {
                     tracing::debug!(event_id = %item.event.id, %why, "plan went stale; planning again");
-                    self.process(item, 1, started).await;
+                    report.replanned += 1;
+                    self.process(item, 1, clock, started).await
                 }
-                Err(StoreError::LeaseLost(_)) => {
-                    tracing::warn!(event_id = %item.event.id, "lease lost mid-processing; another worker owns the event now");
-                }
-                Err(e) => self.fail(&item, PlanError::Store(e)).await,
-            }
+                Err(StoreError::LeaseLost(_)) => lease_lost(&item.event),
+                Err(e) => self.fail(&item, PlanError::Store(e), clock).await,
+            };
+            report.count(outcome);
         }
+        report
     }
 
-    /// The whole batch failed (nothing was stored): each event fails as it would alone, and
-    /// a transient error is retried with backoff.
-    async fn fail_all(&self, items: &[LeasedEvent], error: StoreError) {
-        tracing::warn!(events = items.len(), error = %error, "completing a batch failed");
+    /// The batch failed as a whole (nothing was stored) for a reason that may be one event's
+    /// own (a value the database cannot hold): each event is planned and completed on its
+    /// own, so that only such an event fails.
+    async fn one_by_one(
+        &self,
+        items: Vec<LeasedEvent>,
+        error: StoreError,
+        clock: StoreClock,
+        started: Instant,
+        mut report: BatchReport,
+    ) -> BatchReport {
+        tracing::warn!(events = %ids(&items), error = %error, "completing a batch failed; completing its events one by one");
         for item in items {
-            self.fail(item, PlanError::Store(error.clone())).await;
+            report.count(self.process(item, 0, clock, started).await);
         }
+        report
     }
 
     /// Plans and completes one event on its own, re-planning while the store reports a stale
     /// plan (`replans` of the allowed [`MAX_REPLANS`] are already spent).
-    async fn process(&self, item: LeasedEvent, mut replans: usize, started: Instant) {
+    async fn process(
+        &self,
+        item: LeasedEvent,
+        mut replans: usize,
+        clock: StoreClock,
+        started: Instant,
+    ) -> Outcome {
         let event = &item.event;
         let policies = self.policies.current();
         loop {
-            let now = Utc::now();
             // No shared lookups: a re-plan must see the store as it is now.
             let plan = match self
-                .plan(policies.as_ref(), event, now, &mut DedupLookups::default())
+                .plan(
+                    policies.as_ref(),
+                    event,
+                    clock,
+                    &mut DedupLookups::default(),
+                )
                 .await
             {
                 Ok(plan) => plan,
-                Err(e) => return self.fail(&item, e).await,
+                Err(e) => return self.fail(&item, e, clock).await,
             };
             let store_started = Instant::now();
-            let result = self.store.complete_event(&item.lease, plan, now).await;
+            let result = self
+                .store
+                .complete_event(&item.lease, plan, clock.now())
+                .await;
             metrics::histogram!(STAGE_SECONDS, "stage" => "commit").record(store_started.elapsed());
             match result {
                 Ok(bindings) => {
                     self.record_completion(event, &bindings);
                     metrics::histogram!(STAGE_SECONDS, "stage" => "process")
                         .record(started.elapsed());
-                    return;
+                    return Outcome::Completed(bindings.is_empty());
                 }
                 Err(StoreError::Conflict(why)) if replans < MAX_REPLANS => {
                     replans += 1;
                     tracing::debug!(event_id = %event.id, %why, "plan went stale; planning again");
                 }
-                Err(StoreError::LeaseLost(_)) => {
-                    tracing::warn!(event_id = %event.id, "lease lost mid-processing; another worker owns the event now");
-                    return;
-                }
-                Err(e) => return self.fail(&item, PlanError::Store(e)).await,
+                Err(StoreError::LeaseLost(_)) => return lease_lost(event),
+                Err(e) => return self.fail(&item, PlanError::Store(e), clock).await,
             }
         }
     }
@@ -301,24 +398,36 @@ impl Worker {
         }
     }
 
-    async fn fail(&self, item: &LeasedEvent, error: PlanError) {
+    /// Records a failed attempt: retried with backoff unless the error is permanent (a policy
+    /// error, a body that is not an object, data the database rejects) or the attempts are
+    /// spent.
+    async fn fail(&self, item: &LeasedEvent, error: PlanError, clock: StoreClock) -> Outcome {
         let event = &item.event;
-        let permanent = matches!(error, PlanError::Policy(_) | PlanError::Body(_));
+        let permanent = matches!(
+            error,
+            PlanError::Policy(_) | PlanError::Body(_) | PlanError::Store(StoreError::Invalid(_))
+        );
         let retry_at = (!permanent && event.attempts < self.settings.max_attempts)
-            .then(|| Utc::now() + to_chrono(self.backoff(event.attempts)));
-        let message = error.to_string();
+            .then(|| clock.now() + to_chrono(self.backoff(event.attempts)));
+        // The message is stored as text: a U+0000 quoted from the data must not poison it too.
+        let message = error.to_string().replace('\0', "\\u0000");
         match retry_at {
             Some(at) => {
                 tracing::warn!(event_id = %event.id, attempt = event.attempts, retry_at = %at, error = %message, "event failed; will retry");
                 metrics::counter!(EVENTS_RETRIED).increment(1);
             }
             None => {
-                tracing::error!(event_id = %event.id, schema = %event.schema, error = %message, "event failed");
+                tracing::error!(event_id = %event.id, schema = %event.schema, attempt = event.attempts, error = %message, "event failed");
                 metrics::counter!(EVENTS_FAILED, "schema" => event.schema.to_string()).increment(1);
             }
         }
         if let Err(e) = self.store.fail_event(&item.lease, &message, retry_at).await {
             tracing::error!(event_id = %event.id, error = %e, "could not record the failure; the lease will expire and the event will run again");
+        }
+        if retry_at.is_some() {
+            Outcome::Retrying
+        } else {
+            Outcome::Failed
         }
     }
 
@@ -330,14 +439,15 @@ impl Worker {
             .min(self.settings.backoff_max)
     }
 
-    /// Plans one event's alerts at `now`. `lookups` carries what earlier events of the same
-    /// batch learnt about fingerprints; the store re-checks every `Attach` when completing,
-    /// so a stale answer costs a re-plan, never a wrong binding.
+    /// Plans one event's alerts. They are dated by the event's arrival, and the dedup window
+    /// reaches back from it. `lookups` carries what earlier events of the same batch learnt
+    /// about fingerprints; the store re-checks every `Attach` when completing, so a stale
+    /// answer costs a re-plan, never a wrong binding.
     async fn plan(
         &self,
         policies: &dyn PolicyEngine,
         event: &Event,
-        now: Timestamp,
+        clock: StoreClock,
         lookups: &mut DedupLookups,
     ) -> Result<Vec<PlannedAlert>, PlanError> {
         let body: serde_json::Value =
@@ -349,49 +459,61 @@ impl Worker {
         let output = policies.ingest(&event.schema, &body)?;
         metrics::histogram!(STAGE_SECONDS, "stage" => "ingest").record(ingest_started.elapsed());
 
-        let seen_since = now - to_chrono(self.settings.dedup_window);
+        let seen = event.received_at;
+        let seen_since = seen - to_chrono(self.settings.dedup_window);
         let mut planned = Vec::with_capacity(output.alerts.len());
         for mut alert in
-            pipeline::alerts_from_drafts(event.id, &event.schema, output.alerts, &body, now)
+            pipeline::alerts_from_drafts(event.id, &event.schema, output.alerts, &body, seen)
         {
-            let known = match lookups.0.get(&alert.fingerprint) {
-                Some(known) => known.clone(),
+            let cached = lookups.get(&alert.fingerprint, seen_since, seen);
+            let known = match cached {
+                Some(known) => known,
                 None => {
                     let target = self
                         .store
                         .find_dedup_ticket(&alert.fingerprint, seen_since)
                         .await?;
-                    lookups
-                        .0
-                        .insert(alert.fingerprint.clone(), Known::Target(target));
-                    Known::Target(target)
+                    let known = match target {
+                        Some(ticket_id) => Known::Target {
+                            ticket_id,
+                            seen: seen_since.max(seen),
+                        },
+                        None => Known::NoTarget { since: seen_since },
+                    };
+                    lookups.0.insert(alert.fingerprint.clone(), known.clone());
+                    known
                 }
             };
             let disposition = match known {
-                Known::Target(Some(ticket_id)) => Disposition::Attach {
+                Known::Target { ticket_id, .. } => Disposition::Attach {
                     ticket_id,
                     seen_since,
                 },
                 // An earlier alert of this batch opens the fingerprint's ticket: this one
                 // joins it (a second `Open` attaches to the first) without a triage of its
                 // own, as it would had that ticket been committed already.
-                Known::Opening(ticket) => Disposition::Open {
+                Known::Opening { ticket, .. } => Disposition::Open {
                     ticket: NewTicket {
                         id: TicketId::new(),
-                        created_at: alert.created_at,
                         ..ticket
                     },
                     seen_since,
                 },
-                Known::Target(None) => {
+                Known::NoTarget { .. } => {
                     let triage_started = Instant::now();
-                    let disposition = pipeline::triage_alert(policies, &mut alert, seen_since)?;
+                    let mut disposition = pipeline::triage_alert(policies, &mut alert, seen_since)?;
                     metrics::histogram!(STAGE_SECONDS, "stage" => "triage")
                         .record(triage_started.elapsed());
-                    if let Disposition::Open { ticket, .. } = &disposition {
-                        lookups
-                            .0
-                            .insert(alert.fingerprint.clone(), Known::Opening(ticket.clone()));
+                    if let Disposition::Open { ticket, .. } = &mut disposition {
+                        // The ticket is opened now, whenever its first alert arrived.
+                        ticket.created_at = clock.now();
+                        lookups.0.insert(
+                            alert.fingerprint.clone(),
+                            Known::Opening {
+                                ticket: ticket.clone(),
+                                seen,
+                            },
+                        );
                     }
                     disposition
                 }
@@ -402,17 +524,127 @@ impl Worker {
     }
 }
 
+/// The store's clock as of one read, carried forward on this process's monotonic clock: one
+/// round trip per batch, and no dependence on the host's wall clock.
+#[derive(Debug, Clone, Copy)]
+struct StoreClock {
+    base: Timestamp,
+    read_at: Instant,
+}
+
+impl StoreClock {
+    async fn read(store: &dyn Store) -> Result<Self, StoreError> {
+        let base = store.now().await?;
+        Ok(Self {
+            base,
+            read_at: Instant::now(),
+        })
+    }
+
+    fn now(&self) -> Timestamp {
+        self.base + to_chrono(self.read_at.elapsed())
+    }
+}
+
+/// Aborts its task when dropped, however the batch ends.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What became of one event of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Committed; `true` when the ingest policy made no alert (`ignored`).
+    Completed(bool),
+    Retrying,
+    Failed,
+    Lost,
+}
+
+/// Counts of a batch's outcomes, for the log.
+#[derive(Debug, Default)]
+struct BatchReport {
+    processed: usize,
+    ignored: usize,
+    replanned: usize,
+    retrying: usize,
+    failed: usize,
+    lost: usize,
+}
+
+impl BatchReport {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Completed(false) => self.processed += 1,
+            Outcome::Completed(true) => self.ignored += 1,
+            Outcome::Retrying => self.retrying += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::Lost => self.lost += 1,
+        }
+    }
+}
+
+fn lease_lost(event: &Event) -> Outcome {
+    tracing::warn!(event_id = %event.id, "lease lost mid-processing; another worker owns the event now");
+    Outcome::Lost
+}
+
+/// The batch's event ids, for a log line.
+fn ids(items: &[LeasedEvent]) -> String {
+    items
+        .iter()
+        .map(|i| i.event.id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What planning learnt about fingerprints, shared by the events of one batch: a storm batch
-/// costs one dedup query and at most one triage per fingerprint.
+/// costs one dedup query and at most one triage per fingerprint. Each event looks back from
+/// its own arrival, so an answer is reused only while it holds for the event's window.
 #[derive(Debug, Default)]
 struct DedupLookups(HashMap<Fingerprint, Known>);
 
 #[derive(Debug, Clone)]
 enum Known {
-    /// The store's answer to `find_dedup_ticket`.
-    Target(Option<TicketId>),
-    /// No target in the store, and an earlier alert of the batch plans to open this ticket.
-    Opening(NewTicket),
+    /// The store has no target for the fingerprint seen since `since`.
+    NoTarget { since: Timestamp },
+    /// `ticket_id` is the target, seen at `seen` or later (the lookup's `seen_since`, or the
+    /// arrival of an alert of this batch planned onto it).
+    Target {
+        ticket_id: TicketId,
+        seen: Timestamp,
+    },
+    /// No target in the store, and an alert of this batch that arrived at `seen` (or a later
+    /// one planned onto it) opens `ticket`.
+    Opening { ticket: NewTicket, seen: Timestamp },
+}
+
+impl DedupLookups {
+    /// What is known of `fingerprint` for an alert that arrived at `seen` and looks back to
+    /// `seen_since`, counting the alert in; `None` when the store must be asked.
+    fn get(
+        &mut self,
+        fingerprint: &Fingerprint,
+        seen_since: Timestamp,
+        seen: Timestamp,
+    ) -> Option<Known> {
+        let known = self.0.get_mut(fingerprint)?;
+        match known {
+            Known::Target { seen: last, .. } | Known::Opening { seen: last, .. }
+                if *last >= seen_since =>
+            {
+                *last = (*last).max(seen);
+                Some(known.clone())
+            }
+            // No target seen since `since` means none seen since any later time either.
+            Known::NoTarget { since } if seen_since >= *since => Some(known.clone()),
+            _ => None,
+        }
+    }
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {

@@ -11,6 +11,7 @@
 //! that every [`ports::Store`] implementation must pass.
 
 pub mod alert;
+pub mod completion;
 pub mod event;
 pub mod fingerprint;
 pub mod ids;
@@ -31,3 +32,10 @@ pub use ticket::{Comment, CommentSource, Conclusion, Notice, Ticket, TicketChang
 
 /// Timestamps are UTC everywhere.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// What every store keeps of a timestamp: whole microseconds, as both databases do.
+pub fn truncate_to_micros(t: Timestamp) -> Timestamp {
+    use chrono::Timelike;
+    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}

@@ -11,7 +11,16 @@
 //!   so every event's effects happen exactly once even when workers die mid-way;
 //! - at most one *active* ticket (open or acknowledged) per fingerprint is the deduplication
 //!   target, and the database enforces it; resolving a ticket, or opening a newer one for the
-//!   same fingerprint after the window, releases it.
+//!   same fingerprint after the window, releases it;
+//! - an event is handed out at most `max_attempts` times: one whose lease expired that often
+//!   (it crashes or stalls whoever runs it) is marked `failed` instead of leased again.
+//!
+//! Time: every queue time (lease expiry, due times, completion) is passed in, and callers take
+//! it from [`EventQueue::now`], the store's own clock. On PostgreSQL that is the database
+//! server's clock, so processes on hosts whose clocks disagree still agree on when a lease
+//! expires and when an event is due; a due time handed in for a new or retried event is
+//! moreover capped at the database's clock, so "due at once" holds even when the accepting
+//! host's clock runs ahead. SQLite and the in-memory store serve one host: its clock is theirs.
 
 use crate::alert::AlertStatus;
 use crate::{
@@ -35,11 +44,26 @@ pub enum StoreError {
     /// The database cannot be reached; worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database refused a value it cannot hold (PostgreSQL: SQLSTATE class 22, e.g. text
+    /// or JSON containing U+0000). Storing the same data again cannot succeed.
+    #[error("the database rejected the data: {0}")]
+    Invalid(String),
     #[error("database error: {0}")]
     Backend(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The `last_error` of an event given up on at lease time (see [`EventQueue::lease_events`]),
+/// with `{n}` standing for its attempts. Database stores fill it in SQL (`replace`), so that
+/// every store says the same.
+pub const LEASE_EXPIRED_ERROR: &str = "gave up after {n} attempts: the lease expired before \
+    the event completed (it may crash or stall its worker)";
+
+/// [`LEASE_EXPIRED_ERROR`] for `attempts`.
+pub fn lease_expired_error(attempts: u32) -> String {
+    LEASE_EXPIRED_ERROR.replace("{n}", &attempts.to_string())
+}
 
 /// A stored value that does not name a known variant (a corrupt row or a bad filter).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -193,28 +217,48 @@ pub trait EventLog: Send + Sync {
     /// already stored for the schema, stores nothing and answers the first event's id with
     /// `duplicate: true`.
     async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted>;
+    /// Stores several deliveries atomically (one transaction: on any error nothing is stored)
+    /// and answers one [`Accepted`] per input, in order. Each item is deduplicated as by
+    /// [`accept_event`](Self::accept_event): an idempotency key already stored, or carried by
+    /// an earlier item of the same call (same schema), answers that event's id with
+    /// `duplicate: true` and stores nothing for the item. An event id that already exists
+    /// (stored, or earlier in the call) is `Conflict`.
+    async fn accept_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Accepted>>;
     async fn get_event(&self, id: EventId) -> StoreResult<Option<Event>>;
     async fn list_events(&self, query: &EventQuery) -> StoreResult<Page<Event>>;
-    /// Puts a `failed` or `ignored` event back to `pending`, due at `now`, clearing its error.
+    /// Puts a `failed` or `ignored` event back to `pending`, due at `now`, clearing its error
+    /// and its count of attempts (a manual retry gets the full number of attempts again).
     /// Other states: `Conflict`. Unknown id: `NotFound`.
     async fn retry_event(&self, id: EventId, now: Timestamp) -> StoreResult<Event>;
-    /// Retries every `failed` event; returns how many.
+    /// Retries every `failed` event as [`retry_event`](Self::retry_event) does; returns how
+    /// many.
     async fn retry_failed_events(&self, now: Timestamp) -> StoreResult<u64>;
     async fn queue_stats(&self, now: Timestamp) -> StoreResult<QueueStats>;
 }
 
 #[async_trait]
 pub trait EventQueue: Send + Sync {
+    /// The store's clock, from which callers take every time they pass to the queue (see the
+    /// module documentation): PostgreSQL answers the database server's `now()`.
+    async fn now(&self) -> StoreResult<Timestamp>;
     /// Leases up to `limit` due events, oldest first: `pending` ones with `next_attempt_at <=
     /// now`, and `processing` ones whose lease expired before `now`. Each gets a fresh token,
     /// state `processing`, lease expiry `lease_until`, and `attempts + 1`. Concurrent callers
     /// never receive the same event while its lease holds.
+    ///
+    /// An expired lease on an event that already had `max_attempts` attempts is not taken
+    /// over: the event becomes `failed` with a `last_error` saying its lease expired, and is
+    /// not returned (so fewer than `limit` events may be returned while more are due).
     async fn lease_events(
         &self,
         limit: usize,
         now: Timestamp,
         lease_until: Timestamp,
+        max_attempts: u32,
     ) -> StoreResult<Vec<LeasedEvent>>;
+    /// Moves the expiry of a lease still held to `until` (a heartbeat for slow work).
+    /// `LeaseLost` if the lease is not the current one.
+    async fn extend_lease(&self, lease: &Lease, until: Timestamp) -> StoreResult<()>;
     /// The active ticket for `fingerprint` whose `last_seen >= seen_since`, if any.
     async fn find_dedup_ticket(
         &self,
@@ -222,9 +266,11 @@ pub trait EventQueue: Send + Sync {
         seen_since: Timestamp,
     ) -> StoreResult<Option<TicketId>>;
     /// Atomically stores the alerts, applies their dispositions (attaching bumps the ticket's
-    /// `alert_count`, sets `last_seen` to the alert's `created_at` if later, and bumps
-    /// `version`), and marks the event `processed` (or `ignored` when `alerts` is empty) at
-    /// `now`. `LeaseLost` if the lease token is not the current one; then nothing is stored.
+    /// `alert_count` and sets `last_seen` to the alert's `created_at` if later; it leaves
+    /// `version`, which guards edits, alone), and marks the event `processed` (or `ignored`
+    /// when `alerts` is empty) at `now`. `LeaseLost` if the lease token is not the current
+    /// one; then nothing is stored. `Invalid` if the database cannot hold a value of the
+    /// alerts; then nothing is stored and the lease is still held.
     async fn complete_event(
         &self,
         lease: &Lease,
@@ -246,13 +292,17 @@ pub trait EventQueue: Send + Sync {
     ///   the ticket the first one opened.
     ///
     /// The outer `Err` is a failure of the whole batch (database unreachable, deadlock, an
-    /// unexpected constraint violation): nothing is stored and every lease is still held.
+    /// unexpected constraint violation, a value of one event the database cannot hold):
+    /// nothing is stored and every lease is still held. Unless it is `Unavailable`, the
+    /// cause may be one event's data: completing the events one by one isolates it.
     ///
     /// The default implementation completes the events one by one with `complete_event`, so
     /// it is correct for any store but not atomic: there, an error of one event's own
     /// transaction (e.g. `Unavailable`) lands in that event's slot. Database stores override
     /// it with one transaction, which is what makes a storm of one fingerprint cheap: the
     /// ticket row is updated, locked and committed once per batch instead of once per event.
+    /// They also run `complete_event` as a batch of one, so that both forms take their locks
+    /// in the same order.
     async fn complete_events(
         &self,
         batch: Vec<(Lease, Vec<PlannedAlert>)>,

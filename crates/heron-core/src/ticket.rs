@@ -97,7 +97,10 @@ pub struct Ticket {
     pub resolved_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Optimistic-concurrency counter, bumped by every stored change.
+    /// Optimistic-concurrency counter of the fields people and agents edit (status, severity,
+    /// assignee, conclusion…), bumped by every `update_ticket`. Attaching alerts does not bump
+    /// it (they only move `alert_count` and `last_seen`, which no edit writes), so an analyst's
+    /// change does not conflict with an alert storm on the same ticket.
     pub version: i64,
 }
 
@@ -143,6 +146,8 @@ pub enum LifecycleError {
 
 impl Ticket {
     /// Applies `change` at `now`, enforcing the lifecycle. On error the ticket is unchanged.
+    /// `updated_at` moves only when a field actually changed, so a change that changes
+    /// nothing leaves the ticket equal to what it was (and callers can skip storing it).
     pub fn apply(&mut self, change: &TicketChange, now: Timestamp) -> Result<(), LifecycleError> {
         let next = change.status.unwrap_or(self.status);
         if !self.status.can_become(next) {
@@ -164,6 +169,7 @@ impl Ticket {
         if !resolved_like && change.conclusion.is_some() {
             return Err(LifecycleError::ConclusionOnUnresolved);
         }
+        let before = self.clone();
 
         if next != self.status {
             if self.acked_at.is_none() && next != TicketStatus::Open {
@@ -188,7 +194,9 @@ impl Ticket {
         if let Some(severity) = change.severity {
             self.severity = severity;
         }
-        self.updated_at = now;
+        if *self != before {
+            self.updated_at = now;
+        }
         Ok(())
     }
 }
@@ -329,6 +337,24 @@ mod tests {
             (t.status, t.conclusion, t.resolved_at),
             (TicketStatus::Open, None, None)
         );
+    }
+
+    #[test]
+    fn a_change_that_changes_nothing_leaves_the_ticket_equal_including_updated_at() {
+        let mut t = ticket();
+        t.assignee = Some("alice".into());
+        let before = t.clone();
+        let same = TicketChange {
+            status: Some(TicketStatus::Open),
+            assignee: Some(Some("alice".into())),
+            severity: Some(Severity::High),
+            ..TicketChange::default()
+        };
+        t.apply(&same, at(500)).unwrap();
+        assert_eq!(t, before);
+
+        t.apply(&to(TicketStatus::Acknowledged), at(600)).unwrap();
+        assert_eq!(t.updated_at, at(600), "a real change moves updated_at");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! - cannot reach or talk to the database, lock contention, serialization failures →
 //!   `Unavailable` (worth retrying);
 //! - a unique violation → `Conflict` (a duplicate id or key: the stored state disagrees);
+//! - a value the database cannot hold (PostgreSQL SQLSTATE class 22, "data exception", e.g.
+//!   U+0000 in `text` or `jsonb`; SQLite's "too big") → `Invalid`: permanent, storing the same
+//!   data again fails the same way;
 //! - anything else, including rows that do not decode → `Backend`.
 
 use heron_core::ports::StoreError;
@@ -31,6 +34,8 @@ pub(crate) fn map(error: sqlx::Error) -> StoreError {
             let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
             if is_transient(&code, sqlite) {
                 StoreError::Unavailable(error.to_string())
+            } else if is_data_error(&code, sqlite) {
+                StoreError::Invalid(error.to_string())
             } else {
                 StoreError::Backend(error.to_string())
             }
@@ -56,6 +61,17 @@ fn is_transient(code: &str, sqlite: bool) -> bool {
         || code == "40P01"
 }
 
+/// SQLite's "string or blob too big".
+const SQLITE_TOOBIG: i32 = 18;
+
+/// Whether a database error code says the data itself cannot be stored.
+fn is_data_error(code: &str, sqlite: bool) -> bool {
+    if sqlite {
+        return code.parse::<i32>().is_ok_and(|c| c & 0xff == SQLITE_TOOBIG);
+    }
+    code.starts_with("22")
+}
+
 pub(crate) fn map_migrate(error: sqlx::migrate::MigrateError) -> StoreError {
     match error {
         sqlx::migrate::MigrateError::Execute(inner) => map(inner),
@@ -77,6 +93,25 @@ mod tests {
         assert!(is_transient("57P01", false));
         assert!(is_transient("40P01", false));
         assert!(!is_transient("23503", false), "foreign key violation");
+    }
+
+    #[test]
+    fn postgres_data_exceptions_are_data_errors_and_constraint_violations_are_not() {
+        assert!(
+            is_data_error("22P05", false),
+            "unsupported Unicode escape (jsonb U+0000)"
+        );
+        assert!(
+            is_data_error("22021", false),
+            "invalid byte sequence (text U+0000)"
+        );
+        assert!(!is_data_error("23503", false), "foreign key violation");
+        assert!(!is_data_error("40P01", false), "deadlock");
+        assert!(is_data_error("18", true), "SQLITE_TOOBIG");
+        assert!(
+            !is_data_error("22", true),
+            "a SQLite code is not a SQLSTATE"
+        );
     }
 
     #[test]

@@ -8,16 +8,18 @@
 //!   and `migrations/postgres`, applied when a store is opened;
 //! - the `events` table is the work queue: a lease is a token and an expiry on the row, and
 //!   completion checks and clears the token in the same transaction as the alerts and ticket
-//!   changes it commits;
+//!   changes it commits; single and batch completions share one implementation
+//!   (`heron_core::completion::plan`, which the in-memory store uses too), the single form
+//!   being a batch of one;
 //! - the unique `tickets.dedup_key` column holds a fingerprint while its ticket is the
 //!   deduplication target, so the database itself forbids two targets for one fingerprint;
 //! - timestamps are stored to the microsecond; ids are UUID v7 and order listings (newest
 //!   first, by id).
 //!
 //! Database errors are mapped in one place (`error`): unreachable or busy → `Unavailable`,
-//! unique violations → `Conflict`, anything else (including corrupt rows) → `Backend`.
+//! unique violations → `Conflict`, values the database cannot hold → `Invalid`, anything else
+//! (including corrupt rows) → `Backend`.
 
-mod batch;
 mod error;
 mod postgres;
 mod rows;
@@ -26,9 +28,12 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use chrono::Timelike;
+/// The replay of completions, shared with the in-memory store.
+use heron_core::completion as batch;
+pub(crate) use heron_core::truncate_to_micros;
+
+use heron_core::TicketStatus;
 use heron_core::ports::{Store, StoreError, StoreResult};
-use heron_core::{TicketStatus, Timestamp};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -109,12 +114,6 @@ pub async fn open_store(
 pub async fn migrate(database_url: Option<&str>, data_dir: &Path) -> StoreResult<&'static str> {
     let store = open_store(database_url, data_dir, 1).await?;
     Ok(store.backend())
-}
-
-/// What both databases keep of a timestamp.
-pub(crate) fn truncate_to_micros(t: Timestamp) -> Timestamp {
-    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(t)
 }
 
 /// Every status with its count (zero included), in lifecycle order.

@@ -7,31 +7,42 @@
 //!   the snapshot is re-checked against the due condition before it is taken. Due pending
 //!   events and expired leases are two branches, each read in order from its own partial
 //!   index (`events_due`, `events_leased`) and merged: one `OR` over both would scan and sort
-//!   the whole backlog on every lease (≈ 25 ms at 20,000 pending events);
-//! - a batch completion locks its events, then (only when it opens tickets) per-fingerprint
-//!   advisory locks in key order, then its ticket rows in id order: concurrent batches wait
-//!   for each other on a storm's ticket but never deadlock;
-//! - completion, failure and release first update the event row on `lease_token = $token AND
-//!   state = 'processing'`; that row lock is held to commit, so a concurrent takeover either
-//!   happens before (0 rows: `LeaseLost`, nothing stored) or waits and then finds the event
-//!   no longer due;
-//! - opening a ticket is an upsert arbitrated by the unique `dedup_key` index: of two workers
+//!   the whole backlog on every lease (≈ 25 ms at 20,000 pending events). The same statement
+//!   fails, instead of leasing, an expired lease whose event had all its attempts;
+//! - every completion, single or batch, runs the batch path: it locks its events, then (only
+//!   when it opens tickets) per-fingerprint advisory locks in key order, then its ticket rows
+//!   in id order. All completions take their locks in that one order, so they wait for each
+//!   other on a storm's ticket but never deadlock (a single completion used to lock tickets
+//!   in the order of its alerts, which deadlocked against batches);
+//! - completion, failure, release and lease extension act only on the row whose
+//!   `lease_token` matches and `state = 'processing'`; that row lock is held to commit, so a
+//!   concurrent takeover either happens before (0 rows: `LeaseLost`, nothing stored) or waits
+//!   and then finds the event no longer due;
+//! - opening a ticket is an insert arbitrated by the unique `dedup_key` index: of two batches
 //!   racing to open a ticket for one fingerprint, the second waits for the first's commit and
-//!   then attaches to its ticket; a second active target cannot exist;
+//!   then counts its alerts on that ticket; a second active target cannot exist;
+//! - time: workers take every queue time from [`PgStore`]'s `now()`, the database server's
+//!   clock, so hosts whose clocks disagree still agree on lease expiry. Due times handed in
+//!   by other hosts (an event's arrival, a retry) are capped at `now()` when stored: an
+//!   intake host whose clock runs ahead cannot hold its events back;
 //! - `accept_event` is one `INSERT … ON CONFLICT DO NOTHING RETURNING id` (a second round trip
-//!   only for a duplicate), committed before it returns.
+//!   only for a duplicate), committed before it returns; `accept_events` runs the same
+//!   statements in one transaction;
+//! - a value PostgreSQL cannot hold (U+0000 in `text` or `jsonb`: SQLSTATE class 22) is
+//!   `Invalid`, which fails a whole batch; the worker then completes its events one by one.
 
 use crate::batch;
 use crate::error::{map, map_migrate};
 use crate::rows::{
     AlertRow, CommentRow, DbTime, DbUuid, EventRow, LeasedRow, NoticeRow, TicketRow, alert_columns,
-    comment_columns, convert, event_columns, notice_columns, page, page_limit, ticket_columns,
+    comment_columns, convert, event_columns, leased_events, notice_columns, page, page_limit,
+    ticket_columns,
 };
 use async_trait::async_trait;
 use heron_core::ports::{
-    AlertBinding, AlertQuery, AlertRepository, Disposition, EventLog, EventQuery, EventQueue,
-    Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page, PlannedAlert, QueueStats,
-    Store, StoreError, StoreResult, TicketQuery, TicketRepository,
+    AlertBinding, AlertQuery, AlertRepository, EventLog, EventQuery, EventQueue,
+    LEASE_EXPIRED_ERROR, Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page,
+    PlannedAlert, QueueStats, Store, StoreError, StoreResult, TicketQuery, TicketRepository,
 };
 use heron_core::ticket::NewTicket;
 use heron_core::{
@@ -84,55 +95,77 @@ fn lease_lost(lease: &Lease) -> StoreError {
     StoreError::LeaseLost(lease.event_id)
 }
 
+/// Stores `event` as a `pending` event due at once (one `INSERT … ON CONFLICT DO NOTHING`),
+/// or answers the first event with its idempotency key; `Conflict` when its id exists.
+async fn accept(conn: &mut PgConnection, event: &NewEvent) -> StoreResult<Accepted> {
+    let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
+    let inserted: Option<DbUuid> = sqlx::query_scalar(
+        "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
+         idempotency_key, state, attempts, received_at, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, LEAST($8, now())) \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(event.id.as_uuid())
+    .bind(event.schema.as_str())
+    .bind(event.source.as_str())
+    .bind(&event.body)
+    .bind(digest)
+    .bind(Json(&event.metadata))
+    .bind(event.idempotency_key.as_deref())
+    .bind(event.received_at)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    if inserted.is_some() {
+        return Ok(Accepted {
+            event_id: event.id,
+            duplicate: false,
+        });
+    }
+    // ON CONFLICT DO NOTHING waited for any concurrent insert of the same key to commit, so
+    // the first event is visible to the next statement.
+    if let Some(key) = &event.idempotency_key {
+        let first: Option<DbUuid> =
+            sqlx::query_scalar("SELECT id FROM events WHERE schema = $1 AND idempotency_key = $2")
+                .bind(event.schema.as_str())
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map)?;
+        if let Some(first) = first {
+            return Ok(Accepted {
+                event_id: EventId::from_uuid(first.0),
+                duplicate: true,
+            });
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "event {} already exists",
+        event.id
+    )))
+}
+
 #[async_trait]
 impl EventLog for PgStore {
     async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
-        let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
-        let inserted: Option<DbUuid> = sqlx::query_scalar(
-            "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
-             idempotency_key, state, attempts, received_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(event.id.as_uuid())
-        .bind(event.schema.as_str())
-        .bind(event.source.as_str())
-        .bind(&event.body)
-        .bind(digest)
-        .bind(Json(&event.metadata))
-        .bind(event.idempotency_key.as_deref())
-        .bind(event.received_at)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map)?;
-        if inserted.is_some() {
-            return Ok(Accepted {
-                event_id: event.id,
-                duplicate: false,
-            });
+        let mut conn = self.pool.acquire().await.map_err(map)?;
+        accept(&mut conn, &event).await
+    }
+
+    /// One transaction, an item at a time: a key stored by an earlier item of the batch is
+    /// seen by the later ones (the transaction sees its own inserts). An error returns before
+    /// the commit, and dropping the transaction rolls the batch back.
+    async fn accept_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Accepted>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
         }
-        // ON CONFLICT DO NOTHING waited for any concurrent insert of the same key to commit,
-        // so the first event is visible to this new statement.
-        if let Some(key) = &event.idempotency_key {
-            let first: Option<DbUuid> = sqlx::query_scalar(
-                "SELECT id FROM events WHERE schema = $1 AND idempotency_key = $2",
-            )
-            .bind(event.schema.as_str())
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-            if let Some(first) = first {
-                return Ok(Accepted {
-                    event_id: EventId::from_uuid(first.0),
-                    duplicate: true,
-                });
-            }
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        let mut answers = Vec::with_capacity(events.len());
+        for event in &events {
+            answers.push(accept(&mut tx, event).await?);
         }
-        Err(StoreError::Conflict(format!(
-            "event {} already exists",
-            event.id
-        )))
+        tx.commit().await.map_err(map)?;
+        Ok(answers)
     }
 
     async fn get_event(&self, id: EventId) -> StoreResult<Option<Event>> {
@@ -177,7 +210,8 @@ impl EventLog for PgStore {
 
     async fn retry_event(&self, id: EventId, now: Timestamp) -> StoreResult<Event> {
         let row: Option<EventRow> = sqlx::query_as(concat!(
-            "UPDATE events SET state = 'pending', next_attempt_at = $2, last_error = NULL, \
+            "UPDATE events SET state = 'pending', attempts = 0, \
+             next_attempt_at = LEAST($2, now()), last_error = NULL, \
              processed_at = NULL, lease_token = NULL, lease_expires_at = NULL \
              WHERE id = $1 AND state IN ('failed', 'ignored') RETURNING ",
             event_columns!()
@@ -201,8 +235,9 @@ impl EventLog for PgStore {
 
     async fn retry_failed_events(&self, now: Timestamp) -> StoreResult<u64> {
         let done = sqlx::query(
-            "UPDATE events SET state = 'pending', next_attempt_at = $1, last_error = NULL, \
-             processed_at = NULL WHERE state = 'failed'",
+            "UPDATE events SET state = 'pending', attempts = 0, \
+             next_attempt_at = LEAST($1, now()), last_error = NULL, processed_at = NULL \
+             WHERE state = 'failed'",
         )
         .bind(now)
         .execute(&self.pool)
@@ -231,26 +266,45 @@ impl EventLog for PgStore {
 
 #[async_trait]
 impl EventQueue for PgStore {
+    async fn now(&self) -> StoreResult<Timestamp> {
+        let now: DbTime = sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(now.0)
+    }
+
     async fn lease_events(
         &self,
         limit: usize,
         now: Timestamp,
         lease_until: Timestamp,
+        max_attempts: u32,
     ) -> StoreResult<Vec<LeasedEvent>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        // `exhausted`: an expired lease on an event that had all its attempts. It is failed in
+        // the same statement (no token: `leased_events` leaves it out). (A branch may lock a
+        // few rows the final LIMIT drops; they are skipped by others until this statement
+        // commits, and stay as they were.)
         let rows: Vec<LeasedRow> = sqlx::query_as(
-            "UPDATE events e SET state = 'processing', attempts = e.attempts + 1, \
-                 lease_token = gen_random_uuid(), lease_expires_at = $3 \
-             FROM (SELECT id FROM ( \
-                       SELECT * FROM (SELECT id, next_attempt_at FROM events \
-                           WHERE state = 'pending' AND next_attempt_at <= $1 \
+            "UPDATE events e SET \
+                 state = CASE WHEN due.exhausted THEN 'failed' ELSE 'processing' END, \
+                 attempts = CASE WHEN due.exhausted THEN e.attempts ELSE e.attempts + 1 END, \
+                 last_error = CASE WHEN due.exhausted \
+                     THEN replace($5, '{n}', e.attempts::text) ELSE e.last_error END, \
+                 next_attempt_at = CASE WHEN due.exhausted THEN NULL ELSE e.next_attempt_at END, \
+                 lease_token = CASE WHEN due.exhausted THEN NULL ELSE gen_random_uuid() END, \
+                 lease_expires_at = CASE WHEN due.exhausted THEN NULL ELSE $3 END \
+             FROM (SELECT id, exhausted FROM ( \
+                       SELECT * FROM (SELECT id, next_attempt_at, false AS exhausted \
+                           FROM events WHERE state = 'pending' AND next_attempt_at <= $1 \
                            ORDER BY next_attempt_at, id LIMIT $2 \
                            FOR UPDATE SKIP LOCKED) pending \
                        UNION ALL \
-                       SELECT * FROM (SELECT id, next_attempt_at FROM events \
-                           WHERE state = 'processing' AND lease_expires_at < $1 \
+                       SELECT * FROM (SELECT id, next_attempt_at, attempts >= $4 AS exhausted \
+                           FROM events WHERE state = 'processing' AND lease_expires_at < $1 \
                            ORDER BY next_attempt_at, id LIMIT $2 \
                            FOR UPDATE SKIP LOCKED) expired \
                    ) candidates ORDER BY next_attempt_at, id LIMIT $2) due \
@@ -262,27 +316,29 @@ impl EventQueue for PgStore {
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(lease_until)
+        .bind(i64::from(max_attempts))
+        .bind(LEASE_EXPIRED_ERROR)
         .fetch_all(&self.pool)
         .await
         .map_err(map)?;
-        let mut leased = rows
-            .into_iter()
-            .map(|row| {
-                let event = Event::try_from(row.event)?;
-                Ok(LeasedEvent {
-                    lease: Lease {
-                        event_id: event.id,
-                        token: row.lease_token.0,
-                    },
-                    event,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        // RETURNING has no order of its own; hand them out oldest first. (A branch may lock a
-        // few rows the final LIMIT drops; they are skipped by others until this statement
-        // commits, and stay pending.)
-        leased.sort_by_key(|l| (l.event.next_attempt_at, l.event.id));
-        Ok(leased)
+        leased_events(rows)
+    }
+
+    async fn extend_lease(&self, lease: &Lease, until: Timestamp) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE events SET lease_expires_at = $3 \
+             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        )
+        .bind(lease.event_id.as_uuid())
+        .bind(lease.token)
+        .bind(until)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        if done.rows_affected() == 0 {
+            return Err(lease_lost(lease));
+        }
+        Ok(())
     }
 
     async fn find_dedup_ticket(
@@ -300,46 +356,24 @@ impl EventQueue for PgStore {
         Ok(id.map(|id| TicketId::from_uuid(id.0)))
     }
 
+    /// The batch path with a batch of one: completions then take their locks in one order
+    /// (events, fingerprints, tickets by id) whichever way they come, so a single completion
+    /// and a batch touching the same tickets cannot deadlock.
     async fn complete_event(
         &self,
         lease: &Lease,
         alerts: Vec<PlannedAlert>,
         now: Timestamp,
     ) -> StoreResult<Vec<AlertBinding>> {
-        let mut tx = self.pool.begin().await.map_err(map)?;
-        let state = if alerts.is_empty() {
-            EventState::Ignored
-        } else {
-            EventState::Processed
-        };
-        // Checking (and locking) the lease first: a lost lease must store nothing. Any error
-        // below drops `tx`, which rolls everything back.
-        let held = sqlx::query(
-            "UPDATE events SET state = $3, processed_at = $4, next_attempt_at = NULL, \
-             last_error = NULL, lease_token = NULL, lease_expires_at = NULL \
-             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        batch::single(
+            self.complete_events(vec![(lease.clone(), alerts)], now)
+                .await,
         )
-        .bind(lease.event_id.as_uuid())
-        .bind(lease.token)
-        .bind(state.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(map)?;
-        if held.rows_affected() == 0 {
-            return Err(lease_lost(lease));
-        }
-        let mut bindings = Vec::with_capacity(alerts.len());
-        for planned in alerts {
-            bindings.push(apply(&mut tx, planned, now).await?);
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(bindings)
     }
 
     /// One transaction: lock the held events, take the fingerprints' advisory locks (only
     /// when the batch opens tickets), lock the ticket rows in id order, replay the batch on
-    /// them ([`crate::batch::plan`]), then write it in a few set-based statements.
+    /// them ([`heron_core::completion::plan`]), then write it in a few set-based statements.
     async fn complete_events(
         &self,
         batch: Vec<(Lease, Vec<PlannedAlert>)>,
@@ -422,7 +456,7 @@ impl EventQueue for PgStore {
             let release: Vec<bool> = write.updates.iter().map(|u| u.release).collect();
             sqlx::query(
                 "UPDATE tickets t SET alert_count = t.alert_count + u.added, \
-                     last_seen = GREATEST(t.last_seen, u.seen), version = t.version + u.added, \
+                     last_seen = GREATEST(t.last_seen, u.seen), \
                      dedup_key = CASE WHEN u.release THEN NULL ELSE t.dedup_key END \
                  FROM UNNEST($1::uuid[], $2::int8[], $3::timestamptz[], $4::bool[]) \
                      AS u(id, added, seen, release) \
@@ -542,30 +576,19 @@ impl EventQueue for PgStore {
     }
 }
 
-/// Inserts `ticket` as opened by an alert seen at `seen`. With `dedup_key`, it becomes that
-/// fingerprint's target unless one exists, in which case the existing target (if seen since
-/// `seen_since`) counts the alert instead. Answers the id of the ticket that holds the alert,
-/// or `None` when the existing target is stale (only possible when a concurrent transaction
-/// made it so after this one released stale targets; the caller reports a conflict).
-async fn upsert_ticket(
+/// Inserts `ticket` for one alert seen at `seen`, as no fingerprint's dedup target.
+async fn insert_ticket(
     conn: &mut PgConnection,
     ticket: &NewTicket,
     seen: Timestamp,
-    dedup_key: Option<&Fingerprint>,
-    seen_since: Timestamp,
-) -> StoreResult<Option<TicketId>> {
-    let id: Option<DbUuid> = sqlx::query_scalar(
+) -> StoreResult<()> {
+    sqlx::query(
         "INSERT INTO tickets (id, title, description, schema, status, severity, conclusion, \
          reason, assignee, tags, attributes, channel, fingerprint, finding, alert_count, \
          first_seen, last_seen, acked_at, resolved_at, created_at, updated_at, version, \
          dedup_key) \
          VALUES ($1, $2, $3, $4, 'open', $5, NULL, NULL, $6, $7, $8, $9, $10, NULL, 1, \
-         $11, $11, NULL, NULL, $12, $12, 1, $13) \
-         ON CONFLICT (dedup_key) DO UPDATE SET alert_count = tickets.alert_count + 1, \
-             last_seen = GREATEST(tickets.last_seen, EXCLUDED.last_seen), \
-             version = tickets.version + 1 \
-         WHERE tickets.last_seen >= $14 \
-         RETURNING id",
+         $11, $11, NULL, NULL, $12, $12, 1, NULL)",
     )
     .bind(ticket.id.as_uuid())
     .bind(&ticket.title)
@@ -579,12 +602,10 @@ async fn upsert_ticket(
     .bind(ticket.fingerprint.as_str())
     .bind(seen)
     .bind(ticket.created_at)
-    .bind(dedup_key.map(Fingerprint::as_str))
-    .bind(seen_since)
-    .fetch_optional(&mut *conn)
+    .execute(&mut *conn)
     .await
     .map_err(map)?;
-    Ok(id.map(|id| TicketId::from_uuid(id.0)))
+    Ok(())
 }
 
 /// The advisory lock key that serializes opening tickets for `fingerprint` across batches.
@@ -612,11 +633,10 @@ async fn insert_counted_ticket(
          first_seen, last_seen, acked_at, resolved_at, created_at, updated_at, version, \
          dedup_key) \
          VALUES ($1, $2, $3, $4, 'open', $5, NULL, NULL, $6, $7, $8, $9, $10, NULL, $11, \
-         $12, $13, NULL, NULL, $14, $14, $11, $15) \
+         $12, $13, NULL, NULL, $14, $14, 1, $15) \
          ON CONFLICT (dedup_key) DO UPDATE SET \
              alert_count = tickets.alert_count + EXCLUDED.alert_count, \
-             last_seen = GREATEST(tickets.last_seen, EXCLUDED.last_seen), \
-             version = tickets.version + EXCLUDED.version \
+             last_seen = GREATEST(tickets.last_seen, EXCLUDED.last_seen) \
          WHERE tickets.last_seen >= $16 \
          RETURNING id",
     )
@@ -680,134 +700,6 @@ async fn insert_alerts(
         sql.build().execute(&mut *conn).await.map_err(map)?;
     }
     Ok(())
-}
-
-async fn insert_alert(
-    conn: &mut PgConnection,
-    alert: &NewAlert,
-    binding: AlertBinding,
-) -> StoreResult<()> {
-    let (ticket_id, notice_id) = match binding {
-        AlertBinding::Attached(id) | AlertBinding::Opened(id) => (Some(id.as_uuid()), None),
-        AlertBinding::Noticed(id) => (None, Some(id.as_uuid())),
-        AlertBinding::Discarded => (None, None),
-    };
-    sqlx::query(
-        "INSERT INTO alerts (id, event_id, schema, title, description, attributes, tags, \
-         severity, fingerprint, channel, data, status, ticket_id, notice_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(alert.id.as_uuid())
-    .bind(alert.event_id.as_uuid())
-    .bind(alert.schema.as_str())
-    .bind(&alert.title)
-    .bind(&alert.description)
-    .bind(Json(&alert.attributes))
-    .bind(Json(&alert.tags))
-    .bind(alert.severity.as_str())
-    .bind(alert.fingerprint.as_str())
-    .bind(alert.channel.as_deref())
-    .bind(Json(&alert.data))
-    .bind(binding.status().as_str())
-    .bind(ticket_id)
-    .bind(notice_id)
-    .bind(alert.created_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(map)?;
-    Ok(())
-}
-
-/// Stores one planned alert and applies its disposition, inside the completion transaction.
-async fn apply(
-    conn: &mut PgConnection,
-    planned: PlannedAlert,
-    now: Timestamp,
-) -> StoreResult<AlertBinding> {
-    let PlannedAlert { alert, disposition } = planned;
-    let binding = match &disposition {
-        Disposition::Attach {
-            ticket_id,
-            seen_since,
-        } => {
-            // The row lock taken here holds until commit: a concurrent resolve either lands
-            // before (0 rows) or waits for this completion.
-            let done = sqlx::query(
-                "UPDATE tickets SET alert_count = alert_count + 1, \
-                 last_seen = GREATEST(last_seen, $3), version = version + 1 \
-                 WHERE id = $1 AND dedup_key = $2 AND last_seen >= $4 \
-                 AND status IN ('open', 'acknowledged')",
-            )
-            .bind(ticket_id.as_uuid())
-            .bind(alert.fingerprint.as_str())
-            .bind(alert.created_at)
-            .bind(seen_since)
-            .execute(&mut *conn)
-            .await
-            .map_err(map)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(format!(
-                    "ticket {ticket_id} is no longer the active ticket for fingerprint {}",
-                    alert.fingerprint
-                )));
-            }
-            AlertBinding::Attached(*ticket_id)
-        }
-        Disposition::Open { ticket, seen_since } => {
-            let fingerprint = &ticket.fingerprint;
-            // A target not seen since the window stops being one; the new ticket replaces it.
-            sqlx::query(
-                "UPDATE tickets SET dedup_key = NULL WHERE dedup_key = $1 AND last_seen < $2",
-            )
-            .bind(fingerprint.as_str())
-            .bind(seen_since)
-            .execute(&mut *conn)
-            .await
-            .map_err(map)?;
-            match upsert_ticket(
-                conn,
-                ticket,
-                alert.created_at,
-                Some(fingerprint),
-                *seen_since,
-            )
-            .await?
-            {
-                Some(id) if id == ticket.id => AlertBinding::Opened(id),
-                Some(id) => AlertBinding::Attached(id),
-                None => {
-                    return Err(StoreError::Conflict(format!(
-                        "the dedup target for fingerprint {fingerprint} went stale meanwhile"
-                    )));
-                }
-            }
-        }
-        Disposition::Notice { notice_id, .. } => AlertBinding::Noticed(*notice_id),
-        Disposition::Discard => AlertBinding::Discarded,
-    };
-    insert_alert(conn, &alert, binding).await?;
-    if let Disposition::Notice {
-        notice_id,
-        title,
-        channel,
-    } = &disposition
-    {
-        sqlx::query(
-            "INSERT INTO notices (id, alert_id, schema, title, severity, channel, created_at, \
-             ticket_id) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-        )
-        .bind(notice_id.as_uuid())
-        .bind(alert.id.as_uuid())
-        .bind(alert.schema.as_str())
-        .bind(title)
-        .bind(alert.severity.as_str())
-        .bind(channel.as_deref())
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(map)?;
-    }
-    Ok(binding)
 }
 
 #[async_trait]
@@ -1068,7 +960,7 @@ impl NoticeRepository for PgStore {
             )));
         }
         // Not a dedup target (no dedup_key): escalation is a human's call, not a grouping.
-        upsert_ticket(&mut tx, &ticket, alert_created.0, None, alert_created.0).await?;
+        insert_ticket(&mut tx, &ticket, alert_created.0).await?;
         sqlx::query("UPDATE alerts SET status = 'ticketed', ticket_id = $2 WHERE id = $1")
             .bind(alert_id.0)
             .bind(ticket.id.as_uuid())

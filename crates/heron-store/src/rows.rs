@@ -7,7 +7,7 @@
 
 use crate::error::corrupt;
 use heron_core::alert::AlertStatus;
-use heron_core::ports::StoreResult;
+use heron_core::ports::{Lease, LeasedEvent, StoreResult};
 use heron_core::{
     Alert, AlertId, Attribute, Comment, CommentId, Event, EventId, Fingerprint, Notice, NoticeId,
     SchemaName, Ticket, TicketId, Timestamp,
@@ -204,7 +204,35 @@ impl TryFrom<EventRow> for Event {
 pub(crate) struct LeasedRow {
     #[sqlx(flatten)]
     pub event: EventRow,
-    pub lease_token: DbUuid,
+    /// `NULL` for an event the lease gave up on (its lease expired `max_attempts` times).
+    pub lease_token: Option<DbUuid>,
+}
+
+/// The events a lease statement took, oldest first. Rows without a token are events it gave
+/// up on instead (now `failed`): reported here, since the worker never sees them.
+pub(crate) fn leased_events(rows: Vec<LeasedRow>) -> StoreResult<Vec<LeasedEvent>> {
+    let mut leased = Vec::with_capacity(rows.len());
+    for row in rows {
+        let event = Event::try_from(row.event)?;
+        match row.lease_token {
+            Some(token) => leased.push(LeasedEvent {
+                lease: Lease {
+                    event_id: event.id,
+                    token: token.0,
+                },
+                event,
+            }),
+            None => tracing::error!(
+                event_id = %event.id,
+                schema = %event.schema,
+                attempts = event.attempts,
+                "gave up on an event whose lease expired on every attempt; it is failed now"
+            ),
+        }
+    }
+    // RETURNING has no order of its own.
+    leased.sort_by_key(|l| (l.event.next_attempt_at, l.event.id));
+    Ok(leased)
 }
 
 /// The ticket columns, in the order of the row struct (a literal, for `concat!`).

@@ -7,7 +7,12 @@
 //!   transaction, which takes the write lock up front: a deferred transaction that reads and
 //!   then writes could fail with `SQLITE_BUSY` on the lock upgrade instead of waiting for
 //!   `busy_timeout`. Being single-writer, select-then-insert is race-free inside such a
-//!   transaction (leasing, dedup);
+//!   transaction (leasing, dedup). Leasing first asks, with a plain read beside the writer
+//!   (WAL), whether anything is due at all: idle workers polling every few hundred
+//!   milliseconds do not take the write lock from intake;
+//! - single completions run the batch path with a batch of one (`heron_core::completion`), so both
+//!   forms share one implementation of the dispositions;
+//! - time: one host, so the host's clock is the store's clock (`EventQueue::now`);
 //! - the `dedup_key` unique index still enforces one dedup target per fingerprint;
 //! - timestamps are `INTEGER` unix microseconds, ids lowercase hyphenated `TEXT` (so text
 //!   order is id order), JSON `TEXT`; see `migrations/sqlite`.
@@ -18,14 +23,14 @@ use crate::batch;
 use crate::error::{map, map_migrate};
 use crate::rows::{
     AlertRow, CommentRow, DbTime, DbUuid, EventRow, LeasedRow, NoticeRow, TicketRow, alert_columns,
-    comment_columns, convert, event_columns, json_text, micros, notice_columns, page, page_limit,
-    ticket_columns,
+    comment_columns, convert, event_columns, json_text, leased_events, micros, notice_columns,
+    page, page_limit, ticket_columns,
 };
 use async_trait::async_trait;
 use heron_core::ports::{
-    AlertBinding, AlertQuery, AlertRepository, Disposition, EventLog, EventQuery, EventQueue,
-    Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page, PlannedAlert, QueueStats,
-    Store, StoreError, StoreResult, TicketQuery, TicketRepository,
+    AlertBinding, AlertQuery, AlertRepository, EventLog, EventQuery, EventQueue,
+    LEASE_EXPIRED_ERROR, Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page,
+    PlannedAlert, QueueStats, Store, StoreError, StoreResult, TicketQuery, TicketRepository,
 };
 use heron_core::ticket::NewTicket;
 use heron_core::{
@@ -108,54 +113,75 @@ fn lease_lost(lease: &Lease) -> StoreError {
     StoreError::LeaseLost(lease.event_id)
 }
 
+/// Stores `event` as a `pending` event due at once (one `INSERT … ON CONFLICT DO NOTHING`),
+/// or answers the first event with its idempotency key; `Conflict` when its id exists.
+async fn accept(conn: &mut SqliteConnection, event: &NewEvent) -> StoreResult<Accepted> {
+    let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
+    let inserted: Option<DbUuid> = sqlx::query_scalar(
+        "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
+         idempotency_key, state, attempts, received_at, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(id_text(event.id))
+    .bind(event.schema.as_str())
+    .bind(event.source.as_str())
+    .bind(&event.body)
+    .bind(digest)
+    .bind(json_text(&event.metadata)?)
+    .bind(event.idempotency_key.as_deref())
+    .bind(micros(event.received_at))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    if inserted.is_some() {
+        return Ok(Accepted {
+            event_id: event.id,
+            duplicate: false,
+        });
+    }
+    if let Some(key) = &event.idempotency_key {
+        let first: Option<DbUuid> =
+            sqlx::query_scalar("SELECT id FROM events WHERE schema = $1 AND idempotency_key = $2")
+                .bind(event.schema.as_str())
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map)?;
+        if let Some(first) = first {
+            return Ok(Accepted {
+                event_id: EventId::from_uuid(first.0),
+                duplicate: true,
+            });
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "event {} already exists",
+        event.id
+    )))
+}
+
 #[async_trait]
 impl EventLog for SqliteStore {
     async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
-        let digest = hex::encode(Sha256::digest(event.body.as_bytes()));
-        // One statement, no explicit transaction: the insert is its own durable commit.
-        let inserted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO events (id, schema, source, body, body_sha256, metadata, \
-             idempotency_key, state, attempts, received_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(id_text(event.id))
-        .bind(event.schema.as_str())
-        .bind(event.source.as_str())
-        .bind(&event.body)
-        .bind(digest)
-        .bind(json_text(&event.metadata)?)
-        .bind(event.idempotency_key.as_deref())
-        .bind(micros(event.received_at))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map)?;
-        if inserted.is_some() {
-            return Ok(Accepted {
-                event_id: event.id,
-                duplicate: false,
-            });
+        let mut conn = self.pool.acquire().await.map_err(map)?;
+        accept(&mut conn, &event).await
+    }
+
+    /// One transaction, an item at a time: a key stored by an earlier item of the batch is
+    /// seen by the later ones (the transaction sees its own inserts). An error returns before
+    /// the commit, and dropping the transaction rolls the batch back.
+    async fn accept_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Accepted>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
         }
-        if let Some(key) = &event.idempotency_key {
-            let first: Option<DbUuid> = sqlx::query_scalar(
-                "SELECT id FROM events WHERE schema = $1 AND idempotency_key = $2",
-            )
-            .bind(event.schema.as_str())
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-            if let Some(first) = first {
-                return Ok(Accepted {
-                    event_id: EventId::from_uuid(first.0),
-                    duplicate: true,
-                });
-            }
+        let mut tx = self.write().await?;
+        let mut answers = Vec::with_capacity(events.len());
+        for event in &events {
+            answers.push(accept(&mut tx, event).await?);
         }
-        Err(StoreError::Conflict(format!(
-            "event {} already exists",
-            event.id
-        )))
+        tx.commit().await.map_err(map)?;
+        Ok(answers)
     }
 
     async fn get_event(&self, id: EventId) -> StoreResult<Option<Event>> {
@@ -200,7 +226,7 @@ impl EventLog for SqliteStore {
 
     async fn retry_event(&self, id: EventId, now: Timestamp) -> StoreResult<Event> {
         let row: Option<EventRow> = sqlx::query_as(concat!(
-            "UPDATE events SET state = 'pending', next_attempt_at = $2, last_error = NULL, \
+            "UPDATE events SET state = 'pending', attempts = 0, next_attempt_at = $2, last_error = NULL, \
              processed_at = NULL, lease_token = NULL, lease_expires_at = NULL \
              WHERE id = $1 AND state IN ('failed', 'ignored') RETURNING ",
             event_columns!()
@@ -224,7 +250,7 @@ impl EventLog for SqliteStore {
 
     async fn retry_failed_events(&self, now: Timestamp) -> StoreResult<u64> {
         let done = sqlx::query(
-            "UPDATE events SET state = 'pending', next_attempt_at = $1, last_error = NULL, \
+            "UPDATE events SET state = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, \
              processed_at = NULL WHERE state = 'failed'",
         )
         .bind(micros(now))
@@ -254,52 +280,103 @@ impl EventLog for SqliteStore {
 
 #[async_trait]
 impl EventQueue for SqliteStore {
+    /// Single host: the host's clock.
+    async fn now(&self) -> StoreResult<Timestamp> {
+        Ok(crate::truncate_to_micros(chrono::Utc::now()))
+    }
+
     async fn lease_events(
         &self,
         limit: usize,
         now: Timestamp,
         lease_until: Timestamp,
+        max_attempts: u32,
     ) -> StoreResult<Vec<LeasedEvent>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        // An idle worker polls often: a read (beside the writer, under WAL) answers "nothing
+        // due" without taking the write lock from intake.
+        let any_due: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events \
+                        WHERE state = 'pending' AND next_attempt_at <= $1) \
+                 OR EXISTS (SELECT 1 FROM events \
+                        WHERE state = 'processing' AND lease_expires_at < $1)",
+        )
+        .bind(micros(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)?;
+        if !any_due {
+            return Ok(Vec::new());
+        }
         let mut tx = self.write().await?;
-        let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM events \
-             WHERE (state = 'pending' AND next_attempt_at <= $1) \
-                OR (state = 'processing' AND lease_expires_at < $1) \
+        // Two branches, each read in order from its partial index (as on PostgreSQL).
+        let due: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT id, exhausted FROM ( \
+                 SELECT * FROM (SELECT id, next_attempt_at, 0 AS exhausted FROM events \
+                     WHERE state = 'pending' AND next_attempt_at <= $1 \
+                     ORDER BY next_attempt_at, id LIMIT $2) \
+                 UNION ALL \
+                 SELECT * FROM (SELECT id, next_attempt_at, attempts >= $3 AS exhausted \
+                     FROM events WHERE state = 'processing' AND lease_expires_at < $1 \
+                     ORDER BY next_attempt_at, id LIMIT $2)) \
              ORDER BY next_attempt_at, id LIMIT $2",
         )
         .bind(micros(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::from(max_attempts))
         .fetch_all(&mut *tx)
         .await
         .map_err(map)?;
-        let mut leased = Vec::with_capacity(due.len());
-        for id in due {
-            let row: LeasedRow = sqlx::query_as(concat!(
-                "UPDATE events SET state = 'processing', attempts = attempts + 1, \
-                 lease_token = $2, lease_expires_at = $3 WHERE id = $1 RETURNING ",
-                event_columns!(),
-                ", lease_token"
-            ))
-            .bind(id)
-            .bind(id_text(Uuid::new_v4()))
-            .bind(micros(lease_until))
+        let mut rows = Vec::with_capacity(due.len());
+        for (id, exhausted) in due {
+            let row: LeasedRow = if exhausted {
+                sqlx::query_as(concat!(
+                    "UPDATE events SET state = 'failed', \
+                     last_error = replace($2, '{n}', CAST(attempts AS TEXT)), \
+                     next_attempt_at = NULL, lease_token = NULL, lease_expires_at = NULL \
+                     WHERE id = $1 RETURNING ",
+                    event_columns!(),
+                    ", lease_token"
+                ))
+                .bind(id)
+                .bind(LEASE_EXPIRED_ERROR)
+            } else {
+                sqlx::query_as(concat!(
+                    "UPDATE events SET state = 'processing', attempts = attempts + 1, \
+                     lease_token = $2, lease_expires_at = $3 WHERE id = $1 RETURNING ",
+                    event_columns!(),
+                    ", lease_token"
+                ))
+                .bind(id)
+                .bind(id_text(Uuid::new_v4()))
+                .bind(micros(lease_until))
+            }
             .fetch_one(&mut *tx)
             .await
             .map_err(map)?;
-            let event = Event::try_from(row.event)?;
-            leased.push(LeasedEvent {
-                lease: Lease {
-                    event_id: event.id,
-                    token: row.lease_token.0,
-                },
-                event,
-            });
+            rows.push(row);
         }
         tx.commit().await.map_err(map)?;
-        Ok(leased)
+        leased_events(rows)
+    }
+
+    async fn extend_lease(&self, lease: &Lease, until: Timestamp) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE events SET lease_expires_at = $3 \
+             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        )
+        .bind(id_text(lease.event_id))
+        .bind(id_text(lease.token))
+        .bind(micros(until))
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        if done.rows_affected() == 0 {
+            return Err(lease_lost(lease));
+        }
+        Ok(())
     }
 
     async fn find_dedup_ticket(
@@ -317,46 +394,22 @@ impl EventQueue for SqliteStore {
         Ok(id.map(|id| TicketId::from_uuid(id.0)))
     }
 
+    /// The batch path with a batch of one (one code path for both forms).
     async fn complete_event(
         &self,
         lease: &Lease,
         alerts: Vec<PlannedAlert>,
         now: Timestamp,
     ) -> StoreResult<Vec<AlertBinding>> {
-        let mut tx = self.write().await?;
-        let state = if alerts.is_empty() {
-            EventState::Ignored
-        } else {
-            EventState::Processed
-        };
-        // Checking the lease first: a lost lease must store nothing. Any error below drops
-        // `tx`, which rolls everything back.
-        let held = sqlx::query(
-            "UPDATE events SET state = $3, processed_at = $4, next_attempt_at = NULL, \
-             last_error = NULL, lease_token = NULL, lease_expires_at = NULL \
-             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        batch::single(
+            self.complete_events(vec![(lease.clone(), alerts)], now)
+                .await,
         )
-        .bind(id_text(lease.event_id))
-        .bind(id_text(lease.token))
-        .bind(state.as_str())
-        .bind(micros(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(map)?;
-        if held.rows_affected() == 0 {
-            return Err(lease_lost(lease));
-        }
-        let mut bindings = Vec::with_capacity(alerts.len());
-        for planned in alerts {
-            bindings.push(apply(&mut tx, planned, now).await?);
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(bindings)
     }
 
     /// One `BEGIN IMMEDIATE` transaction (the single writer: what it reads cannot change
     /// under it): read the held leases and the ticket rows, replay the batch on them
-    /// ([`crate::batch::plan`]), write the result, commit once.
+    /// ([`heron_core::completion::plan`]), write the result, commit once.
     async fn complete_events(
         &self,
         batch: Vec<(Lease, Vec<PlannedAlert>)>,
@@ -416,7 +469,7 @@ impl EventQueue for SqliteStore {
         for update in &write.updates {
             sqlx::query(
                 "UPDATE tickets SET alert_count = alert_count + $2, \
-                 last_seen = MAX(last_seen, $3), version = version + $2, \
+                 last_seen = MAX(last_seen, $3), \
                  dedup_key = CASE WHEN $4 THEN NULL ELSE dedup_key END WHERE id = $1",
             )
             .bind(id_text(update.id))
@@ -513,57 +566,11 @@ impl EventQueue for SqliteStore {
     }
 }
 
-/// Attach: counts one more alert seen at `seen` on `ticket_id` if it is still the active
-/// target of `fingerprint` seen since `seen_since`. False when it no longer is.
-async fn bump_if_target(
-    conn: &mut SqliteConnection,
-    ticket_id: TicketId,
-    fingerprint: &Fingerprint,
-    seen: Timestamp,
-    seen_since: Timestamp,
-) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE tickets SET alert_count = alert_count + 1, last_seen = MAX(last_seen, $3), \
-         version = version + 1 \
-         WHERE id = $1 AND dedup_key = $2 AND last_seen >= $4 \
-         AND status IN ('open', 'acknowledged')",
-    )
-    .bind(id_text(ticket_id))
-    .bind(fingerprint.as_str())
-    .bind(micros(seen))
-    .bind(micros(seen_since))
-    .execute(&mut *conn)
-    .await
-    .map_err(map)?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Open: counts one more alert seen at `seen` on the target of `fingerprint`, if there is one
-/// seen since `seen_since`; answers its id.
-async fn bump_target(
-    conn: &mut SqliteConnection,
-    fingerprint: &Fingerprint,
-    seen: Timestamp,
-    seen_since: Timestamp,
-) -> StoreResult<Option<TicketId>> {
-    let id: Option<DbUuid> = sqlx::query_scalar(
-        "UPDATE tickets SET alert_count = alert_count + 1, last_seen = MAX(last_seen, $2), \
-         version = version + 1 WHERE dedup_key = $1 AND last_seen >= $3 RETURNING id",
-    )
-    .bind(fingerprint.as_str())
-    .bind(micros(seen))
-    .bind(micros(seen_since))
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(map)?;
-    Ok(id.map(|id| TicketId::from_uuid(id.0)))
-}
-
+/// Inserts `ticket` for one alert seen at `seen`, as no fingerprint's dedup target.
 async fn insert_ticket(
     conn: &mut SqliteConnection,
     ticket: &NewTicket,
     seen: Timestamp,
-    dedup_key: Option<&Fingerprint>,
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO tickets (id, title, description, schema, status, severity, conclusion, \
@@ -571,7 +578,7 @@ async fn insert_ticket(
          first_seen, last_seen, acked_at, resolved_at, created_at, updated_at, version, \
          dedup_key) \
          VALUES ($1, $2, $3, $4, 'open', $5, NULL, NULL, $6, $7, $8, $9, $10, NULL, 1, \
-         $11, $11, NULL, NULL, $12, $12, 1, $13)",
+         $11, $11, NULL, NULL, $12, $12, 1, NULL)",
     )
     .bind(id_text(ticket.id))
     .bind(&ticket.title)
@@ -585,7 +592,6 @@ async fn insert_ticket(
     .bind(ticket.fingerprint.as_str())
     .bind(micros(seen))
     .bind(micros(ticket.created_at))
-    .bind(dedup_key.map(Fingerprint::as_str))
     .execute(&mut *conn)
     .await
     .map_err(map)?;
@@ -628,70 +634,6 @@ async fn insert_alert(
     Ok(())
 }
 
-/// Stores one planned alert and applies its disposition, inside the completion transaction.
-async fn apply(
-    conn: &mut SqliteConnection,
-    planned: PlannedAlert,
-    now: Timestamp,
-) -> StoreResult<AlertBinding> {
-    let PlannedAlert { alert, disposition } = planned;
-    let binding = match &disposition {
-        Disposition::Attach {
-            ticket_id,
-            seen_since,
-        } => {
-            let bumped = bump_if_target(
-                conn,
-                *ticket_id,
-                &alert.fingerprint,
-                alert.created_at,
-                *seen_since,
-            )
-            .await?;
-            if !bumped {
-                return Err(StoreError::Conflict(format!(
-                    "ticket {ticket_id} is no longer the active ticket for fingerprint {}",
-                    alert.fingerprint
-                )));
-            }
-            AlertBinding::Attached(*ticket_id)
-        }
-        Disposition::Open { ticket, seen_since } => {
-            let fingerprint = &ticket.fingerprint;
-            // A target not seen since the window stops being one; the new ticket replaces it.
-            sqlx::query(
-                "UPDATE tickets SET dedup_key = NULL WHERE dedup_key = $1 AND last_seen < $2",
-            )
-            .bind(fingerprint.as_str())
-            .bind(micros(*seen_since))
-            .execute(&mut *conn)
-            .await
-            .map_err(map)?;
-            // Single writer: no other transaction can open a target between these statements.
-            let existing = bump_target(conn, fingerprint, alert.created_at, *seen_since).await?;
-            match existing {
-                Some(id) => AlertBinding::Attached(id),
-                None => {
-                    insert_ticket(conn, ticket, alert.created_at, Some(fingerprint)).await?;
-                    AlertBinding::Opened(ticket.id)
-                }
-            }
-        }
-        Disposition::Notice { notice_id, .. } => AlertBinding::Noticed(*notice_id),
-        Disposition::Discard => AlertBinding::Discarded,
-    };
-    insert_alert(conn, &alert, binding).await?;
-    if let Disposition::Notice {
-        notice_id,
-        title,
-        channel,
-    } = &disposition
-    {
-        insert_notice(conn, *notice_id, &alert, title, channel.as_deref(), now).await?;
-    }
-    Ok(binding)
-}
-
 async fn insert_notice(
     conn: &mut SqliteConnection,
     id: NoticeId,
@@ -730,7 +672,7 @@ async fn insert_counted_ticket(
          first_seen, last_seen, acked_at, resolved_at, created_at, updated_at, version, \
          dedup_key) \
          VALUES ($1, $2, $3, $4, 'open', $5, NULL, NULL, $6, $7, $8, $9, $10, NULL, $11, \
-         $12, $13, NULL, NULL, $14, $14, $11, $15)",
+         $12, $13, NULL, NULL, $14, $14, 1, $15)",
     )
     .bind(id_text(ticket.id))
     .bind(&ticket.title)
@@ -1010,7 +952,7 @@ impl NoticeRepository for SqliteStore {
             )));
         }
         // Not a dedup target (no dedup_key): escalation is a human's call, not a grouping.
-        insert_ticket(&mut tx, &ticket, alert_created.0, None).await?;
+        insert_ticket(&mut tx, &ticket, alert_created.0).await?;
         sqlx::query("UPDATE alerts SET status = 'ticketed', ticket_id = $2 WHERE id = $1")
             .bind(id_text(alert_id.0))
             .bind(id_text(ticket.id))

@@ -7,6 +7,7 @@
 
 use heron_core::ports::Store;
 use heron_core::testing::StoreFixture;
+use heron_core::testing::conformance::{new_event, us};
 use heron_store::PgStore;
 use sqlx::Connection;
 use std::sync::Arc;
@@ -116,4 +117,59 @@ fn the_database_name_is_replaced_in_the_url() {
         "postgres://u:p@h:5432/x?sslmode=disable"
     );
     assert_eq!(with_database("postgresql://h", "x"), "postgresql://h/x");
+}
+
+/// Intake and API hosts stamp `received_at` and retry times with their own clocks; a clock
+/// running ahead of the database's must not hold events back.
+#[tokio::test]
+async fn due_times_from_a_clock_running_ahead_are_capped_at_the_database_clock() {
+    let fixture = fresh_store().await;
+    let store = fixture.store();
+    let ahead = chrono::Utc::now() + chrono::Duration::hours(1);
+    let one = store
+        .accept_event(new_event("falco", None, ahead))
+        .await
+        .unwrap()
+        .event_id;
+    let batch = store
+        .accept_events(vec![new_event("falco", None, ahead)])
+        .await
+        .unwrap()[0]
+        .event_id;
+    let db_now = store.now().await.unwrap();
+    for id in [one, batch] {
+        let e = store.get_event(id).await.unwrap().unwrap();
+        assert_eq!(
+            e.received_at,
+            us(ahead),
+            "the arrival time is kept as given"
+        );
+        assert!(e.next_attempt_at.unwrap() <= db_now, "{e:?}");
+    }
+    let leased = store
+        .lease_events(10, db_now, db_now + chrono::Duration::seconds(60), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        leased.len(),
+        2,
+        "both are due at once by the database's clock"
+    );
+
+    // A retry stamped by a host running ahead is due at once too.
+    store
+        .fail_event(&leased[0].lease, "boom", None)
+        .await
+        .unwrap();
+    store.retry_event(leased[0].event.id, ahead).await.unwrap();
+    let db_now = store.now().await.unwrap();
+    let again = store
+        .lease_events(10, db_now, db_now + chrono::Duration::seconds(60), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        vec![leased[0].event.id]
+    );
+    fixture.teardown().await;
 }

@@ -1,11 +1,14 @@
-//! SQLite-specific behaviour: durability across reopening, backend selection, corrupt rows.
+//! SQLite-specific behaviour: durability across reopening, backend selection, corrupt rows,
+//! idle polling beside a writer.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use heron_core::EventState;
-use heron_core::ports::{EventLog, EventQuery, StoreError};
+use heron_core::ports::{EventLog, EventQuery, EventQueue, StoreError};
 use heron_core::testing::conformance::{at, new_event};
 use heron_store::{SqliteStore, open_store};
+use sqlx::Connection;
+use std::time::Duration;
 
 #[tokio::test]
 async fn accepted_events_survive_reopening_the_file() {
@@ -97,4 +100,49 @@ async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
             .await,
         Err(StoreError::Backend(_))
     ));
+}
+
+#[tokio::test]
+async fn an_idle_poll_answers_without_waiting_for_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heron.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let now = store.now().await.unwrap();
+    // Pending, but not due for an hour.
+    let later = store
+        .accept_event(new_event("falco", None, now + chrono::Duration::hours(1)))
+        .await
+        .unwrap()
+        .event_id;
+
+    // Another writer (intake, a long completion) holds the write lock.
+    let mut writer = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let leased = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.lease_events(10, now, now + chrono::Duration::seconds(60), 5),
+    )
+    .await
+    .expect("an idle poll must not queue behind the writer (busy_timeout is 30 s)")
+    .unwrap();
+    assert!(leased.is_empty());
+    sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
+    writer.close().await.unwrap();
+
+    // Once due, the event is leased as usual.
+    let due = now + chrono::Duration::hours(1);
+    let leased = store
+        .lease_events(10, due, due + chrono::Duration::seconds(60), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        leased.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        vec![later]
+    );
+    store.close().await;
 }

@@ -59,6 +59,9 @@ fn fp(key: &str) -> Fingerprint {
 /// Window used by dedup cases: one hour.
 const WINDOW: i64 = 3_600;
 
+/// `max_attempts` for leasing, in cases that do not exhaust it.
+const MAX_ATTEMPTS: u32 = 5;
+
 pub fn new_event(schema_name: &str, key: Option<&str>, received_at: Timestamp) -> NewEvent {
     NewEvent {
         id: EventId::new(),
@@ -91,7 +94,7 @@ async fn ticket(store: &Shared, id: TicketId) -> Ticket {
 /// Leases exactly the one due event the case expects.
 async fn lease_only(store: &Shared, id: EventId, now: Timestamp) -> LeasedEvent {
     let mut leased = store
-        .lease_events(10, now, now + Duration::seconds(300))
+        .lease_events(10, now, now + Duration::seconds(300), MAX_ATTEMPTS)
         .await
         .unwrap();
     assert_eq!(leased.len(), 1, "exactly one due event");
@@ -356,7 +359,10 @@ pub async fn listing_paginates_newest_first_with_filters(store: Shared) {
         ids.push(accept(&store, schema_name, at(i)).await);
     }
     // The two oldest become ignored.
-    let leased = store.lease_events(2, at(100), at(200)).await.unwrap();
+    let leased = store
+        .lease_events(2, at(100), at(200), MAX_ATTEMPTS)
+        .await
+        .unwrap();
     assert_eq!(
         leased.iter().map(|l| l.event.id).collect::<Vec<_>>(),
         ids[..2].to_vec()
@@ -512,18 +518,21 @@ pub async fn retrying_a_failed_event_makes_it_due_again_without_its_error(store:
     assert_eq!(retried.state, EventState::Pending);
     assert_eq!(retried.last_error, None);
     assert_eq!(retried.next_attempt_at, Some(at(50)));
-    assert_eq!(retried.attempts, 1, "attempts made so far are kept");
+    assert_eq!(
+        retried.attempts, 0,
+        "a manual retry gets the full number of attempts again"
+    );
     assert_eq!(event(&store, id).await, retried);
 
     assert!(
         store
-            .lease_events(10, at(49), at(100))
+            .lease_events(10, at(49), at(100), MAX_ATTEMPTS)
             .await
             .unwrap()
             .is_empty()
     );
     let again = lease_only(&store, id, at(50)).await;
-    assert_eq!(again.event.attempts, 2);
+    assert_eq!(again.event.attempts, 1);
 }
 
 pub async fn retrying_an_ignored_event_makes_it_pending_again(store: Shared) {
@@ -544,7 +553,10 @@ pub async fn retrying_all_failed_events_touches_only_failed_ones(store: Shared) 
     let failed_a = accept(&store, "guardduty", at(0)).await;
     let failed_b = accept(&store, "guardduty", at(1)).await;
     let ignored = accept(&store, "guardduty", at(2)).await;
-    let leased = store.lease_events(3, at(10), at(20)).await.unwrap();
+    let leased = store
+        .lease_events(3, at(10), at(20), MAX_ATTEMPTS)
+        .await
+        .unwrap();
     assert_eq!(leased.len(), 3);
     for l in &leased {
         if l.event.id == ignored {
@@ -562,8 +574,8 @@ pub async fn retrying_all_failed_events_touches_only_failed_ones(store: Shared) 
     for id in [failed_a, failed_b] {
         let e = event(&store, id).await;
         assert_eq!(
-            (e.state, e.last_error, e.next_attempt_at),
-            (EventState::Pending, None, Some(at(30)))
+            (e.state, e.last_error, e.next_attempt_at, e.attempts),
+            (EventState::Pending, None, Some(at(30)), 0)
         );
     }
     assert_eq!(event(&store, ignored).await.state, EventState::Ignored);
@@ -585,7 +597,10 @@ pub async fn queue_stats_count_pending_processing_and_failed_events(store: Share
     };
     // ids[0] processed, ids[1] failed, ids[2] pending with a future retry, ids[3] processing
     // with an expired lease, ids[4] processing; ids[5] stays pending.
-    let leased = store.lease_events(5, at(10), at(20)).await.unwrap();
+    let leased = store
+        .lease_events(5, at(10), at(20), MAX_ATTEMPTS)
+        .await
+        .unwrap();
     assert_eq!(
         leased.iter().map(|l| l.event.id).collect::<Vec<_>>(),
         ids[..5].to_vec()
@@ -607,7 +622,10 @@ pub async fn queue_stats_count_pending_processing_and_failed_events(store: Share
         .await
         .unwrap();
     store.release_event(&leased[4].lease).await.unwrap();
-    let again = store.lease_events(1, at(15), at(100)).await.unwrap();
+    let again = store
+        .lease_events(1, at(15), at(100), MAX_ATTEMPTS)
+        .await
+        .unwrap();
     assert_eq!(again[0].event.id, ids[4]);
 
     let stats = store.queue_stats(at(50)).await.unwrap();
@@ -633,13 +651,16 @@ pub async fn leasing_takes_due_events_oldest_first_and_counts_the_attempt(store:
 
     assert!(
         store
-            .lease_events(0, at(50), at(110))
+            .lease_events(0, at(50), at(110), MAX_ATTEMPTS)
             .await
             .unwrap()
             .is_empty()
     );
 
-    let leased = store.lease_events(2, at(50), at(110)).await.unwrap();
+    let leased = store
+        .lease_events(2, at(50), at(110), MAX_ATTEMPTS)
+        .await
+        .unwrap();
     assert_eq!(
         leased.iter().map(|l| l.event.id).collect::<Vec<_>>(),
         vec![first, second]
@@ -653,13 +674,19 @@ pub async fn leasing_takes_due_events_oldest_first_and_counts_the_attempt(store:
         assert_eq!((stored.state, stored.attempts), (EventState::Processing, 1));
     }
 
-    let rest = store.lease_events(10, at(50), at(110)).await.unwrap();
+    let rest = store
+        .lease_events(10, at(50), at(110), MAX_ATTEMPTS)
+        .await
+        .unwrap();
     assert_eq!(
         rest.iter().map(|l| l.event.id).collect::<Vec<_>>(),
         vec![third]
     );
     assert_eq!(event(&store, not_due).await.state, EventState::Pending);
-    let last = store.lease_events(10, at(100), at(110)).await.unwrap();
+    let last = store
+        .lease_events(10, at(100), at(110), MAX_ATTEMPTS)
+        .await
+        .unwrap();
     assert_eq!(
         last.iter().map(|l| l.event.id).collect::<Vec<_>>(),
         vec![not_due]
@@ -668,24 +695,30 @@ pub async fn leasing_takes_due_events_oldest_first_and_counts_the_attempt(store:
 
 pub async fn leased_event_is_not_leased_again_while_its_lease_holds(store: Shared) {
     let id = accept(&store, "guardduty", at(0)).await;
-    let first = store.lease_events(5, at(0), at(60)).await.unwrap();
+    let first = store
+        .lease_events(5, at(0), at(60), MAX_ATTEMPTS)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     assert!(
         store
-            .lease_events(5, at(30), at(90))
+            .lease_events(5, at(30), at(90), MAX_ATTEMPTS)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .lease_events(5, at(60), at(120))
+            .lease_events(5, at(60), at(120), MAX_ATTEMPTS)
             .await
             .unwrap()
             .is_empty(),
         "a lease holds up to and including its expiry"
     );
-    let taken = store.lease_events(5, at(61), at(120)).await.unwrap();
+    let taken = store
+        .lease_events(5, at(61), at(120), MAX_ATTEMPTS)
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].event.id, id);
 }
@@ -693,12 +726,12 @@ pub async fn leased_event_is_not_leased_again_while_its_lease_holds(store: Share
 pub async fn expired_lease_is_taken_over_and_the_old_holder_cannot_complete(store: Shared) {
     let id = accept(&store, "guardduty", at(0)).await;
     let old = store
-        .lease_events(1, at(0), at(60))
+        .lease_events(1, at(0), at(60), MAX_ATTEMPTS)
         .await
         .unwrap()
         .remove(0);
     let new = store
-        .lease_events(1, at(61), at(120))
+        .lease_events(1, at(61), at(120), MAX_ATTEMPTS)
         .await
         .unwrap()
         .remove(0);
@@ -755,7 +788,7 @@ pub async fn expired_lease_is_taken_over_and_the_old_holder_cannot_complete(stor
 pub async fn an_expired_lease_not_yet_taken_over_can_still_complete(store: Shared) {
     let id = accept(&store, "guardduty", at(0)).await;
     let leased = store
-        .lease_events(1, at(0), at(60))
+        .lease_events(1, at(0), at(60), MAX_ATTEMPTS)
         .await
         .unwrap()
         .remove(0);
@@ -766,7 +799,7 @@ pub async fn an_expired_lease_not_yet_taken_over_can_still_complete(store: Share
     assert_eq!(event(&store, id).await.state, EventState::Ignored);
     assert!(
         store
-            .lease_events(5, at(200), at(300))
+            .lease_events(5, at(200), at(300), MAX_ATTEMPTS)
             .await
             .unwrap()
             .is_empty()
@@ -788,7 +821,7 @@ pub async fn failed_event_with_retry_at_is_not_leased_before_it_is_due(store: Sh
 
     assert!(
         store
-            .lease_events(5, at(99), at(200))
+            .lease_events(5, at(99), at(200), MAX_ATTEMPTS)
             .await
             .unwrap()
             .is_empty()
@@ -820,7 +853,7 @@ pub async fn failing_without_retry_at_marks_the_event_failed_with_its_error(stor
     assert_eq!(e.next_attempt_at, None);
     assert!(
         store
-            .lease_events(5, at(1_000_000), at(1_000_100))
+            .lease_events(5, at(1_000_000), at(1_000_100), MAX_ATTEMPTS)
             .await
             .unwrap()
             .is_empty()
@@ -857,7 +890,7 @@ pub async fn released_event_is_due_at_once_and_the_attempt_is_not_counted(store:
 
 async fn lease_only_first(store: &Shared, now: Timestamp) -> LeasedEvent {
     let mut leased = store
-        .lease_events(1, now, now + Duration::seconds(60))
+        .lease_events(1, now, now + Duration::seconds(60), MAX_ATTEMPTS)
         .await
         .unwrap();
     assert_eq!(leased.len(), 1);
@@ -979,7 +1012,10 @@ pub async fn four_workers_process_two_thousand_events_exactly_once(store: Shared
         workers.push(tokio::spawn(async move {
             let mut done = Vec::new();
             loop {
-                let batch = store.lease_events(8, now, until).await.unwrap();
+                let batch = store
+                    .lease_events(8, now, until, MAX_ATTEMPTS)
+                    .await
+                    .unwrap();
                 if batch.is_empty() {
                     return done;
                 }
@@ -1052,7 +1088,7 @@ async fn lease_n(store: &Shared, n: usize, now: Timestamp) -> Vec<LeasedEvent> {
         accept(store, "guardduty", now).await;
     }
     let leased = store
-        .lease_events(n, now, now + Duration::seconds(300))
+        .lease_events(n, now, now + Duration::seconds(300), MAX_ATTEMPTS)
         .await
         .unwrap();
     assert_eq!(leased.len(), n);
@@ -1139,7 +1175,7 @@ pub async fn batch_completion_commits_every_event_in_order(store: Shared) {
     let t = ticket(&store, tid).await;
     assert_eq!(
         (t.alert_count, t.version, t.first_seen, t.last_seen),
-        (2, 2, at(90), at(95))
+        (2, 1, at(90), at(95))
     );
     assert_eq!(
         store.find_dedup_ticket(&fp("probe"), at(0)).await.unwrap(),
@@ -1383,7 +1419,7 @@ pub async fn batch_with_two_opens_of_one_fingerprint_makes_one_ticket(store: Sha
     assert_eq!(store.get_ticket(second_ticket).await.unwrap(), None);
     let tickets = all_tickets(&store).await;
     assert_eq!(tickets.len(), 1);
-    assert_eq!((tickets[0].alert_count, tickets[0].version), (2, 2));
+    assert_eq!((tickets[0].alert_count, tickets[0].version), (2, 1));
     assert_eq!(
         store.find_dedup_ticket(&fp("storm"), at(0)).await.unwrap(),
         Some(tid)
@@ -1422,7 +1458,7 @@ pub async fn batch_attach_counts_add_up(store: Shared) {
     }
     let t = ticket(&store, tid.unwrap()).await;
     assert_eq!(t.alert_count, (BATCHES * EVENTS) as u64);
-    assert_eq!(t.version, (BATCHES * EVENTS) as i64);
+    assert_eq!(t.version, 1, "attaching alerts leaves the version alone");
     assert_eq!(t.first_seen, at(100));
     assert_eq!(t.last_seen, at(100 + (BATCHES as i64 - 1) * 10));
     assert_eq!(all_tickets(&store).await.len(), 1);
@@ -1462,7 +1498,10 @@ pub async fn four_workers_completing_batches_make_one_ticket_per_fingerprint(sto
         workers.push(tokio::spawn(async move {
             let mut done = Vec::new();
             loop {
-                let leased = store.lease_events(16, now, until).await.unwrap();
+                let leased = store
+                    .lease_events(16, now, until, MAX_ATTEMPTS)
+                    .await
+                    .unwrap();
                 if leased.is_empty() {
                     return done;
                 }
@@ -1535,7 +1574,7 @@ pub async fn four_workers_completing_batches_make_one_ticket_per_fingerprint(sto
         "every alert counted once"
     );
     for t in &tickets {
-        assert_eq!(t.version, t.alert_count as i64);
+        assert_eq!(t.version, 1);
         assert_eq!(
             store
                 .find_dedup_ticket(&t.fingerprint, at(0))
@@ -1709,14 +1748,14 @@ pub async fn open_with_a_fresh_target_attaches_to_it(store: Shared) {
     .await;
     assert_eq!(bindings, vec![AlertBinding::Attached(first)]);
     let t = ticket(&store, first).await;
-    assert_eq!((t.alert_count, t.last_seen, t.version), (2, at(200), 2));
+    assert_eq!((t.alert_count, t.last_seen, t.version), (2, at(200), 1));
     assert_eq!(
         store.get_ticket(losing_ticket.unwrap()).await.unwrap(),
         None
     );
 }
 
-pub async fn attaching_bumps_count_last_seen_and_version(store: Shared) {
+pub async fn attaching_bumps_count_and_last_seen_but_not_the_version(store: Shared) {
     let tid = open_ticket(&store, "probe", at(100)).await;
     let before = ticket(&store, tid).await;
 
@@ -1729,7 +1768,7 @@ pub async fn attaching_bumps_count_last_seen_and_version(store: Shared) {
     .await;
     assert_eq!(bindings, vec![AlertBinding::Attached(tid)]);
     let t = ticket(&store, tid).await;
-    assert_eq!((t.alert_count, t.last_seen, t.version), (2, at(300), 2));
+    assert_eq!((t.alert_count, t.last_seen, t.version), (2, at(300), 1));
     assert_eq!(
         (t.first_seen, t.updated_at, t.status),
         (before.first_seen, before.updated_at, TicketStatus::Open)
@@ -1754,7 +1793,7 @@ pub async fn attaching_bumps_count_last_seen_and_version(store: Shared) {
     })
     .await;
     let t = ticket(&store, tid).await;
-    assert_eq!((t.alert_count, t.last_seen, t.version), (3, at(300), 3));
+    assert_eq!((t.alert_count, t.last_seen, t.version), (3, at(300), 1));
 }
 
 pub async fn attach_to_a_resolved_ticket_conflicts_and_stores_nothing(store: Shared) {
@@ -1863,7 +1902,7 @@ pub async fn open_races_resolve_to_one_ticket(store: Shared) {
         accept(&store, "guardduty", now).await;
     }
     let leased = store
-        .lease_events(RACERS, now, now + Duration::seconds(60))
+        .lease_events(RACERS, now, now + Duration::seconds(60), MAX_ATTEMPTS)
         .await
         .unwrap();
     assert_eq!(leased.len(), RACERS);
@@ -1897,7 +1936,7 @@ pub async fn open_races_resolve_to_one_ticket(store: Shared) {
     );
     let t = ticket(&store, opened[0]).await;
     assert_eq!(t.alert_count, RACERS as u64);
-    assert_eq!(t.version, RACERS as i64);
+    assert_eq!(t.version, 1);
     let all = store
         .list_tickets(&TicketQuery {
             limit: 100,
@@ -1977,7 +2016,7 @@ pub async fn alerts_of_one_event_with_one_fingerprint_share_one_ticket(store: Sh
         [AlertBinding::Attached(tid), AlertBinding::Attached(tid)]
     );
     let t = ticket(&store, tid).await;
-    assert_eq!((t.alert_count, t.version), (3, 3));
+    assert_eq!((t.alert_count, t.version), (3, 1));
     let alerts = store
         .list_alerts(&AlertQuery {
             ticket: Some(tid),
@@ -2239,7 +2278,8 @@ pub async fn ticket_update_with_stale_version_conflicts(store: Shared) {
     );
     assert_eq!(ticket(&store, tid).await, v2);
 
-    // An attached alert is a stored change too: a copy read before it is stale.
+    // An attached alert is not an edit: a copy read before it is still current, and storing
+    // it keeps the alert's count and last_seen (an edit does not write them).
     ingest(&store, at(150), |id| {
         vec![attach(
             new_alert(id, "guardduty", "probe", at(150)),
@@ -2250,11 +2290,12 @@ pub async fn ticket_update_with_stale_version_conflicts(store: Shared) {
     .await;
     let mut c = v2.clone();
     c.severity = Severity::Low;
-    assert_conflict(
-        store.update_ticket(&c).await,
-        "updating a copy read before an alert attached",
+    let v3 = store.update_ticket(&c).await.unwrap();
+    assert_eq!(
+        (v3.version, v3.severity, v3.alert_count, v3.last_seen),
+        (3, Severity::Low, 2, at(150))
     );
-    assert_eq!(ticket(&store, tid).await.version, 3);
+    assert_eq!(ticket(&store, tid).await, v3);
 }
 
 pub async fn resolving_releases_the_fingerprint(store: Shared) {
@@ -2795,6 +2836,409 @@ pub async fn notices_list_newest_first_filtered_by_escalation(store: Shared) {
         .await
         .unwrap();
     assert_eq!(ids(no), vec![notices[2].0, notices[0].0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening: poison events, lease heartbeats, the store clock, batch intake, data the database
+// cannot hold, lock ordering
+// ---------------------------------------------------------------------------------------------
+
+pub async fn an_expired_lease_past_max_attempts_fails_the_event_instead_of_handing_it_out(
+    store: Shared,
+) {
+    const MAX: u32 = 2;
+    let poison = accept(&store, "guardduty", at(0)).await;
+    // Two workers in turn lease it and die without a word.
+    let first = store.lease_events(1, at(0), at(60), MAX).await.unwrap();
+    assert_eq!(first[0].event.attempts, 1);
+    let second = store.lease_events(1, at(61), at(120), MAX).await.unwrap();
+    assert_eq!((second[0].event.id, second[0].event.attempts), (poison, 2));
+    let healthy = accept(&store, "guardduty", at(100)).await;
+
+    let leased = store.lease_events(10, at(121), at(200), MAX).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        vec![healthy],
+        "the poison event is not handed out a third time; the healthy one still is"
+    );
+    let e = event(&store, poison).await;
+    assert_eq!(e.state, EventState::Failed);
+    assert_eq!(e.attempts, 2);
+    assert_eq!(
+        e.last_error.as_deref(),
+        Some(crate::ports::lease_expired_error(2).as_str())
+    );
+    assert!(e.last_error.unwrap().contains("lease expired"));
+    assert_eq!(e.next_attempt_at, None);
+    assert_lease_lost(
+        store
+            .complete_event(&second[0].lease, vec![], at(122))
+            .await,
+        poison,
+        "completing a given-up event with its last lease",
+    );
+    assert_eq!(store.queue_stats(at(122)).await.unwrap().failed, 1);
+    assert!(
+        store
+            .lease_events(10, at(10_000), at(10_100), MAX)
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.event.id != poison),
+        "a given-up event stays failed"
+    );
+
+    // A manual retry gives it the full number of attempts again.
+    store.retry_event(poison, at(300)).await.unwrap();
+    let again = lease_only(&store, poison, at(300)).await;
+    assert_eq!(again.event.attempts, 1);
+}
+
+pub async fn a_pending_event_is_leased_whatever_its_attempts(store: Shared) {
+    // A failure with a retry time keeps counting attempts; only an expired lease past the
+    // limit is given up on at lease time (the worker decides about failures it sees).
+    let id = accept(&store, "guardduty", at(0)).await;
+    let leased = store.lease_events(1, at(0), at(60), 1).await.unwrap();
+    store
+        .fail_event(&leased[0].lease, "transient", Some(at(10)))
+        .await
+        .unwrap();
+    let again = store.lease_events(1, at(10), at(70), 1).await.unwrap();
+    assert_eq!((again[0].event.id, again[0].event.attempts), (id, 2));
+}
+
+pub async fn an_extended_lease_outlives_its_first_expiry(store: Shared) {
+    let id = accept(&store, "guardduty", at(0)).await;
+    let leased = lease_only_first(&store, at(0)).await; // expires at(60)
+    store.extend_lease(&leased.lease, at(200)).await.unwrap();
+    assert!(
+        store
+            .lease_events(5, at(100), at(300), MAX_ATTEMPTS)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the heartbeat kept the lease"
+    );
+    assert_eq!(event(&store, id).await.attempts, 1);
+    store.extend_lease(&leased.lease, at(250)).await.unwrap();
+
+    let forged = Lease {
+        event_id: id,
+        token: uuid::Uuid::new_v4(),
+    };
+    assert_lease_lost(
+        store.extend_lease(&forged, at(10_000)).await,
+        id,
+        "extending a forged lease",
+    );
+    let taken = store
+        .lease_events(5, at(251), at(400), MAX_ATTEMPTS)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.len(),
+        1,
+        "once past the extended expiry it is taken over"
+    );
+    assert_lease_lost(
+        store.extend_lease(&leased.lease, at(10_000)).await,
+        id,
+        "extending a lease taken over",
+    );
+    store
+        .complete_event(&taken[0].lease, vec![], at(260))
+        .await
+        .unwrap();
+    assert_lease_lost(
+        store.extend_lease(&taken[0].lease, at(10_000)).await,
+        id,
+        "extending a finished lease",
+    );
+    assert_eq!(event(&store, id).await.state, EventState::Ignored);
+}
+
+pub async fn the_store_clock_is_current_and_drives_the_queue(store: Shared) {
+    let first = store.now().await.unwrap();
+    let host = chrono::Utc::now();
+    // The test database runs on this host: its clock agrees with ours to within minutes.
+    assert!(
+        (first - host).num_seconds().abs() < 300,
+        "store clock {first} vs host clock {host}"
+    );
+    assert_eq!(first, us(first), "to the microsecond, as stored");
+    let id = store
+        .accept_event(new_event("guardduty", None, first))
+        .await
+        .unwrap()
+        .event_id;
+    let now = store.now().await.unwrap();
+    assert!(now >= first, "the clock does not go back");
+    let leased = store
+        .lease_events(5, now, now + Duration::seconds(60), MAX_ATTEMPTS)
+        .await
+        .unwrap();
+    assert_eq!(
+        leased.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        vec![id],
+        "an event accepted at the store's time is due at the store's time"
+    );
+}
+
+pub async fn accepting_a_batch_keeps_order_and_deduplicates_within_it_and_against_the_store(
+    store: Shared,
+) {
+    let stored = new_event("guardduty", Some("k-stored"), at(0));
+    store.accept_event(stored.clone()).await.unwrap();
+
+    let a = new_event("guardduty", Some("k-1"), at(1));
+    let b = new_event("guardduty", None, at(2));
+    let a_again = new_event("guardduty", Some("k-1"), at(3));
+    let stored_again = new_event("guardduty", Some("k-stored"), at(4));
+    let other_schema = new_event("falco", Some("k-1"), at(5));
+    let c = new_event("guardduty", None, at(6));
+    let answers = store
+        .accept_events(vec![
+            a.clone(),
+            b.clone(),
+            a_again.clone(),
+            stored_again.clone(),
+            other_schema.clone(),
+            c.clone(),
+        ])
+        .await
+        .unwrap();
+    let got: Vec<(EventId, bool)> = answers.iter().map(|x| (x.event_id, x.duplicate)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (a.id, false),
+            (b.id, false),
+            (a.id, true),
+            (stored.id, true),
+            (other_schema.id, false),
+            (c.id, false),
+        ]
+    );
+    for new in [&a, &b, &other_schema, &c] {
+        let e = event(&store, new.id).await;
+        assert_eq!(
+            (e.state, &e.body, e.received_at, e.next_attempt_at),
+            (
+                EventState::Pending,
+                &new.body,
+                new.received_at,
+                Some(new.received_at)
+            )
+        );
+    }
+    for duplicate in [&a_again, &stored_again] {
+        assert_eq!(store.get_event(duplicate.id).await.unwrap(), None);
+    }
+    // Queued in the order of their due times, like events accepted one by one.
+    let leased = store
+        .lease_events(10, at(10), at(100), MAX_ATTEMPTS)
+        .await
+        .unwrap();
+    assert_eq!(
+        leased.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        vec![stored.id, a.id, b.id, other_schema.id, c.id]
+    );
+    // The keys a batch stored deduplicate later deliveries.
+    let later = store
+        .accept_event(new_event("guardduty", Some("k-1"), at(20)))
+        .await
+        .unwrap();
+    assert_eq!((later.event_id, later.duplicate), (a.id, true));
+    assert!(store.accept_events(vec![]).await.unwrap().is_empty());
+}
+
+pub async fn a_batch_accept_that_fails_stores_nothing(store: Shared) {
+    let existing = new_event("guardduty", None, at(0));
+    store.accept_event(existing.clone()).await.unwrap();
+    let good = new_event("guardduty", Some("k-good"), at(1));
+    assert_conflict(
+        store
+            .accept_events(vec![good.clone(), existing.clone()])
+            .await,
+        "a batch naming a stored event id",
+    );
+    assert_eq!(store.get_event(good.id).await.unwrap(), None, "rolled back");
+
+    let twice = new_event("guardduty", None, at(2));
+    assert_conflict(
+        store
+            .accept_events(vec![good.clone(), twice.clone(), twice.clone()])
+            .await,
+        "a batch naming one event id twice",
+    );
+    assert_eq!(store.get_event(good.id).await.unwrap(), None);
+    assert_eq!(store.get_event(twice.id).await.unwrap(), None);
+
+    // Its idempotency key was not taken either.
+    let accepted = store.accept_event(good.clone()).await.unwrap();
+    assert_eq!((accepted.event_id, accepted.duplicate), (good.id, false));
+    let all = store
+        .list_events(&EventQuery {
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 2);
+}
+
+/// PostgreSQL cannot hold U+0000 in `text` or `jsonb`; the other stores can.
+fn poisoned_alert(event_id: EventId, now: Timestamp) -> NewAlert {
+    NewAlert {
+        title: "nul \u{0} in the title".to_owned(),
+        data: json!({"payload": "nul \u{0} in the data"}),
+        ..new_alert(event_id, "guardduty", "poison", now)
+    }
+}
+
+pub async fn a_value_the_database_cannot_hold_fails_only_its_own_completion(store: Shared) {
+    let postgres = store.backend() == "postgres";
+    let now = at(100);
+    let leased = lease_n(&store, 3, now).await;
+    let poisoned = leased[1].event.id;
+    let good = |i: usize| open(new_alert(leased[i].event.id, "guardduty", "good", now), now);
+    let batch = vec![
+        (leased[0].lease.clone(), vec![good(0)]),
+        (
+            leased[1].lease.clone(),
+            vec![open(poisoned_alert(poisoned, now), now)],
+        ),
+        (leased[2].lease.clone(), vec![good(2)]),
+    ];
+    match store.complete_events(batch, now).await {
+        Err(StoreError::Invalid(why)) => {
+            assert!(!why.is_empty());
+            for l in &leased {
+                assert_eq!(
+                    event(&store, l.event.id).await.state,
+                    EventState::Processing,
+                    "a failed batch stores nothing and keeps every lease"
+                );
+            }
+            assert!(all_tickets(&store).await.is_empty());
+        }
+        Ok(results) if !postgres => {
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+            return;
+        }
+        other => panic!("expected the batch to fail with Invalid, got {other:?}"),
+    }
+
+    // Completed one by one, only the poisoned event fails, and it says why.
+    for i in [0, 2] {
+        store
+            .complete_event(&leased[i].lease, vec![good(i)], now)
+            .await
+            .unwrap();
+    }
+    let result = store
+        .complete_event(
+            &leased[1].lease,
+            vec![open(poisoned_alert(poisoned, now), now)],
+            now,
+        )
+        .await;
+    let Err(StoreError::Invalid(why)) = result else {
+        panic!("expected Invalid, got {result:?}")
+    };
+    assert_eq!(event(&store, poisoned).await.state, EventState::Processing);
+    let error = StoreError::Invalid(why).to_string();
+    store
+        .fail_event(&leased[1].lease, &error, None)
+        .await
+        .unwrap();
+    let e = event(&store, poisoned).await;
+    assert_eq!(e.state, EventState::Failed);
+    assert!(
+        e.last_error
+            .as_deref()
+            .is_some_and(|m| m.contains("rejected the data")),
+        "{e:?}"
+    );
+    let tickets = all_tickets(&store).await;
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(
+        tickets[0].alert_count, 2,
+        "the good events share their ticket"
+    );
+}
+
+/// Single and batch completions of overlapping tickets, all at once: they lock in one order,
+/// so none fails with a deadlock (which would surface as `Unavailable`).
+pub async fn concurrent_single_and_batch_completions_of_shared_tickets_do_not_deadlock(
+    store: Shared,
+) {
+    const ROUNDS: usize = 4;
+    const TASKS: usize = 8;
+    let now = at(1_000);
+    let keys = ["lock-a", "lock-b", "lock-c"];
+    let mut tickets = Vec::new();
+    for key in keys {
+        tickets.push(open_ticket(&store, key, now).await);
+    }
+    let mut attached = 0u64;
+    for round in 0..ROUNDS {
+        let leased = lease_n(&store, TASKS * 2, now).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+        let mut tasks = Vec::new();
+        for (task, pair) in leased.chunks(2).enumerate() {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            let pair = pair.to_vec();
+            let tickets = tickets.clone();
+            // Every event attaches to all three tickets, each task in another order.
+            let order: Vec<usize> = match (task + round) % 3 {
+                0 => vec![0, 1, 2],
+                1 => vec![2, 1, 0],
+                _ => vec![1, 2, 0],
+            };
+            tasks.push(tokio::spawn(async move {
+                let plan = |l: &LeasedEvent| -> Vec<PlannedAlert> {
+                    order
+                        .iter()
+                        .map(|&k| {
+                            attach(
+                                new_alert(l.event.id, "guardduty", keys[k], now),
+                                tickets[k],
+                                now,
+                            )
+                        })
+                        .collect()
+                };
+                barrier.wait().await;
+                if task % 2 == 0 {
+                    for l in &pair {
+                        store
+                            .complete_event(&l.lease, plan(l), now)
+                            .await
+                            .unwrap_or_else(|e| panic!("single completion failed: {e}"));
+                    }
+                } else {
+                    let batch = pair.iter().map(|l| (l.lease.clone(), plan(l))).collect();
+                    let results = store
+                        .complete_events(batch, now)
+                        .await
+                        .unwrap_or_else(|e| panic!("batch completion failed: {e}"));
+                    for result in results {
+                        result.unwrap();
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        attached += (TASKS * 2) as u64;
+    }
+    for id in tickets {
+        assert_eq!(ticket(&store, id).await.alert_count, 1 + attached);
+    }
+    assert_eq!(store.queue_stats(now).await.unwrap(), QueueStats::default());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,15 +4,20 @@
 //! suite), so a test that passes against it is a test of the application, not of the fake:
 //! - every operation runs under one mutex, which plays the part of a serialisable
 //!   transaction: a completion either applies all of its effects or none of them;
+//! - completions go through the replay the database stores use
+//!   ([`crate::completion::plan`]), so dispositions mean the same here as there;
 //! - timestamps are truncated to the microsecond on the way in, as the databases store them;
 //! - the dedup target of a fingerprint is tracked in its own index (`targets`), the counterpart
 //!   of the unique `dedup_key` column, and an entry only ever names an active ticket;
-//! - listings are newest first by id, capped at [`MAX_PAGE`] items per page.
+//! - listings are newest first by id, capped at [`MAX_PAGE`] items per page;
+//! - its clock ([`EventQueue::now`]) is the host's, moved by [`InMemoryStore::advance_clock`]
+//!   so that application tests can let leases expire or a backlog age without sleeping.
 
 use crate::alert::AlertStatus;
+use crate::completion::{self, BatchWrite, LockedTicket};
 use crate::ports::{
-    AlertBinding, AlertQuery, AlertRepository, Disposition, EventLog, EventQuery, EventQueue,
-    Lease, LeasedEvent, NoticeQuery, NoticeRepository, Page, PlannedAlert, QueueStats, Store,
+    AlertBinding, AlertQuery, AlertRepository, EventLog, EventQuery, EventQueue, Lease,
+    LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page, PlannedAlert, QueueStats, Store,
     StoreError, StoreResult, TicketQuery, TicketRepository,
 };
 use crate::ticket::NewTicket;
@@ -21,8 +26,7 @@ use crate::{
     NewEvent, Notice, NoticeId, SchemaName, Ticket, TicketId, TicketStatus, Timestamp,
 };
 use async_trait::async_trait;
-use chrono::Timelike;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
@@ -37,6 +41,8 @@ pub struct InMemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Added to the host's clock by [`EventQueue::now`].
+    clock_offset: chrono::Duration,
     events: BTreeMap<EventId, StoredEvent>,
     /// (schema, idempotency key) → the first event that carried it.
     idempotency: HashMap<(SchemaName, String), EventId>,
@@ -65,6 +71,11 @@ impl InMemoryStore {
         Self::default()
     }
 
+    /// Moves this store's clock forward by `by` (see [`EventQueue::now`]).
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        self.lock().clock_offset += by;
+    }
+
     /// A panic in another test thread must not wedge this store: every mutation below is
     /// computed before it is applied, so the state behind a poisoned lock is still consistent.
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -74,8 +85,7 @@ impl InMemoryStore {
 
 /// Databases keep microseconds; so does this store, so that round trips compare equal.
 pub(crate) fn micros(t: Timestamp) -> Timestamp {
-    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(t)
+    crate::truncate_to_micros(t)
 }
 
 fn page_limit(limit: usize) -> usize {
@@ -159,236 +169,168 @@ impl State {
         }
     }
 
-    /// `complete_event` on the locked state: stages every alert, then applies all or nothing.
-    fn complete(
+    /// The ticket row as a database store locks it: its dedup key is the fingerprint while
+    /// `targets` names it.
+    fn locked(&self, ticket: &Ticket) -> LockedTicket {
+        let target = self.targets.get(&ticket.fingerprint) == Some(&ticket.id);
+        LockedTicket {
+            id: ticket.id,
+            dedup_key: target.then(|| ticket.fingerprint.clone()),
+            active: ticket.status.is_active(),
+            last_seen: ticket.last_seen,
+        }
+    }
+
+    /// `complete_events` on the locked state, the way the database stores do it: the rows the
+    /// batch can touch go through the shared replay ([`completion::plan`]), whose write is
+    /// then checked (ids a unique index would refuse fail the whole batch) and applied.
+    fn complete_all(
         &mut self,
-        lease: &Lease,
-        alerts: Vec<PlannedAlert>,
+        batch: Vec<(Lease, Vec<PlannedAlert>)>,
         now: Timestamp,
-    ) -> StoreResult<Vec<AlertBinding>> {
-        self.held(lease)?;
-        let ignored = alerts.is_empty();
-        let mut staged = Staged::new(self, now);
-        let mut bindings = Vec::with_capacity(alerts.len());
-        for planned in alerts {
-            bindings.push(staged.apply(planned)?);
+    ) -> StoreResult<Vec<Result<Vec<AlertBinding>, StoreError>>> {
+        let held: HashSet<EventId> = batch
+            .iter()
+            .filter_map(|(lease, _)| self.held(lease).ok().map(|_| lease.event_id))
+            .collect();
+        let (ids, fingerprints) = completion::lock_set(&batch, &held);
+        let mut locked: BTreeMap<TicketId, LockedTicket> = BTreeMap::new();
+        let by_target = fingerprints.iter().filter_map(|f| self.targets.get(f));
+        for id in ids.iter().chain(by_target) {
+            if let Some(ticket) = self.tickets.get(id) {
+                locked.insert(*id, self.locked(ticket));
+            }
         }
-        let Staged {
-            tickets,
-            targets,
-            alerts,
-            notices,
-            ..
-        } = staged;
+        let write = completion::plan(batch, &held, locked.into_values().collect());
+        self.check_unique(&write)?;
 
-        self.tickets.extend(tickets);
-        for (fingerprint, target) in targets {
-            match target {
-                Some(id) => self.targets.insert(fingerprint, id),
-                None => self.targets.remove(&fingerprint),
-            };
+        let now = micros(now);
+        for update in &write.updates {
+            if let Some(ticket) = self.tickets.get_mut(&update.id) {
+                ticket.alert_count += u64::try_from(update.added).unwrap_or(0);
+                ticket.last_seen = ticket.last_seen.max(micros(update.last_seen));
+                if update.release && self.targets.get(&ticket.fingerprint) == Some(&ticket.id) {
+                    self.targets.remove(&ticket.fingerprint);
+                }
+            }
         }
-        self.alerts.extend(alerts.into_iter().map(|a| (a.id, a)));
-        self.notices.extend(notices.into_iter().map(|n| (n.id, n)));
-        let stored = self.held(lease)?;
-        stored.event.state = if ignored {
-            EventState::Ignored
-        } else {
-            EventState::Processed
-        };
-        stored.event.processed_at = Some(micros(now));
-        stored.event.next_attempt_at = None;
-        stored.event.last_error = None;
-        stored.lease = None;
-        Ok(bindings)
-    }
-}
-
-/// The changes one completion makes, staged over the current state so that a conflict on the
-/// third alert leaves no trace of the first two.
-struct Staged<'a> {
-    base: &'a State,
-    now: Timestamp,
-    tickets: BTreeMap<TicketId, Ticket>,
-    /// `None` releases the fingerprint.
-    targets: HashMap<Fingerprint, Option<TicketId>>,
-    alerts: Vec<Alert>,
-    notices: Vec<Notice>,
-}
-
-impl<'a> Staged<'a> {
-    fn new(base: &'a State, now: Timestamp) -> Self {
-        Self {
-            base,
-            now: micros(now),
-            tickets: BTreeMap::new(),
-            targets: HashMap::new(),
-            alerts: Vec::new(),
-            notices: Vec::new(),
+        for opened in &write.opened {
+            let mut ticket = open_ticket(&opened.ticket, opened.first_seen);
+            ticket.alert_count = u64::try_from(opened.count).unwrap_or(0);
+            ticket.last_seen = micros(opened.last_seen);
+            if let Some(fingerprint) = &opened.dedup_key {
+                self.targets.insert(fingerprint.clone(), ticket.id);
+            }
+            self.tickets.insert(ticket.id, ticket);
         }
-    }
-
-    fn ticket(&self, id: TicketId) -> Option<&Ticket> {
-        self.tickets.get(&id).or_else(|| self.base.tickets.get(&id))
-    }
-
-    fn target(&self, fingerprint: &Fingerprint) -> Option<TicketId> {
-        match self.targets.get(fingerprint) {
-            Some(staged) => *staged,
-            None => self.base.targets.get(fingerprint).copied(),
+        for notice in &write.notices {
+            if let Some((alert, _)) = write.alerts.get(notice.alert) {
+                self.notices.insert(
+                    notice.id,
+                    Notice {
+                        id: notice.id,
+                        alert_id: alert.id,
+                        schema: alert.schema.clone(),
+                        title: notice.title.clone(),
+                        severity: alert.severity,
+                        channel: notice.channel.clone(),
+                        created_at: now,
+                        ticket_id: None,
+                    },
+                );
+            }
         }
+        for (alert, binding) in write.alerts {
+            self.alerts.insert(alert.id, stored_alert(alert, binding));
+        }
+        for (id, state) in write.events {
+            if let Some(stored) = self.events.get_mut(&id) {
+                stored.event.state = state;
+                stored.event.processed_at = Some(now);
+                stored.event.next_attempt_at = None;
+                stored.event.last_error = None;
+                stored.lease = None;
+            }
+        }
+        Ok(write.results)
     }
 
-    /// Counts one more alert seen at `seen` on ticket `id`.
-    fn attach(&mut self, id: TicketId, seen: Timestamp) -> StoreResult<()> {
-        let mut ticket = self
-            .ticket(id)
-            .cloned()
-            .ok_or_else(|| StoreError::Conflict(format!("ticket {id} does not exist")))?;
-        ticket.alert_count += 1;
-        ticket.last_seen = ticket.last_seen.max(micros(seen));
-        ticket.version += 1;
-        self.tickets.insert(id, ticket);
+    /// What the databases' unique indexes refuse: ids, of alerts, notices and opened tickets,
+    /// that exist already or twice in the write.
+    fn check_unique(&self, write: &BatchWrite) -> StoreResult<()> {
+        let mut alerts = HashSet::new();
+        for (alert, _) in &write.alerts {
+            if self.alerts.contains_key(&alert.id) || !alerts.insert(alert.id) {
+                return Err(StoreError::Conflict(format!(
+                    "alert {} already exists",
+                    alert.id
+                )));
+            }
+        }
+        let mut notices = HashSet::new();
+        for notice in &write.notices {
+            if self.notices.contains_key(&notice.id) || !notices.insert(notice.id) {
+                return Err(StoreError::Conflict(format!(
+                    "notice {} already exists",
+                    notice.id
+                )));
+            }
+        }
+        for opened in &write.opened {
+            if self.tickets.contains_key(&opened.ticket.id) {
+                return Err(StoreError::Conflict(format!(
+                    "ticket {} already exists",
+                    opened.ticket.id
+                )));
+            }
+        }
         Ok(())
     }
+}
 
-    fn apply(&mut self, planned: PlannedAlert) -> StoreResult<AlertBinding> {
-        let PlannedAlert { alert, disposition } = planned;
-        if self.base.alerts.contains_key(&alert.id) || self.alerts.iter().any(|a| a.id == alert.id)
-        {
-            return Err(StoreError::Conflict(format!(
-                "alert {} already exists",
-                alert.id
-            )));
-        }
-        let binding = match disposition {
-            Disposition::Attach {
-                ticket_id,
-                seen_since,
-            } => {
-                let still_target = self.target(&alert.fingerprint) == Some(ticket_id)
-                    && self
-                        .ticket(ticket_id)
-                        .is_some_and(|t| t.status.is_active() && t.last_seen >= micros(seen_since));
-                if !still_target {
-                    return Err(StoreError::Conflict(format!(
-                        "ticket {ticket_id} is no longer the active ticket for fingerprint {}",
-                        alert.fingerprint
-                    )));
-                }
-                self.attach(ticket_id, alert.created_at)?;
-                AlertBinding::Attached(ticket_id)
-            }
-            Disposition::Open { ticket, seen_since } => {
-                let fingerprint = ticket.fingerprint.clone();
-                let fresh_target = match self.target(&fingerprint) {
-                    Some(id)
-                        if self
-                            .ticket(id)
-                            .is_some_and(|t| t.last_seen >= micros(seen_since)) =>
-                    {
-                        Some(id)
-                    }
-                    Some(_) => {
-                        // Stale: it stops being the target; the new ticket takes its place.
-                        self.targets.insert(fingerprint.clone(), None);
-                        None
-                    }
-                    None => None,
-                };
-                match fresh_target {
-                    Some(id) => {
-                        self.attach(id, alert.created_at)?;
-                        AlertBinding::Attached(id)
-                    }
-                    None => {
-                        if self.ticket(ticket.id).is_some() {
-                            return Err(StoreError::Conflict(format!(
-                                "ticket {} already exists",
-                                ticket.id
-                            )));
-                        }
-                        self.tickets
-                            .insert(ticket.id, open_ticket(&ticket, alert.created_at));
-                        self.targets.insert(fingerprint, Some(ticket.id));
-                        AlertBinding::Opened(ticket.id)
-                    }
-                }
-            }
-            Disposition::Notice {
-                notice_id,
-                title,
-                channel,
-            } => {
-                if self.base.notices.contains_key(&notice_id)
-                    || self.notices.iter().any(|n| n.id == notice_id)
-                {
-                    return Err(StoreError::Conflict(format!(
-                        "notice {notice_id} already exists"
-                    )));
-                }
-                self.notices.push(Notice {
-                    id: notice_id,
-                    alert_id: alert.id,
-                    schema: alert.schema.clone(),
-                    title,
-                    severity: alert.severity,
-                    channel,
-                    created_at: self.now,
-                    ticket_id: None,
-                });
-                AlertBinding::Noticed(notice_id)
-            }
-            Disposition::Discard => AlertBinding::Discarded,
-        };
-        let (ticket_id, notice_id) = match binding {
-            AlertBinding::Attached(id) | AlertBinding::Opened(id) => (Some(id), None),
-            AlertBinding::Noticed(id) => (None, Some(id)),
-            AlertBinding::Discarded => (None, None),
-        };
-        self.alerts.push(Alert {
-            id: alert.id,
-            event_id: alert.event_id,
-            schema: alert.schema,
-            title: alert.title,
-            description: alert.description,
-            attributes: alert.attributes,
-            tags: alert.tags,
-            severity: alert.severity,
-            fingerprint: alert.fingerprint,
-            channel: alert.channel,
-            data: alert.data,
-            status: binding.status(),
-            ticket_id,
-            notice_id,
-            created_at: micros(alert.created_at),
-        });
-        Ok(binding)
+/// A planned alert as stored, bound as `binding` says.
+fn stored_alert(alert: NewAlert, binding: AlertBinding) -> Alert {
+    let (ticket_id, notice_id) = match binding {
+        AlertBinding::Attached(id) | AlertBinding::Opened(id) => (Some(id), None),
+        AlertBinding::Noticed(id) => (None, Some(id)),
+        AlertBinding::Discarded => (None, None),
+    };
+    Alert {
+        id: alert.id,
+        event_id: alert.event_id,
+        schema: alert.schema,
+        title: alert.title,
+        description: alert.description,
+        attributes: alert.attributes,
+        tags: alert.tags,
+        severity: alert.severity,
+        fingerprint: alert.fingerprint,
+        channel: alert.channel,
+        data: alert.data,
+        status: binding.status(),
+        ticket_id,
+        notice_id,
+        created_at: micros(alert.created_at),
     }
 }
 
-#[async_trait]
-impl EventLog for InMemoryStore {
-    async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
-        let mut state = self.lock();
-        if let Some(key) = &event.idempotency_key
-            && let Some(first) = state.idempotency.get(&(event.schema.clone(), key.clone()))
-        {
-            return Ok(Accepted {
-                event_id: *first,
-                duplicate: true,
-            });
-        }
-        if state.events.contains_key(&event.id) {
-            return Err(StoreError::Conflict(format!(
-                "event {} already exists",
-                event.id
-            )));
-        }
-        if let Some(key) = &event.idempotency_key {
-            state
-                .idempotency
-                .insert((event.schema.clone(), key.clone()), event.id);
+/// The (schema, idempotency key) an event is deduplicated on, if it has a key.
+fn dedup_key(event: &NewEvent) -> Option<(SchemaName, String)> {
+    event
+        .idempotency_key
+        .as_ref()
+        .map(|key| (event.schema.clone(), key.clone()))
+}
+
+fn event_exists(id: EventId) -> StoreError {
+    StoreError::Conflict(format!("event {id} already exists"))
+}
+
+impl State {
+    /// Stores a new `pending` event, due at once; the caller checked it is not a duplicate.
+    fn insert_event(&mut self, event: NewEvent) {
+        if let Some(key) = dedup_key(&event) {
+            self.idempotency.insert(key, event.id);
         }
         let received_at = micros(event.received_at);
         let stored = Event {
@@ -405,17 +347,76 @@ impl EventLog for InMemoryStore {
             processed_at: None,
             next_attempt_at: Some(received_at),
         };
-        state.events.insert(
+        self.events.insert(
             stored.id,
             StoredEvent {
                 event: stored,
                 lease: None,
             },
         );
+    }
+}
+
+#[async_trait]
+impl EventLog for InMemoryStore {
+    async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
+        let mut state = self.lock();
+        if let Some(first) = dedup_key(&event).and_then(|key| state.idempotency.get(&key)) {
+            return Ok(Accepted {
+                event_id: *first,
+                duplicate: true,
+            });
+        }
+        if state.events.contains_key(&event.id) {
+            return Err(event_exists(event.id));
+        }
+        let event_id = event.id;
+        state.insert_event(event);
         Ok(Accepted {
-            event_id: event.id,
+            event_id,
             duplicate: false,
         })
+    }
+
+    /// Every item is checked before any is stored, so an error leaves the store untouched.
+    async fn accept_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Accepted>> {
+        let mut state = self.lock();
+        let mut batch_keys: HashMap<(SchemaName, String), EventId> = HashMap::new();
+        let mut batch_ids: HashSet<EventId> = HashSet::new();
+        let mut answers = Vec::with_capacity(events.len());
+        let mut fresh = Vec::new();
+        for event in events {
+            let key = dedup_key(&event);
+            let first = key.as_ref().and_then(|key| {
+                state
+                    .idempotency
+                    .get(key)
+                    .or_else(|| batch_keys.get(key))
+                    .copied()
+            });
+            if let Some(first) = first {
+                answers.push(Accepted {
+                    event_id: first,
+                    duplicate: true,
+                });
+                continue;
+            }
+            if state.events.contains_key(&event.id) || !batch_ids.insert(event.id) {
+                return Err(event_exists(event.id));
+            }
+            if let Some(key) = key {
+                batch_keys.insert(key, event.id);
+            }
+            answers.push(Accepted {
+                event_id: event.id,
+                duplicate: false,
+            });
+            fresh.push(event);
+        }
+        for event in fresh {
+            state.insert_event(event);
+        }
+        Ok(answers)
     }
 
     async fn get_event(&self, id: EventId) -> StoreResult<Option<Event>> {
@@ -481,9 +482,11 @@ impl EventLog for InMemoryStore {
     }
 }
 
-/// Back to `pending`, due at `now`, with no error and no completion time.
+/// Back to `pending`, due at `now`, with no error, no completion time and a fresh count of
+/// attempts.
 fn make_due(stored: &mut StoredEvent, now: Timestamp) {
     stored.event.state = EventState::Pending;
+    stored.event.attempts = 0;
     stored.event.next_attempt_at = Some(micros(now));
     stored.event.last_error = None;
     stored.event.processed_at = None;
@@ -492,11 +495,17 @@ fn make_due(stored: &mut StoredEvent, now: Timestamp) {
 
 #[async_trait]
 impl EventQueue for InMemoryStore {
+    async fn now(&self) -> StoreResult<Timestamp> {
+        let offset = self.lock().clock_offset;
+        Ok(micros(chrono::Utc::now() + offset))
+    }
+
     async fn lease_events(
         &self,
         limit: usize,
         now: Timestamp,
         lease_until: Timestamp,
+        max_attempts: u32,
     ) -> StoreResult<Vec<LeasedEvent>> {
         let mut state = self.lock();
         let now = micros(now);
@@ -515,6 +524,16 @@ impl EventQueue for InMemoryStore {
         let mut leased = Vec::with_capacity(due.len());
         for (_, id) in due {
             if let Some(stored) = state.events.get_mut(&id) {
+                if stored.event.state == EventState::Processing
+                    && stored.event.attempts >= max_attempts
+                {
+                    stored.event.state = EventState::Failed;
+                    stored.event.last_error =
+                        Some(crate::ports::lease_expired_error(stored.event.attempts));
+                    stored.event.next_attempt_at = None;
+                    stored.lease = None;
+                    continue;
+                }
                 let token = Uuid::new_v4();
                 stored.event.state = EventState::Processing;
                 stored.event.attempts += 1;
@@ -558,21 +577,17 @@ impl EventQueue for InMemoryStore {
         alerts: Vec<PlannedAlert>,
         now: Timestamp,
     ) -> StoreResult<Vec<AlertBinding>> {
-        self.lock().complete(lease, alerts, now)
+        completion::single(self.lock().complete_all(vec![(lease.clone(), alerts)], now))
     }
 
-    /// Every completion under one hold of the mutex: atomic as a whole, each event staged on
-    /// its own so that a conflicting one leaves no trace.
+    /// Under one hold of the mutex: atomic as a whole, each event replayed on its own so that
+    /// a conflicting one leaves no trace.
     async fn complete_events(
         &self,
         batch: Vec<(Lease, Vec<PlannedAlert>)>,
         now: Timestamp,
     ) -> StoreResult<Vec<Result<Vec<AlertBinding>, StoreError>>> {
-        let mut state = self.lock();
-        Ok(batch
-            .into_iter()
-            .map(|(lease, alerts)| state.complete(&lease, alerts, now))
-            .collect())
+        self.lock().complete_all(batch, now)
     }
 
     async fn fail_event(
@@ -591,6 +606,16 @@ impl EventQueue for InMemoryStore {
         stored.event.next_attempt_at = retry_at.map(micros);
         stored.event.last_error = Some(error.to_owned());
         stored.lease = None;
+        Ok(())
+    }
+
+    async fn extend_lease(&self, lease: &Lease, until: Timestamp) -> StoreResult<()> {
+        let mut state = self.lock();
+        let stored = state.held(lease)?;
+        stored.lease = Some(HeldLease {
+            token: lease.token,
+            expires_at: micros(until),
+        });
         Ok(())
     }
 

@@ -1,26 +1,45 @@
-//! Planning a batch completion (`EventQueue::complete_events`), shared by both backends.
+//! How completions apply to tickets: the replay shared by every store (feature-independent,
+//! no IO), so that the in-memory store and both databases attach, open, notice and discard
+//! by one implementation.
 //!
-//! A backend opens one transaction, finds which leases are held, and locks the ticket rows the
-//! batch can touch: every `Attach` target, and the current dedup target of every fingerprint
-//! an `Open` names. [`plan`] then replays the events in order against those rows, exactly as
-//! `complete_event` would apply them one after the other (a conflicting event is rolled back
-//! on its own), and answers what to write: one aggregated update per existing ticket, the new
-//! tickets, the alerts and notices, and the events' new states. The backend writes that in a
-//! handful of statements and commits once.
+//! A store opens one transaction (or takes its lock), finds which leases are held, and locks
+//! the ticket rows the batch can touch: every `Attach` target, and the current dedup target of
+//! every fingerprint an `Open` names ([`lock_set`]). [`plan`] then replays the events in order
+//! against those rows, exactly as `complete_event` would apply them one after the other (a
+//! conflicting event is rolled back on its own), and answers what to write: one aggregated
+//! update per existing ticket, the new tickets, the alerts and notices, and the events' new
+//! states. The store writes that and commits once. Single completions are batches of one
+//! ([`single`]).
 //!
 //! Rows that nobody else can change while they are locked are all the replay needs; the only
 //! thing it cannot see is a dedup target committed by another transaction after the rows were
-//! read, which the backend's insert of a new ticket resolves (see [`NewTicketWrite`]).
+//! read, which the store's insert of a new ticket resolves (see [`NewTicketWrite`]).
+//!
+//! What the replay does not check, because a database's unique indexes do it as a whole-batch
+//! error: ids (alerts, notices, new tickets) that already exist.
 
-use crate::truncate_to_micros;
-use heron_core::ports::{AlertBinding, Disposition, Lease, NewAlert, PlannedAlert, StoreError};
-use heron_core::ticket::NewTicket;
-use heron_core::{EventId, EventState, Fingerprint, NoticeId, TicketId, Timestamp};
+use crate::ports::{
+    AlertBinding, Disposition, Lease, NewAlert, PlannedAlert, StoreError, StoreResult,
+};
+use crate::ticket::NewTicket;
+use crate::{EventId, EventState, Fingerprint, NoticeId, TicketId, Timestamp, truncate_to_micros};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// The answer of `complete_event`, made by `complete_events` with a batch of one: every store
+/// completes single events that way, so one code path (and one lock order) serves both.
+pub fn single(
+    results: StoreResult<Vec<Result<Vec<AlertBinding>, StoreError>>>,
+) -> StoreResult<Vec<AlertBinding>> {
+    results?.into_iter().next().unwrap_or_else(|| {
+        Err(StoreError::Backend(
+            "a batch of one completion answered nothing".to_owned(),
+        ))
+    })
+}
 
 /// A ticket row as locked by the transaction.
 #[derive(Debug, Clone)]
-pub(crate) struct LockedTicket {
+pub struct LockedTicket {
     pub id: TicketId,
     pub dedup_key: Option<Fingerprint>,
     /// Open or acknowledged.
@@ -30,7 +49,7 @@ pub(crate) struct LockedTicket {
 
 /// What the locks are needed for: the `Attach` targets and the fingerprints `Open` names, of
 /// the events whose lease is held.
-pub(crate) fn lock_set(
+pub fn lock_set(
     batch: &[(Lease, Vec<PlannedAlert>)],
     held: &HashSet<EventId>,
 ) -> (Vec<TicketId>, Vec<Fingerprint>) {
@@ -55,10 +74,10 @@ pub(crate) fn lock_set(
     (ids, fingerprints)
 }
 
-/// One update of an existing ticket: `alert_count` and `version` grow by `added`, `last_seen`
+/// One update of an existing ticket: `alert_count` grows by `added`, `last_seen`
 /// becomes at least `last_seen`, and with `release` it stops being its fingerprint's target.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct TicketUpdate {
+pub struct TicketUpdate {
     pub id: TicketId,
     pub added: i64,
     pub last_seen: Timestamp,
@@ -66,12 +85,12 @@ pub(crate) struct TicketUpdate {
 }
 
 /// A ticket the batch opens, with everything the batch counted on it. Inserted with
-/// `alert_count = version = count`. With `dedup_key`, it becomes the fingerprint's target —
+/// `alert_count = count` and `version = 1`. With `dedup_key`, it becomes the fingerprint's target —
 /// unless a target committed meanwhile by another transaction exists: then (as the upsert of
 /// `complete_event` does) that one counts the alerts instead if it was seen since
 /// `seen_since`, and the backend rebinds the alerts to it ([`BatchWrite::rebind`]).
 #[derive(Debug, Clone)]
-pub(crate) struct NewTicketWrite {
+pub struct NewTicketWrite {
     pub ticket: NewTicket,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
@@ -81,7 +100,7 @@ pub(crate) struct NewTicketWrite {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct NoticeWrite {
+pub struct NoticeWrite {
     pub id: NoticeId,
     /// Index into [`BatchWrite::alerts`].
     pub alert: usize,
@@ -91,7 +110,7 @@ pub(crate) struct NoticeWrite {
 
 /// Everything one batch writes, and what each event is answered.
 #[derive(Debug)]
-pub(crate) struct BatchWrite {
+pub struct BatchWrite {
     pub results: Vec<Result<Vec<AlertBinding>, StoreError>>,
     /// Committed events and their new state (`processed` or `ignored`).
     pub events: Vec<(EventId, EventState)>,
@@ -143,7 +162,7 @@ struct OpenedSim {
 
 /// Replays the batch in order on the locked rows. `held` names the events whose lease is
 /// current; `locked` are the rows of [`lock_set`] (rows that do not exist are simply absent).
-pub(crate) fn plan(
+pub fn plan(
     batch: Vec<(Lease, Vec<PlannedAlert>)>,
     held: &HashSet<EventId>,
     locked: Vec<LockedTicket>,
