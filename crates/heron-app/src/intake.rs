@@ -45,4 +45,34 @@ impl Intake {
         metrics::histogram!(STAGE_SECONDS, "stage" => "intake").record(started.elapsed());
         Ok(accepted)
     }
+
+    /// Stores a batch in one transaction (all or nothing); returns only after the commit,
+    /// with one answer per event, in order.
+    pub async fn accept_batch(&self, events: Vec<NewEvent>) -> AppResult<Vec<Accepted>> {
+        let started = Instant::now();
+        let labels: Vec<[(&str, String); 2]> = events
+            .iter()
+            .map(|e| {
+                [
+                    ("schema", e.schema.to_string()),
+                    ("source", e.source.as_str().to_owned()),
+                ]
+            })
+            .collect();
+        let accepted = self.store.accept_events(events).await?;
+        let mut fresh = false;
+        for (answer, labels) in accepted.iter().zip(&labels) {
+            if answer.duplicate {
+                metrics::counter!(EVENTS_DUPLICATE, labels).increment(1);
+            } else {
+                metrics::counter!(EVENTS_RECEIVED, labels).increment(1);
+                fresh = true;
+            }
+        }
+        if fresh {
+            self.wake.notify_one();
+        }
+        metrics::histogram!(STAGE_SECONDS, "stage" => "intake").record(started.elapsed());
+        Ok(accepted)
+    }
 }

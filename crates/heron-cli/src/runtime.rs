@@ -87,6 +87,11 @@ pub fn auth_mode(settings: &Settings) -> anyhow::Result<AuthMode> {
         }
         return Ok(AuthMode::Disabled);
     }
+    for (schema, tokens) in &settings.auth.schema_tokens {
+        if tokens.iter().any(|t| t.trim().is_empty()) {
+            bail!("auth.schema_tokens.{schema} holds an empty token; remove it or set a value");
+        }
+    }
     let mut config = AuthConfig {
         tokens: settings
             .auth
@@ -152,12 +157,55 @@ impl RunningServer {
         Ok(())
     }
 
-    /// Runs until SIGINT/SIGTERM, then shuts down gracefully.
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        shutdown_signal().await;
+    /// Runs until SIGINT/SIGTERM, then shuts down gracefully within [`SHUTDOWN_GRACE`].
+    /// A worker or server task that ends on its own (a panic, a listener error) is an error
+    /// exit rather than a process that looks alive but no longer works.
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+        let unexpected = {
+            let worker = async {
+                match self.worker.as_mut() {
+                    Some(worker) => worker.await.map_err(anyhow::Error::from),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown_signal() => None,
+                ended = worker => Some(match ended {
+                    Ok(()) => anyhow::anyhow!("the worker stopped unexpectedly"),
+                    Err(e) => anyhow::anyhow!("the worker task failed: {e}"),
+                }),
+                ended = &mut self.server => Some(match ended {
+                    Ok(Ok(())) => anyhow::anyhow!("the HTTP server stopped unexpectedly"),
+                    Ok(Err(e)) => anyhow::anyhow!("the HTTP server failed: {e}"),
+                    Err(e) => anyhow::anyhow!("the HTTP server task failed: {e}"),
+                }),
+            }
+        };
+        if let Some(error) = unexpected {
+            tracing::error!(error = %error, "stopping");
+            let _ = self.shutdown.send(true);
+            self.server.abort();
+            if let Some(worker) = self.worker {
+                worker.abort();
+            }
+            return Err(error);
+        }
         tracing::info!("shutting down: finishing in-flight requests and events");
-        self.shutdown().await
+        tokio::time::timeout(SHUTDOWN_GRACE, self.shutdown())
+            .await
+            .map_err(|_| shutdown_overran())?
     }
+}
+
+/// How long a graceful shutdown may take before the process exits anyway; leases of events
+/// still in flight then expire and the events are redelivered, so nothing is lost.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn shutdown_overran() -> anyhow::Error {
+    anyhow::anyhow!(
+        "shutdown did not finish within {} s; unfinished events will be redelivered when their leases expire",
+        SHUTDOWN_GRACE.as_secs()
+    )
 }
 
 /// Starts the HTTP server on `settings.addr` (port 0 picks a free one) with a worker inside
@@ -170,6 +218,8 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
     let intake = Intake::new(store.clone(), wake.clone());
     let server_settings = ServerSettings {
         max_body_bytes: settings.max_body_bytes,
+        request_timeout: std::time::Duration::from_secs(settings.request_timeout_secs),
+        max_concurrent_requests: settings.max_concurrent_requests,
         auth,
         sns: heron_server::SnsSettings {
             allowed_hosts: settings.sns.allowed_hosts.clone(),
@@ -237,10 +287,24 @@ impl RunningWorker {
         self.task.abort();
     }
 
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        shutdown_signal().await;
+    /// Runs until SIGINT/SIGTERM (then stops within [`SHUTDOWN_GRACE`]), or fails if the
+    /// worker task ends on its own.
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            ended = &mut self.task => {
+                let error = match ended {
+                    Ok(()) => anyhow::anyhow!("the worker stopped unexpectedly"),
+                    Err(e) => anyhow::anyhow!("the worker task failed: {e}"),
+                };
+                tracing::error!(error = %error, "stopping");
+                return Err(error);
+            }
+        }
         tracing::info!("shutting down: finishing in-flight events");
-        self.shutdown().await
+        tokio::time::timeout(SHUTDOWN_GRACE, self.shutdown())
+            .await
+            .map_err(|_| shutdown_overran())?
     }
 }
 

@@ -28,6 +28,10 @@ pub struct Settings {
     pub no_auth: bool,
     /// Largest webhook body, in bytes.
     pub max_body_bytes: usize,
+    /// A request that takes longer is answered 408 (body reading included).
+    pub request_timeout_secs: u64,
+    /// Requests handled at once; more wait for a slot (within the request timeout).
+    pub max_concurrent_requests: usize,
     pub auth: AuthSettings,
     pub sns: SnsSettings,
     pub worker: WorkerSettings,
@@ -142,6 +146,8 @@ impl Default for Settings {
             policy_timeout_ms: 2000,
             no_auth: false,
             max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 512,
             auth: AuthSettings::default(),
             sns: SnsSettings::default(),
             worker: WorkerSettings::default(),
@@ -179,6 +185,8 @@ const ENV_KEYS: &[&str] = &[
     "policy_timeout_ms",
     "no_auth",
     "max_body_bytes",
+    "request_timeout_secs",
+    "max_concurrent_requests",
     "auth",
     "sns",
     "worker",
@@ -212,8 +220,81 @@ impl Settings {
                     .split("__"),
             )
             .merge(Serialized::defaults(overrides))
-            .extract()
+            .extract::<Settings>()
             .map_err(Box::new)
+            .and_then(|settings| {
+                settings
+                    .validate()
+                    .map_err(|e| Box::new(figment::Error::from(e)))?;
+                Ok(settings)
+            })
+    }
+
+    /// Bounds every number, so no setting can overflow a time computation or disable a
+    /// safety limit by accident; the message names the key and its range.
+    pub fn validate(&self) -> Result<(), String> {
+        const DAY: u64 = 86_400;
+        let checks: [(&str, u64, u64, u64); 12] = [
+            ("policy_timeout_ms", self.policy_timeout_ms, 1, 600_000),
+            ("max_body_bytes", self.max_body_bytes as u64, 1024, 64 << 20),
+            ("request_timeout_secs", self.request_timeout_secs, 1, 3600),
+            (
+                "max_concurrent_requests",
+                self.max_concurrent_requests as u64,
+                1,
+                100_000,
+            ),
+            (
+                "database_max_connections",
+                u64::from(self.database_max_connections),
+                1,
+                1000,
+            ),
+            ("worker.concurrency", self.worker.concurrency as u64, 1, 256),
+            (
+                "worker.batch_size",
+                self.worker.batch_size as u64,
+                1,
+                10_000,
+            ),
+            ("worker.lease_secs", self.worker.lease_secs, 1, DAY),
+            (
+                "worker.poll_interval_ms",
+                self.worker.poll_interval_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "worker.max_attempts",
+                u64::from(self.worker.max_attempts),
+                1,
+                1000,
+            ),
+            (
+                "worker.backoff_max_secs",
+                self.worker.backoff_max_secs,
+                0,
+                7 * DAY,
+            ),
+            (
+                "worker.dedup_window_secs",
+                self.worker.dedup_window_secs,
+                0,
+                366 * DAY,
+            ),
+        ];
+        for (key, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(format!("{key} = {value} is out of range {min}..={max}"));
+            }
+        }
+        if self.worker.backoff_base_ms > 3_600_000 {
+            return Err(format!(
+                "worker.backoff_base_ms = {} is out of range 0..=3600000",
+                self.worker.backoff_base_ms
+            ));
+        }
+        Ok(())
     }
 
     /// The settings with every secret replaced, for display.
@@ -293,6 +374,19 @@ mod tests {
             Settings::load(Some(&file), &overrides).unwrap().addr.port(),
             9100
         );
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_an_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("heron.toml");
+        std::fs::write(&file, "[worker]\ndedup_window_secs = 1000000000000\n").unwrap();
+        let error = Settings::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(
+            error.to_string().contains("worker.dedup_window_secs"),
+            "{error}"
+        );
+        assert!(Settings::default().validate().is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use crate::ApiError;
 use crate::error::ErrorBody;
 use crate::state::ServerState;
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use heron_app::Actor;
@@ -87,6 +88,11 @@ fn actor(headers: &HeaderMap) -> Actor {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// Query-string errors in the API's JSON error shape (axum's own answer is plain text).
+fn bad_query(rejection: QueryRejection) -> ApiError {
+    ApiError::BadRequest(format!("bad query string: {}", rejection.body_text()))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct EventListParams {
@@ -105,8 +111,9 @@ struct EventListParams {
 async fn list_events(
     State(state): State<ServerState>,
     headers: HeaderMap,
-    Query(p): Query<EventListParams>,
+    query: Result<Query<EventListParams>, QueryRejection>,
 ) -> ApiResult<Page<Event>> {
+    let Query(p) = query.map_err(bad_query)?;
     state.inner.settings.auth.check_api(&headers)?;
     let query = EventQuery {
         state: parse::<EventState>(p.state.as_deref(), "state")?,
@@ -188,8 +195,9 @@ struct AlertListParams {
 async fn list_alerts(
     State(state): State<ServerState>,
     headers: HeaderMap,
-    Query(p): Query<AlertListParams>,
+    query: Result<Query<AlertListParams>, QueryRejection>,
 ) -> ApiResult<Page<Alert>> {
+    let Query(p) = query.map_err(bad_query)?;
     state.inner.settings.auth.check_api(&headers)?;
     let query = AlertQuery {
         schema: p
@@ -244,8 +252,9 @@ struct TicketListParams {
 async fn list_tickets(
     State(state): State<ServerState>,
     headers: HeaderMap,
-    Query(p): Query<TicketListParams>,
+    query: Result<Query<TicketListParams>, QueryRejection>,
 ) -> ApiResult<Page<Ticket>> {
+    let Query(p) = query.map_err(bad_query)?;
     state.inner.settings.auth.check_api(&headers)?;
     let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let query = TicketQuery {
@@ -383,8 +392,9 @@ struct NoticeListParams {
 async fn list_notices(
     State(state): State<ServerState>,
     headers: HeaderMap,
-    Query(p): Query<NoticeListParams>,
+    query: Result<Query<NoticeListParams>, QueryRejection>,
 ) -> ApiResult<Page<Notice>> {
+    let Query(p) = query.map_err(bad_query)?;
     state.inner.settings.auth.check_api(&headers)?;
     let query = NoticeQuery {
         escalated: p.escalated,

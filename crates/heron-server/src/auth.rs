@@ -40,15 +40,22 @@ impl std::fmt::Debug for AuthConfig {
 fn matches_any(presented: &str, candidates: &[String]) -> bool {
     let presented = digest(&SHA256, presented.as_bytes());
     // Check every candidate, so timing doesn't reveal which one matched.
-    candidates.iter().fold(false, |found, candidate| {
-        let candidate = digest(&SHA256, candidate.as_bytes());
-        found | bool::from(presented.as_ref().ct_eq(candidate.as_ref()))
-    })
+    candidates
+        .iter()
+        .filter(|c| !c.is_empty())
+        .fold(false, |found, candidate| {
+            let candidate = digest(&SHA256, candidate.as_bytes());
+            found | bool::from(presented.as_ref().ct_eq(candidate.as_ref()))
+        })
 }
 
 /// The token a request presents, from `Authorization: Bearer`, `Authorization: Basic` or
-/// `?token=`.
+/// `?token=` (percent-decoded). An empty token is no token: it can never match.
 fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    presented_token_raw(headers, query).filter(|t| !t.is_empty())
+}
+
+fn presented_token_raw(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     if let Some(value) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -66,11 +73,9 @@ fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
                 .map(|(_, password)| password.to_owned());
         }
     }
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == "token")
-        .map(|(_, v)| v.to_owned())
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
 }
 
 impl AuthMode {
@@ -90,6 +95,8 @@ impl AuthMode {
             .get(schema)
             .map(Vec::as_slice)
             .unwrap_or_default();
+        // Empty configured tokens are refused at start-up; skipping them here as well means
+        // no configuration path can ever open a schema to an empty token.
         if matches_any(&token, &config.tokens) | matches_any(&token, schema_tokens) {
             Ok(())
         } else {
@@ -182,5 +189,31 @@ mod tests {
         assert!(auth.check_webhook("x", &HeaderMap::new(), None).is_err());
         assert!(auth.check_webhook("x", &bearer("global"), None).is_err());
         assert!(auth.check_webhook("x", &bearer(""), None).is_err());
+    }
+
+    #[test]
+    fn empty_tokens_never_match_even_when_one_is_configured() {
+        let auth = AuthMode::Tokens(AuthConfig {
+            tokens: vec![String::new()],
+            schema_tokens: BTreeMap::from([("okta".into(), vec![String::new()])]),
+        });
+        assert!(auth.check_webhook("okta", &bearer(""), None).is_err());
+        assert!(
+            auth.check_webhook("okta", &HeaderMap::new(), Some("token="))
+                .is_err()
+        );
+        assert!(auth.check_api(&bearer(" ")).is_err());
+    }
+
+    #[test]
+    fn query_token_is_percent_decoded() {
+        let auth = AuthMode::Tokens(AuthConfig {
+            tokens: vec!["a+b/c=d".into()],
+            schema_tokens: BTreeMap::new(),
+        });
+        assert!(
+            auth.check_webhook("x", &HeaderMap::new(), Some("token=a%2Bb%2Fc%3Dd"))
+                .is_ok()
+        );
     }
 }

@@ -47,6 +47,8 @@ struct ApiDoc;
 
 /// Every route, with the OpenAPI document built from the same registrations.
 pub fn router(state: ServerState) -> Router {
+    let timeout = state.inner.settings.request_timeout;
+    let concurrency = state.inner.settings.max_concurrent_requests.max(1);
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(webhooks::routes(&state))
         .merge(api::routes())
@@ -62,6 +64,9 @@ pub fn router(state: ServerState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this route does not take that method".into())
+        })
         .layer(
             tower::ServiceBuilder::new()
                 .layer(
@@ -69,7 +74,40 @@ pub fn router(state: ServerState) -> Router {
                         axum::http::header::AUTHORIZATION,
                     ]),
                 )
-                .layer(tower_http::trace::TraceLayer::new_for_http()),
+                // The span names the path only: query strings may carry `?token=`.
+                .layer(
+                    tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                        |request: &axum::http::Request<axum::body::Body>| {
+                            tracing::info_span!(
+                                "request",
+                                method = %request.method(),
+                                path = %request.uri().path(),
+                            )
+                        },
+                    ),
+                )
+                .layer(axum::middleware::from_fn(move |request, next| {
+                    within_deadline(timeout, request, next)
+                }))
+                .layer(tower::limit::ConcurrencyLimitLayer::new(concurrency)),
         )
         .with_state(state)
+}
+
+/// Answers 408 in the JSON error shape when a request outlives `timeout`; the handler's
+/// future is dropped, and a webhook that had not committed stored nothing.
+async fn within_deadline(
+    timeout: std::time::Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(format!(
+            "the request took longer than {} s",
+            timeout.as_secs_f64()
+        ))
+        .into_response(),
+    }
 }

@@ -34,19 +34,26 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// Unauthenticated, so it says only what a load balancer needs: details (database errors,
+/// policy packages) go to the log and to the authenticated API.
 #[derive(Debug, Serialize, ToSchema)]
 struct Readiness {
     ready: bool,
     database: DatabaseStatus,
-    policies: heron_core::policy::PolicyInfo,
+    policies: PolicyStatus,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 struct DatabaseStatus {
     backend: &'static str,
     reachable: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct PolicyStatus {
+    loaded: bool,
+    files: usize,
+    ingest_schemas: usize,
 }
 
 /// Ready to take traffic: the database answers and policies are loaded.
@@ -54,14 +61,20 @@ struct DatabaseStatus {
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(state): State<ServerState>) -> (StatusCode, Json<Readiness>) {
     let store = &state.inner.store;
-    let ping = tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await;
-    let error = match ping {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("timed out".to_owned()),
+    let reachable = match tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the database does not answer");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?PROBE_TIMEOUT, "readiness: the database ping timed out");
+            false
+        }
     };
-    let policies = state.inner.policies.current().info();
-    let ready = error.is_none() && policies.files > 0;
+    let info = state.inner.policies.current().info();
+    let loaded = info.files > 0;
+    let ready = reachable && loaded;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -71,10 +84,13 @@ async fn readyz(State(state): State<ServerState>) -> (StatusCode, Json<Readiness
         ready,
         database: DatabaseStatus {
             backend: store.backend(),
-            reachable: error.is_none(),
-            error,
+            reachable,
         },
-        policies,
+        policies: PolicyStatus {
+            loaded,
+            files: info.files,
+            ingest_schemas: info.ingest_schemas.len(),
+        },
     };
     (status, Json(body))
 }
@@ -86,6 +102,9 @@ async fn metrics(State(state): State<ServerState>) -> Response {
     let Some(handle) = &state.inner.metrics else {
         return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
     };
+    if gauges_are_fresh(&state) {
+        return render(handle);
+    }
     if let Ok(Ok(stats)) =
         tokio::time::timeout(PROBE_TIMEOUT, state.inner.store.queue_stats(Utc::now())).await
     {
@@ -100,9 +119,30 @@ async fn metrics(State(state): State<ServerState>) -> Response {
             metrics::gauge!("heron_tickets", "status" => status.as_str()).set(count as f64);
         }
     }
+    render(handle)
+}
+
+fn render(handle: &metrics_exporter_prometheus::PrometheusHandle) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),
     )
         .into_response()
+}
+
+/// The queue and ticket gauges cost COUNT queries; scrapes closer together than this reuse
+/// the last values, so a busy scraper cannot load the database.
+const GAUGE_REFRESH: Duration = Duration::from_secs(5);
+
+fn gauges_are_fresh(state: &ServerState) -> bool {
+    let mut last = match state.inner.gauges_refreshed.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let now = std::time::Instant::now();
+    if last.is_some_and(|at| now.duration_since(at) < GAUGE_REFRESH) {
+        return true;
+    }
+    *last = Some(now);
+    false
 }

@@ -68,7 +68,13 @@ pub(crate) struct SnsVerifier {
     settings: SnsSettings,
     http: reqwest::Client,
     /// Certificate URL → the RSA public key in it.
-    keys: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    keys: Mutex<HashMap<String, Arc<SigningKey>>>,
+}
+
+/// A verified certificate's public key, cached until the certificate expires.
+struct SigningKey {
+    der: Vec<u8>,
+    not_after: std::time::SystemTime,
 }
 
 impl std::fmt::Debug for SnsVerifier {
@@ -120,7 +126,7 @@ impl SnsVerifier {
             .map_err(|_| ApiError::Unauthorized("the SNS Signature is not base64".into()))?;
         let key = self.public_key(&envelope.signing_cert_url).await?;
         let message = string_to_sign(envelope)?;
-        UnparsedPublicKey::new(algorithm, key.as_slice())
+        UnparsedPublicKey::new(algorithm, key.der.as_slice())
             .verify(message.as_bytes(), &signature)
             .map_err(|_| ApiError::Unauthorized("the SNS signature does not verify".into()))
     }
@@ -177,7 +183,7 @@ impl SnsVerifier {
         Ok(url)
     }
 
-    async fn public_key(&self, cert_url: &str) -> Result<Arc<Vec<u8>>, ApiError> {
+    async fn public_key(&self, cert_url: &str) -> Result<Arc<SigningKey>, ApiError> {
         if let Some(key) = self.cached(cert_url) {
             return Ok(key);
         }
@@ -191,13 +197,23 @@ impl SnsVerifier {
                 response.status()
             )));
         }
-        let pem = response.bytes().await.map_err(|e| {
+        let too_large = || ApiError::BadGateway("the SNS signing certificate is too large".into());
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_CERT_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        // Read in chunks so a hostile or broken host cannot make us buffer without bound.
+        let mut response = response;
+        let mut pem = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
             ApiError::BadGateway(format!("reading the SNS signing certificate failed: {e}"))
-        })?;
-        if pem.len() > MAX_CERT_BYTES {
-            return Err(ApiError::BadGateway(
-                "the SNS signing certificate is too large".into(),
-            ));
+        })? {
+            if pem.len() + chunk.len() > MAX_CERT_BYTES {
+                return Err(too_large());
+            }
+            pem.extend_from_slice(&chunk);
         }
         let key = Arc::new(rsa_key_from_pem(&pem)?);
         if let Ok(mut keys) = self.keys.lock() {
@@ -209,13 +225,20 @@ impl SnsVerifier {
         Ok(key)
     }
 
-    fn cached(&self, cert_url: &str) -> Option<Arc<Vec<u8>>> {
-        self.keys.lock().ok()?.get(cert_url).cloned()
+    fn cached(&self, cert_url: &str) -> Option<Arc<SigningKey>> {
+        let mut keys = self.keys.lock().ok()?;
+        let key = keys.get(cert_url)?;
+        // A cached certificate that has since expired is fetched (and checked) again.
+        if key.not_after <= std::time::SystemTime::now() {
+            keys.remove(cert_url);
+            return None;
+        }
+        Some(key.clone())
     }
 }
 
 /// The RSAPublicKey DER inside a PEM certificate that is currently valid.
-fn rsa_key_from_pem(pem: &[u8]) -> Result<Vec<u8>, ApiError> {
+fn rsa_key_from_pem(pem: &[u8]) -> Result<SigningKey, ApiError> {
     let bad = |why: String| ApiError::BadGateway(format!("bad SNS signing certificate: {why}"));
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| bad(e.to_string()))?;
     let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
@@ -224,7 +247,13 @@ fn rsa_key_from_pem(pem: &[u8]) -> Result<Vec<u8>, ApiError> {
             "the SNS signing certificate is expired or not yet valid".into(),
         ));
     }
-    Ok(cert.public_key().subject_public_key.data.to_vec())
+    let not_after = u64::try_from(cert.validity().not_after.timestamp())
+        .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    Ok(SigningKey {
+        der: cert.public_key().subject_public_key.data.to_vec(),
+        not_after,
+    })
 }
 
 /// `*` in a pattern matches exactly one DNS label.

@@ -11,6 +11,10 @@ use std::sync::Arc;
 pub struct ServerSettings {
     /// Largest webhook body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Whole-request deadline (reading the body included); past it the answer is 408.
+    pub request_timeout: std::time::Duration,
+    /// Requests in flight at once; more wait for a slot.
+    pub max_concurrent_requests: usize,
     pub auth: AuthMode,
     pub sns: SnsSettings,
 }
@@ -19,6 +23,8 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            request_timeout: std::time::Duration::from_secs(30),
+            max_concurrent_requests: 512,
             auth: AuthMode::Disabled,
             sns: SnsSettings::default(),
         }
@@ -38,6 +44,8 @@ pub(crate) struct Inner {
     pub settings: ServerSettings,
     pub sns: SnsVerifier,
     pub metrics: Option<PrometheusHandle>,
+    /// When `/metrics` last refreshed its database-backed gauges.
+    pub gauges_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -66,6 +74,7 @@ impl ServerState {
                 sns,
                 settings,
                 metrics,
+                gauges_refreshed: std::sync::Mutex::new(None),
             }),
         })
     }

@@ -1,7 +1,15 @@
 //! Alert webhooks: `/hooks/alert/{raw,pubsub,sns}/{schema}`.
 //!
 //! Every check (token, schema name, media type, size, JSON shape) happens before anything is
-//! stored; a batch is validated whole before its first event is stored.
+//! stored; a batch is validated whole, then stored in one transaction.
+//!
+//! Invariant: intake acknowledges only what the worker can process. An event body is parsed
+//! with the same parser and limits the worker uses (nesting depth, number range, valid
+//! UTF-16 escapes), so nothing answered 202 can fail later for being unparseable; and no
+//! stored text carries U+0000, which PostgreSQL cannot hold in `text` or `jsonb`.
+//!
+//! Idempotency keys are namespaced by how the event arrived (`raw:`, `ndjson:`, `pubsub:`,
+//! `sns:`), so a Pub/Sub message id can never collide with a sender's own key.
 
 use crate::sns::SnsEnvelope;
 use crate::state::ServerState;
@@ -21,6 +29,8 @@ use utoipa_axum::routes;
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 const MAX_IDEMPOTENCY_KEY: usize = 256;
+/// Events per NDJSON request; a larger batch is 413 (split it).
+pub const MAX_BATCH_EVENTS: usize = 1_000;
 
 pub(crate) fn routes(_state: &ServerState) -> OpenApiRouter<ServerState> {
     OpenApiRouter::new()
@@ -127,36 +137,30 @@ fn parse_object(bytes: &[u8], what: &str) -> Result<Value, ApiError> {
     Ok(value)
 }
 
-/// Checks that `bytes` hold one JSON object without building it: intake only validates, the
-/// worker parses. Errors match [`parse_object`]'s.
+/// Checks that `bytes` hold one JSON object the worker will be able to process: parsed as the
+/// worker parses it, and free of U+0000. Errors carry serde's line and column.
 fn validate_object(bytes: &[u8], what: &str) -> Result<(), ApiError> {
-    struct ObjectShape;
-    impl<'de> Deserialize<'de> for ObjectShape {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(ObjectShape)
+    let value = parse_object(bytes, what)?;
+    reject_nul(&value, what)
+}
+
+/// PostgreSQL cannot store U+0000 in `text` or `jsonb`; refusing it here keeps both backends
+/// answering the same way.
+fn reject_nul(value: &Value, what: &str) -> Result<(), ApiError> {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
         }
     }
-    impl<'de> serde::de::Visitor<'de> for ObjectShape {
-        type Value = ObjectShape;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-            while map
-                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                .is_some()
-            {}
-            Ok(ObjectShape)
-        }
+    if has_nul(value) {
+        return Err(ApiError::BadRequest(format!(
+            "{what} contains the character U+0000, which cannot be stored"
+        )));
     }
-    match serde_json::from_slice::<ObjectShape>(bytes) {
-        Ok(_) => Ok(()),
-        // Syntax errors keep serde's line/column; a valid non-object gets the shape message.
-        Err(e) if e.is_data() => parse_object(bytes, what).map(|_| ()),
-        Err(e) => Err(ApiError::InvalidJson(format!(
-            "{what} is not valid JSON: {e}"
-        ))),
-    }
+    Ok(())
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -255,6 +259,7 @@ async fn raw(
             validate_object(&bytes, "the body")?;
             let text = String::from_utf8(bytes.to_vec())
                 .map_err(|_| ApiError::InvalidJson("the body is not UTF-8".into()))?;
+            let key = key.map(|k| format!("raw:{k}"));
             let event = new_event(&schema, EventSource::Raw, text, json!({}), key);
             acknowledged(AcceptedBody::from(state.inner.intake.accept(event).await?))
         }
@@ -266,25 +271,39 @@ async fn raw(
                 if line.trim().is_empty() {
                     continue;
                 }
+                if lines.len() == MAX_BATCH_EVENTS {
+                    return Err(ApiError::PayloadTooLarge(format!(
+                        "the batch holds more than {MAX_BATCH_EVENTS} events; split it"
+                    )));
+                }
                 validate_object(line.as_bytes(), &format!("line {}", index + 1))?;
                 lines.push((index, line));
             }
             if lines.is_empty() {
                 return Err(ApiError::BadRequest("the batch holds no events".into()));
             }
-            let mut events = Vec::with_capacity(lines.len());
-            for (index, line) in lines {
-                let line_key = key.as_ref().map(|k| format!("{k}:{index}"));
-                let metadata = json!({ "batch_line": index + 1 });
-                let event = new_event(
-                    &schema,
-                    EventSource::Raw,
-                    line.to_owned(),
-                    metadata,
-                    line_key,
-                );
-                events.push(AcceptedBody::from(state.inner.intake.accept(event).await?));
-            }
+            let batch = lines
+                .into_iter()
+                .map(|(index, line)| {
+                    let line_key = key.as_ref().map(|k| format!("ndjson:{k}:{index}"));
+                    let metadata = json!({ "batch_line": index + 1 });
+                    new_event(
+                        &schema,
+                        EventSource::Raw,
+                        line.to_owned(),
+                        metadata,
+                        line_key,
+                    )
+                })
+                .collect();
+            let events: Vec<AcceptedBody> = state
+                .inner
+                .intake
+                .accept_batch(batch)
+                .await?
+                .into_iter()
+                .map(AcceptedBody::from)
+                .collect();
             acknowledged(BatchAcceptedBody {
                 count: events.len(),
                 events,
@@ -362,9 +381,13 @@ async fn pubsub(
     let text = String::from_utf8(decoded)
         .map_err(|_| ApiError::InvalidJson("message.data is not UTF-8".into()))?;
     let message_id = message.message_id.or(message.message_id_snake);
+    // A message id is unique within its subscription's topic, not across subscriptions.
     let key = match &message_id {
-        Some(id) => Some(id.clone()),
-        None => idempotency_key(&headers)?,
+        Some(id) => Some(format!(
+            "pubsub:{}:{id}",
+            push.subscription.as_deref().unwrap_or("")
+        )),
+        None => idempotency_key(&headers)?.map(|k| format!("raw:{k}")),
     };
     let metadata = json!({
         "attributes": message.attributes.unwrap_or_default(),
@@ -372,6 +395,7 @@ async fn pubsub(
         "publish_time": message.publish_time,
         "subscription": push.subscription,
     });
+    reject_nul(&metadata, "the Pub/Sub envelope")?;
     let event = new_event(&schema, EventSource::Pubsub, text, metadata, key);
     acknowledged(AcceptedBody::from(state.inner.intake.accept(event).await?))
 }
@@ -422,7 +446,11 @@ async fn sns(
                 "message_id": envelope.message_id,
                 "timestamp": envelope.timestamp,
             });
-            let key = Some(envelope.message_id.clone());
+            reject_nul(&metadata, "the SNS message")?;
+            let key = Some(format!(
+                "sns:{}:{}",
+                envelope.topic_arn, envelope.message_id
+            ));
             let event = new_event(&schema, EventSource::Sns, envelope.message, metadata, key);
             acknowledged(AcceptedBody::from(state.inner.intake.accept(event).await?))
         }
