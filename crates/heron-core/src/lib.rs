@@ -1,6 +1,6 @@
 //! Heron's domain core: the types every other crate speaks (events, alerts, tickets, notices,
 //! comments), the ticket lifecycle, alert fingerprinting, and the ports (traits) through which
-//! the application reaches storage and the policy engine.
+//! the application reaches storage, the policy engine and language models.
 //!
 //! Invariants kept here:
 //! - this crate performs no IO and depends on no IO crate; time is always passed in;
@@ -15,6 +15,7 @@ pub mod completion;
 pub mod event;
 pub mod fingerprint;
 pub mod ids;
+pub mod llm;
 pub mod policy;
 pub mod ports;
 pub mod schema;
