@@ -10,6 +10,7 @@
 //! Feature `testing` adds an in-memory [`testing::InMemoryStore`] and the conformance suite
 //! that every [`ports::Store`] implementation must pass.
 
+pub mod agent;
 pub mod alert;
 pub mod completion;
 pub mod event;

@@ -13,8 +13,10 @@
 //! `rt-multi-thread`) as a dev-dependency.
 
 pub mod conformance;
+mod llm;
 mod memory;
 
+pub use llm::ScriptedChatModel;
 pub use memory::{InMemoryStore, MAX_PAGE};
 
 use crate::ports::Store;
