@@ -803,6 +803,20 @@ async fn ticket_lifecycle_comments_and_notices_work_over_the_api(backend: Backen
         )
         .await;
     assert_eq!(status, 201);
+    let impostor = h
+        .http
+        .post(format!("{}/api/v1/tickets/{id}/comments", h.base))
+        .bearer_auth(TOKEN)
+        .header("x-heron-user", "m".repeat(200))
+        .json(&json!({"text": "never stored"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        impostor.status().as_u16(),
+        400,
+        "an over-long X-Heron-User is refused"
+    );
     let (_, comments) = h.get(&format!("/api/v1/tickets/{id}/comments")).await;
     let texts: Vec<&str> = comments
         .as_array()

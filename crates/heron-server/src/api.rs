@@ -72,18 +72,29 @@ fn id<T: FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
     T::from_str(raw).map_err(|_| ApiError::BadRequest(format!("invalid {what} id {raw:?}")))
 }
 
-/// The acting user: the `X-Heron-User` header if given, else "api".
-fn actor(headers: &HeaderMap) -> Actor {
-    let name = headers
-        .get("x-heron-user")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .unwrap_or("api");
-    Actor {
+/// The acting user: the `X-Heron-User` header if given, else "api". A display name, not an
+/// identity (docs/api.md); a value that is too long or holds control characters is refused
+/// rather than silently replaced.
+fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(
+            "X-Heron-User must be 1 to 128 printable characters without control characters".into(),
+        )
+    };
+    let name = match headers.get("x-heron-user") {
+        None => "api",
+        Some(value) => {
+            let text = value.to_str().map_err(|_| bad())?.trim();
+            if text.is_empty() || text.len() > 128 || text.chars().any(char::is_control) {
+                return Err(bad());
+            }
+            text
+        }
+    };
+    Ok(Actor {
         name: name.to_owned(),
         source: CommentSource::Api,
-    }
+    })
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -330,7 +341,7 @@ async fn patch_ticket(
     let ticket = state
         .inner
         .tickets
-        .update(id(&raw, "ticket")?, change, &actor(&headers))
+        .update(id(&raw, "ticket")?, change, &actor(&headers)?)
         .await?;
     Ok(Json(ticket))
 }
@@ -373,7 +384,7 @@ async fn add_comment(
     let comment = state
         .inner
         .tickets
-        .add_comment(id(&raw, "ticket")?, &actor(&headers), &body.text)
+        .add_comment(id(&raw, "ticket")?, &actor(&headers)?, &body.text)
         .await?;
     Ok((StatusCode::CREATED, Json(comment)))
 }
@@ -418,7 +429,7 @@ async fn escalate_notice(
     let ticket = state
         .inner
         .tickets
-        .escalate_notice(notice_id, &actor(&headers))
+        .escalate_notice(notice_id, &actor(&headers)?)
         .await?;
     Ok((StatusCode::CREATED, Json(ticket)))
 }
