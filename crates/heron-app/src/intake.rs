@@ -32,18 +32,34 @@ impl Intake {
     pub async fn accept(&self, event: NewEvent) -> AppResult<Accepted> {
         let started = Instant::now();
         let labels = [
-            ("schema", event.schema.to_string()),
+            ("schema", crate::metrics::schema_label(&event.schema)),
             ("source", event.source.as_str().to_owned()),
         ];
+        let body = event.body.clone();
         let accepted = self.store.accept_event(event).await?;
         if accepted.duplicate {
             metrics::counter!(EVENTS_DUPLICATE, &labels).increment(1);
+            self.warn_if_body_differs(&accepted, &body).await;
         } else {
             metrics::counter!(EVENTS_RECEIVED, &labels).increment(1);
             self.wake.notify_one();
         }
         metrics::histogram!(STAGE_SECONDS, "stage" => "intake").record(started.elapsed());
         Ok(accepted)
+    }
+
+    /// Senders re-deliver identical bodies; the same key with a different body is a sender bug
+    /// (or two senders sharing keys) that would otherwise drop an alert without a trace.
+    async fn warn_if_body_differs(&self, accepted: &Accepted, body: &str) {
+        match self.store.get_event(accepted.event_id).await {
+            Ok(Some(first)) if first.body != body => tracing::warn!(
+                event_id = %accepted.event_id,
+                schema = %first.schema,
+                "a re-delivery reused an idempotency key with a different body; the first body was kept"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "could not compare a duplicate's body"),
+        }
     }
 
     /// Stores a batch in one transaction (all or nothing); returns only after the commit,
@@ -54,7 +70,7 @@ impl Intake {
             .iter()
             .map(|e| {
                 [
-                    ("schema", e.schema.to_string()),
+                    ("schema", crate::metrics::schema_label(&e.schema)),
                     ("source", e.source.as_str().to_owned()),
                 ]
             })

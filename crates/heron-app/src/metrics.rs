@@ -12,6 +12,31 @@ pub const TICKETS_OPENED: &str = "heron_tickets_opened_total";
 pub const QUEUE_DEPTH: &str = "heron_queue_depth";
 pub const STAGE_SECONDS: &str = "heron_stage_duration_seconds";
 
+/// Distinct `schema` label values kept; later schemas are counted as `other`. Anyone holding
+/// a webhook token can invent schema names, and each new label value is a new time series.
+pub const MAX_SCHEMA_LABELS: usize = 200;
+
+static SCHEMA_LABELS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The `schema` label for `schema`: itself for the first [`MAX_SCHEMA_LABELS`] names seen by
+/// this process, `other` after that.
+pub fn schema_label(schema: &heron_core::SchemaName) -> String {
+    let name = schema.as_str();
+    let mut seen = match SCHEMA_LABELS.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if seen.contains(name) {
+        return name.to_owned();
+    }
+    if seen.len() < MAX_SCHEMA_LABELS {
+        seen.insert(name.to_owned());
+        return name.to_owned();
+    }
+    "other".to_owned()
+}
+
 /// Describes every metric once, so `/metrics` has HELP lines from the start.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -40,4 +65,22 @@ pub fn describe() {
         "Events by queue state (pending, processing, failed)."
     );
     describe_histogram!(STAGE_SECONDS, Unit::Seconds, "Pipeline stage latency.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_labels_stop_growing_at_the_cap() {
+        let name = |i: usize| heron_core::SchemaName::parse(&format!("label-test-{i}")).unwrap();
+        let labels: Vec<String> = (0..MAX_SCHEMA_LABELS + 5)
+            .map(|i| schema_label(&name(i)))
+            .collect();
+        assert!(labels.iter().any(|l| l == "other"));
+        let distinct: std::collections::HashSet<&String> = labels.iter().collect();
+        assert!(distinct.len() <= MAX_SCHEMA_LABELS + 1);
+        // A name seen before the cap keeps its own label.
+        assert_eq!(schema_label(&name(0)), labels[0]);
+    }
 }

@@ -377,7 +377,7 @@ impl Worker {
     }
 
     fn record_completion(&self, event: &Event, bindings: &[AlertBinding]) {
-        let schema = event.schema.to_string();
+        let schema = crate::metrics::schema_label(&event.schema);
         if bindings.is_empty() {
             metrics::counter!(EVENTS_IGNORED, "schema" => schema).increment(1);
             return;
@@ -418,7 +418,7 @@ impl Worker {
             }
             None => {
                 tracing::error!(event_id = %event.id, schema = %event.schema, attempt = event.attempts, error = %message, "event failed");
-                metrics::counter!(EVENTS_FAILED, "schema" => event.schema.to_string()).increment(1);
+                metrics::counter!(EVENTS_FAILED, "schema" => crate::metrics::schema_label(&event.schema)).increment(1);
             }
         }
         if let Err(e) = self.store.fail_event(&item.lease, &message, retry_at).await {
