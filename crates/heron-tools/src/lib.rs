@@ -8,6 +8,7 @@
 //!   than passed through raw (the agent clips whatever is left).
 
 pub mod otx;
+pub mod urlscan;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolSetupError {
