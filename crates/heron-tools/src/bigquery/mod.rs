@@ -612,7 +612,6 @@ impl QueryTool {
             .unwrap_or_default();
         let mut rows = response.rows.take().unwrap_or_default();
         let mut page_token = response.page_token.take();
-        let mut pages = 1;
         while rows.len() < config.max_rows
             && let Some(token) = page_token.take()
         {
@@ -633,7 +632,6 @@ impl QueryTool {
                 .map_err(error)?;
             rows.extend(page.rows.unwrap_or_default());
             page_token = page.page_token;
-            pages += 1;
         }
         rows.truncate(config.max_rows);
         Ok(QueryResult {
@@ -643,7 +641,6 @@ impl QueryTool {
             bytes_processed: parse_bytes(response.total_bytes_processed.as_ref()),
             cache_hit: response.cache_hit.unwrap_or(false),
             more_pages: page_token.is_some(),
-            pages,
         })
     }
 
@@ -714,8 +711,6 @@ struct QueryResult {
     bytes_processed: Option<u64>,
     cache_hit: bool,
     more_pages: bool,
-    #[allow(dead_code)]
-    pages: usize,
 }
 
 #[derive(Debug, Deserialize)]

@@ -297,10 +297,7 @@ fn read_path(tokens: &[Token], mut i: usize) -> (String, usize) {
     };
     let mut path = tokens.get(i).and_then(segment).unwrap_or_default();
     i += 1;
-    loop {
-        let (Some(sep), next) = (tokens.get(i), tokens.get(i + 1)) else {
-            break;
-        };
+    while let (Some(sep), next) = (tokens.get(i), tokens.get(i + 1)) {
         match &sep.tok {
             Tok::Punct(c @ ('.' | '-')) if !sep.spaced => {
                 match next.filter(|t| !t.spaced).and_then(segment) {
@@ -353,10 +350,8 @@ pub(crate) fn analyse(sql: &str) -> Result<Analysis, String> {
                 parens.pop().ok_or("the query has an unbalanced ')'")?;
                 from_depths.retain(|d| *d <= parens.len());
             }
-            Tok::Punct(';') => {
-                if tokens.len() > i + 1 {
-                    return Err("only one statement is allowed".into());
-                }
+            Tok::Punct(';') if tokens.len() > i + 1 => {
+                return Err("only one statement is allowed".into());
             }
             Tok::Punct(',') => expect_table = from_depths.last() == Some(&depth),
             Tok::Word(w) => match w.to_ascii_uppercase().as_str() {
