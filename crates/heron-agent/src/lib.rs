@@ -22,6 +22,7 @@ use heron_core::agent::{
     AgentRun, AgentStep, BudgetKind, Finding, RunStatus, StepKind, Tool, ToolError,
 };
 use heron_core::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, TokenUsage, ToolSpec};
+use heron_core::tool::ToolContext;
 use heron_core::{TicketId, Timestamp};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -181,9 +182,11 @@ impl Agent {
             },
         ];
         let tools = self.tool_specs();
+        // One context per run: the tools' per-run state (the scan ledger) starts empty.
+        let ctx = ToolContext::new(run.id, Some(ticket_id));
         let started = Instant::now();
         let outcome = self
-            .steps(&mut run, &mut messages, &tools, &fence, started)
+            .steps(&mut run, &mut messages, &tools, &fence, &ctx, started)
             .await;
         match outcome {
             Ok(finding) => {
@@ -210,6 +213,7 @@ impl Agent {
         messages: &mut Vec<ChatMessage>,
         tools: &[ToolSpec],
         fence: &prompt::Fence,
+        ctx: &ToolContext,
         started: Instant,
     ) -> Result<Finding, End> {
         loop {
@@ -306,7 +310,7 @@ impl Agent {
                                 let remaining =
                                     self.budgets.wall_time.saturating_sub(started.elapsed());
                                 let limit = tool.timeout().min(remaining);
-                                match tokio::time::timeout(limit, tool.call(value)).await {
+                                match tokio::time::timeout(limit, tool.call(value, ctx)).await {
                                     Err(_) => {
                                         let why = ToolError::Timeout(limit).to_string();
                                         (why.clone(), None, Some(why), None)

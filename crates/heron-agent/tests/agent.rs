@@ -7,6 +7,7 @@ use heron_core::TicketId;
 use heron_core::agent::{BudgetKind, RunStatus, StepKind, Tool, ToolError, ToolOutput, Verdict};
 use heron_core::llm::{ChatMessage, LlmError};
 use heron_core::testing::ScriptedChatModel;
+use heron_core::tool::ToolContext;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,12 +45,13 @@ impl Tool for Recording {
     fn timeout(&self) -> Duration {
         Duration::from_secs(1)
     }
-    async fn call(&self, arguments: Value) -> Result<ToolOutput, ToolError> {
+    async fn call(&self, arguments: Value, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
         self.calls.lock().unwrap().push(arguments);
         tokio::time::sleep(self.delay).await;
         Ok(ToolOutput {
             text: self.answer.clone(),
             bytes_processed: Some(42),
+            ..ToolOutput::default()
         })
     }
 }

@@ -116,10 +116,15 @@ pub struct AgentRun {
 /// What a tool call gives back.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ToolOutput {
-    /// Text for the model.
+    /// Text for the model, already clipped to the tool's size limit (see
+    /// [`crate::tool::clip`]).
     pub text: String,
     /// Bytes a query scanned (BigQuery), for the record and the scan budget.
     pub bytes_processed: Option<u64>,
+    /// Set when `text` is a cut-down version of a longer result.
+    pub clipped: Option<crate::tool::Clipped>,
+    /// The answer came from the tool cache, not from the service.
+    pub cached: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -147,5 +152,10 @@ pub trait Tool: Send + Sync {
     fn timeout(&self) -> Duration {
         Duration::from_secs(30)
     }
-    async fn call(&self, arguments: serde_json::Value) -> Result<ToolOutput, ToolError>;
+    /// Runs the tool. `ctx` belongs to the current run and is the same for all its calls.
+    async fn call(
+        &self,
+        arguments: serde_json::Value,
+        ctx: &crate::tool::ToolContext,
+    ) -> Result<ToolOutput, ToolError>;
 }

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod ports;
 pub mod schema;
 pub mod ticket;
+pub mod tool;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -2,14 +2,14 @@
 //!
 //! Requests are written in the wire format every OpenAI-compatible server speaks and read into
 //! async-openai's typed requests, so the port's types stay independent of the crate's (which
-//! move between releases) while async-openai still does transport, errors and retries.
+//! move between releases). async-openai builds the HTTP requests and parses the answers; the
+//! transport under it ([`crate::retry`]) sends them, with deadlines and the retry policy.
 
+use crate::retry::{HttpFailure, RetryPolicy, RetryingTransport};
 use crate::{LlmSettings, LlmSetupError};
 use async_openai::Client;
-use async_openai::config::OpenAIConfig;
+use async_openai::config::{AzureConfig, Config, OpenAIConfig};
 use async_openai::error::OpenAIError;
-use async_openai::middleware::ReqwestService;
-use async_openai::middleware::retry::OpenAIRetryLayer;
 use async_openai::types::chat::{
     ChatCompletionMessageToolCalls, CreateChatCompletionRequest, CreateChatCompletionResponse,
     FinishReason as WireFinish,
@@ -21,32 +21,94 @@ use heron_core::llm::{
     LlmError, TokenUsage, ToolCall,
 };
 use serde_json::{Value, json};
-use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-fn client(settings: &LlmSettings) -> Result<Client<OpenAIConfig>, LlmSetupError> {
-    if settings.base_url.trim().is_empty() {
+/// First step of the retry backoff.
+const BASE_DELAY: Duration = Duration::from_millis(200);
+
+/// What the endpoint serves: chat, or embeddings (on Azure each is its own deployment).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Chat,
+    Embeddings,
+}
+
+fn client(
+    settings: &LlmSettings,
+    purpose: Purpose,
+) -> Result<Client<Box<dyn Config>>, LlmSetupError> {
+    let base = settings.base_url.trim().trim_end_matches('/');
+    if base.is_empty() {
         return Err(LlmSetupError::Invalid("the base URL is empty".into()));
     }
+    let key = settings.api_key.clone().unwrap_or_default();
+    // async-openai builds these headers with `parse().unwrap()` on every request; a key with a
+    // control character (a stray newline from a secrets file) must fail here, not panic there.
+    if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() {
+        return Err(LlmSetupError::Invalid(
+            "the API key contains characters not allowed in an HTTP header".into(),
+        ));
+    }
+    // The client enforces the per-attempt deadline on connect, send and the whole body.
     let http = reqwest::Client::builder()
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
         .build()?;
-    let service = tower::ServiceBuilder::new()
-        .layer(OpenAIRetryLayer::new(settings.max_retries as usize))
-        .service(ReqwestService::new(http));
-    // An explicit (possibly empty) key, so a stray OPENAI_API_KEY in the environment is
-    // never sent to a different endpoint.
-    let config = OpenAIConfig::new()
-        .with_api_base(settings.base_url.trim_end_matches('/'))
-        .with_api_key(settings.api_key.clone().unwrap_or_default());
-    Ok(Client::with_config(config).with_http_service(service))
+    let transport = RetryingTransport::new(
+        http.clone(),
+        RetryPolicy {
+            max_retries: settings.max_retries,
+            base_delay: BASE_DELAY,
+            timeout: settings.timeout,
+        },
+    );
+    let config: Box<dyn Config> = match &settings.azure {
+        None => Box::new(
+            // Explicit key, organisation and project (possibly empty), so stray OPENAI_*
+            // variables in the environment are never sent to a different endpoint.
+            OpenAIConfig::new()
+                .with_api_base(base)
+                .with_api_key(key)
+                .with_org_id("")
+                .with_project_id(""),
+        ),
+        Some(azure) => {
+            let deployment = match purpose {
+                Purpose::Chat => Some(azure.deployment.as_str()),
+                Purpose::Embeddings => azure.embedding_deployment.as_deref(),
+            }
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| {
+                LlmSetupError::Invalid(match purpose {
+                    Purpose::Chat => "Azure OpenAI needs a chat deployment".into(),
+                    Purpose::Embeddings => "Azure OpenAI needs an embedding deployment".into(),
+                })
+            })?;
+            if azure.api_version.trim().is_empty() {
+                return Err(LlmSetupError::Invalid(
+                    "Azure OpenAI needs an api-version".into(),
+                ));
+            }
+            Box::new(
+                AzureConfig::new()
+                    .with_api_base(base)
+                    .with_api_key(key)
+                    .with_deployment_id(deployment)
+                    .with_api_version(azure.api_version.trim()),
+            )
+        }
+    };
+    // `build` rather than `with_config`: the latter makes a default reqwest client of its own,
+    // which panics when no TLS provider is installed.
+    Ok(Client::build(http, config).with_http_service(transport))
 }
 
 /// Chat completions with tool calling.
 #[derive(Clone)]
 pub struct OpenAiChat {
-    client: Client<OpenAIConfig>,
+    client: Arc<Client<Box<dyn Config>>>,
     settings: LlmSettings,
 }
 
@@ -66,7 +128,7 @@ impl OpenAiChat {
             ));
         }
         Ok(Self {
-            client: client(&settings)?,
+            client: Arc::new(client(&settings, Purpose::Chat)?),
             settings,
         })
     }
@@ -82,11 +144,12 @@ impl ChatModel for OpenAiChat {
         let wire = chat_request(&self.settings.model, &request);
         let typed: CreateChatCompletionRequest = serde_json::from_value(wire)
             .map_err(|e| LlmError::Other(format!("building the chat request: {e}")))?;
-        let response = with_timeout_retries(&self.settings, || {
-            let typed = typed.clone();
-            async move { self.client.chat().create(typed).await }
-        })
-        .await?;
+        let response = self
+            .client
+            .chat()
+            .create(typed)
+            .await
+            .map_err(|e| map_error(e, self.settings.timeout))?;
         chat_response(response)
     }
 }
@@ -94,7 +157,7 @@ impl ChatModel for OpenAiChat {
 /// Text embeddings from the configured embedding model.
 #[derive(Clone)]
 pub struct OpenAiEmbedder {
-    client: Client<OpenAIConfig>,
+    client: Arc<Client<Box<dyn Config>>>,
     settings: LlmSettings,
     model: String,
     dimensions: usize,
@@ -125,7 +188,7 @@ impl OpenAiEmbedder {
                 LlmSetupError::Invalid("embedding dimensions must be set, 1 to 16000".into())
             })? as usize;
         Ok(Self {
-            client: client(&settings)?,
+            client: Arc::new(client(&settings, Purpose::Embeddings)?),
             settings,
             model,
             dimensions,
@@ -158,11 +221,12 @@ impl Embedder for OpenAiEmbedder {
         });
         let typed: CreateEmbeddingRequest = serde_json::from_value(wire)
             .map_err(|e| LlmError::Other(format!("building the embedding request: {e}")))?;
-        let response: CreateEmbeddingResponse = with_timeout_retries(&self.settings, || {
-            let typed = typed.clone();
-            async move { self.client.embeddings().create(typed).await }
-        })
-        .await?;
+        let response: CreateEmbeddingResponse = self
+            .client
+            .embeddings()
+            .create(typed)
+            .await
+            .map_err(|e| map_error(e, self.settings.timeout))?;
         let mut data = response.data;
         data.sort_by_key(|d| d.index);
         if data.len() != texts.len() {
@@ -191,64 +255,58 @@ impl Embedder for OpenAiEmbedder {
     }
 }
 
-/// Runs `call`, retrying a request that timed out (async-openai's layer retries the other
-/// transient failures itself) with exponential backoff, and maps the final error.
-async fn with_timeout_retries<T, F, Fut>(settings: &LlmSettings, call: F) -> Result<T, LlmError>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, OpenAIError>>,
-{
-    let mut attempt = 0u32;
-    loop {
-        match call().await {
-            Ok(value) => return Ok(value),
-            Err(error) => {
-                let mapped = map_error(error, settings.timeout);
-                if matches!(mapped, LlmError::Timeout(_)) && attempt < settings.max_retries {
-                    let delay = Duration::from_millis(200u64 << attempt.min(6));
-                    tracing::warn!(attempt, ?delay, "the model endpoint timed out; retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                    continue;
-                }
-                return Err(mapped);
-            }
-        }
+/// The final outcome of the transport (see [`crate::retry`]) as the port's error.
+fn map_error(error: OpenAIError, timeout: Duration) -> LlmError {
+    match error {
+        OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpFailure>() {
+            Ok(failure) => map_failure(*failure),
+            Err(other) => LlmError::Other(other.to_string()),
+        },
+        // Only reachable if a response bypassed the transport; kept for completeness.
+        OpenAIError::ApiError(api) => map_failure(HttpFailure::Status {
+            status: api.status_code.as_u16(),
+            message: api.api_error.message,
+            kind: api.api_error.r#type,
+            code: api.api_error.code,
+            retry_after: None,
+        }),
+        OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout(timeout),
+        OpenAIError::JSONDeserialize(e, _) => LlmError::Protocol(e.to_string()),
+        OpenAIError::InvalidArgument(message) => LlmError::BadRequest(message),
+        other => LlmError::Other(other.to_string()),
     }
 }
 
-fn map_error(error: OpenAIError, timeout: Duration) -> LlmError {
-    match error {
-        OpenAIError::ApiError(api) => {
-            let status = api.status_code.as_u16();
-            let message = api.api_error.message.clone();
+fn map_failure(failure: HttpFailure) -> LlmError {
+    let text = failure.to_string();
+    match failure {
+        HttpFailure::Status {
+            status,
+            kind,
+            code,
+            retry_after,
+            ..
+        } => {
+            let quota = [&kind, &code]
+                .iter()
+                .any(|v| v.as_deref() == Some("insufficient_quota"));
             match status {
-                401 | 403 => LlmError::Auth(message),
-                429 if api.api_error.code.as_deref() == Some("insufficient_quota") => {
-                    LlmError::Auth(format!("quota exhausted: {message}"))
-                }
-                429 | 500..=599 => LlmError::Transient {
-                    message: format!("HTTP {status}: {message}"),
-                    retry_after: None,
+                401 | 403 => LlmError::Auth(text),
+                429 if quota => LlmError::Auth(format!("quota exhausted: {text}")),
+                408 | 429 | 500..=599 => LlmError::Transient {
+                    message: text,
+                    retry_after,
                 },
-                _ => LlmError::BadRequest(format!("HTTP {status}: {message}")),
+                _ => LlmError::BadRequest(text),
             }
         }
-        OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout(timeout),
-        OpenAIError::Reqwest(e) if e.is_connect() => LlmError::Transient {
-            message: format!("cannot connect: {e}"),
+        HttpFailure::Timeout(after) => LlmError::Timeout(after),
+        HttpFailure::Connection(_) => LlmError::Transient {
+            message: text,
             retry_after: None,
         },
-        OpenAIError::JSONDeserialize(e, _) => LlmError::Protocol(e.to_string()),
-        other => {
-            // Timeouts can also arrive wrapped by the middleware.
-            let text = other.to_string();
-            if text.contains("timed out") || text.contains("operation timed out") {
-                LlmError::Timeout(timeout)
-            } else {
-                LlmError::Other(text)
-            }
-        }
+        HttpFailure::Protocol(_) => LlmError::Protocol(text),
+        HttpFailure::Other(_) => LlmError::Other(text),
     }
 }
 

@@ -1,44 +1,114 @@
-//! AlienVault OTX lookups (API v1 `indicators/{type}/{indicator}/general`): `otx_ipv4`,
-//! `otx_ipv6`, `otx_domain`, `otx_hostname`, `otx_file_hash`, `otx_url`, each taking `target`.
+//! AlienVault OTX lookups: `otx_ipv4`, `otx_ipv6`, `otx_domain`, `otx_hostname`,
+//! `otx_file_hash`, `otx_url`.
 //!
-//! The answer is a summary: pulse count, up to ten pulses with their tags, malware families and
-//! adversary, reputation, country, ASN, and OTX's own validation notes (allow-listed
-//! indicators) — the parts that bear on a verdict. An indicator OTX does not know (404) is an
-//! answer ("no data"), not an error.
+//! Each asks OTX API v1 `GET {base}/indicators/{type}/{target}/general` (header
+//! `X-OTX-API-KEY`) and answers a summary of what matters for triage — pulse count, the
+//! newest pulses (names, tags, malware families, adversaries, ATT&CK ids), reputation,
+//! country, ASN, allow-list validations — instead of the raw document, which is mostly
+//! presentation data.
+//!
+//! Invariants:
+//! - the target is validated for its type before any request (an IPv4 tool only ever sends a
+//!   dotted quad), and an address that is not public is answered without asking OTX;
+//! - the target travels as one percent-encoded path segment, so a URL indicator cannot
+//!   change the path;
+//! - answers (including "OTX has no record") are cached for the configured TTL under
+//!   `otx:{type}:{target}`.
 
-use crate::ToolSetupError;
+use crate::common::{self, Cache};
+use crate::{ToolsSetupError, validate};
 use async_trait::async_trait;
 use heron_core::agent::{Tool, ToolError, ToolOutput};
-use serde::Deserialize;
+use heron_core::tool::{DEFAULT_CLIP_BYTES, ToolCache, ToolContext};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-const MAX_PULSES: usize = 10;
-const MAX_TAGS: usize = 10;
-
 #[derive(Clone, PartialEq, Eq)]
-pub struct OtxSettings {
-    /// `https://otx.alienvault.com` in production.
+pub struct OtxConfig {
+    /// Default `https://otx.alienvault.com/api/v1`.
     pub base_url: String,
     pub api_key: String,
+    /// Deadline of one lookup.
     pub timeout: Duration,
+    /// Largest answer given to the model.
+    pub clip_bytes: usize,
+    /// How long an answer is reused from the cache.
+    pub cache_ttl: Duration,
+    /// Pulses listed in an answer (newest first); the count is always the full one.
+    pub max_pulses: usize,
 }
 
-impl std::fmt::Debug for OtxSettings {
+impl OtxConfig {
+    pub const DEFAULT_BASE_URL: &'static str = "https://otx.alienvault.com/api/v1";
+
+    pub fn new(api_key: impl Into<String>) -> Self {
+        Self {
+            base_url: Self::DEFAULT_BASE_URL.into(),
+            api_key: api_key.into(),
+            timeout: Duration::from_secs(20),
+            clip_bytes: DEFAULT_CLIP_BYTES,
+            cache_ttl: Duration::from_secs(6 * 3600),
+            max_pulses: 10,
+        }
+    }
+}
+
+impl std::fmt::Debug for OtxConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OtxSettings")
+        f.debug_struct("OtxConfig")
             .field("base_url", &self.base_url)
             .field("api_key", &"<redacted>")
             .field("timeout", &self.timeout)
+            .field("clip_bytes", &self.clip_bytes)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("max_pulses", &self.max_pulses)
             .finish()
     }
 }
 
-/// The kinds of indicator OTX looks up.
+/// The six OTX tools sharing one client and cache.
+pub fn otx_tools(
+    config: OtxConfig,
+    cache: Option<Arc<dyn ToolCache>>,
+) -> Result<Vec<Arc<dyn Tool>>, ToolsSetupError> {
+    if config.api_key.trim().is_empty() {
+        return Err(ToolsSetupError::Invalid("the OTX API key is empty".into()));
+    }
+    reqwest::header::HeaderValue::from_str(config.api_key.trim()).map_err(|_| {
+        ToolsSetupError::Invalid("the OTX API key is not a valid header value".into())
+    })?;
+    let shared = Arc::new(Otx {
+        base_url: common::base_url("OTX base URL", &config.base_url)?,
+        http: common::http_client(config.timeout)?,
+        cache: Cache {
+            cache,
+            ttl: config.cache_ttl,
+        },
+        config,
+    });
+    Ok(Kind::ALL
+        .iter()
+        .map(|kind| {
+            Arc::new(OtxTool {
+                kind: *kind,
+                otx: Arc::clone(&shared),
+            }) as Arc<dyn Tool>
+        })
+        .collect())
+}
+
+struct Otx {
+    config: OtxConfig,
+    base_url: String,
+    http: reqwest::Client,
+    cache: Cache,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IndicatorKind {
+enum Kind {
     Ipv4,
     Ipv6,
     Domain,
@@ -47,171 +117,119 @@ pub enum IndicatorKind {
     Url,
 }
 
-impl IndicatorKind {
-    pub const ALL: [IndicatorKind; 6] = [
-        Self::Ipv4,
-        Self::Ipv6,
-        Self::Domain,
-        Self::Hostname,
-        Self::FileHash,
-        Self::Url,
+impl Kind {
+    const ALL: [Kind; 6] = [
+        Kind::Ipv4,
+        Kind::Ipv6,
+        Kind::Domain,
+        Kind::Hostname,
+        Kind::FileHash,
+        Kind::Url,
     ];
 
     fn tool_name(self) -> &'static str {
         match self {
-            Self::Ipv4 => "otx_ipv4",
-            Self::Ipv6 => "otx_ipv6",
-            Self::Domain => "otx_domain",
-            Self::Hostname => "otx_hostname",
-            Self::FileHash => "otx_file_hash",
-            Self::Url => "otx_url",
+            Kind::Ipv4 => "otx_ipv4",
+            Kind::Ipv6 => "otx_ipv6",
+            Kind::Domain => "otx_domain",
+            Kind::Hostname => "otx_hostname",
+            Kind::FileHash => "otx_file_hash",
+            Kind::Url => "otx_url",
         }
     }
 
-    /// OTX's path segment for the kind.
-    fn api_type(self) -> &'static str {
+    /// The indicator type in OTX's paths.
+    fn path(self) -> &'static str {
         match self {
-            Self::Ipv4 => "IPv4",
-            Self::Ipv6 => "IPv6",
-            Self::Domain => "domain",
-            Self::Hostname => "hostname",
-            Self::FileHash => "file",
-            Self::Url => "url",
+            Kind::Ipv4 => "IPv4",
+            Kind::Ipv6 => "IPv6",
+            Kind::Domain => "domain",
+            Kind::Hostname => "hostname",
+            Kind::FileHash => "file",
+            Kind::Url => "url",
         }
     }
 
     fn description(self) -> &'static str {
         match self {
-            Self::Ipv4 => {
-                "Threat intelligence on an IPv4 address from AlienVault OTX: pulses, reputation, country, ASN."
+            Kind::Ipv4 => {
+                "Look up an IPv4 address in AlienVault OTX: threat-intelligence pulses \
+                           that list it, reputation, country and ASN."
             }
-            Self::Ipv6 => "Threat intelligence on an IPv6 address from AlienVault OTX.",
-            Self::Domain => {
-                "Threat intelligence on a registered domain (example.com) from AlienVault OTX."
+            Kind::Ipv6 => {
+                "Look up an IPv6 address in AlienVault OTX: pulses that list it, \
+                           reputation, country and ASN."
             }
-            Self::Hostname => {
-                "Threat intelligence on a host name (www.example.com) from AlienVault OTX."
+            Kind::Domain => {
+                "Look up a registered domain (example.com) in AlienVault OTX: \
+                             pulses, malware families and allow-list status."
             }
-            Self::FileHash => {
-                "Threat intelligence on a file hash (MD5, SHA-1 or SHA-256) from AlienVault OTX."
+            Kind::Hostname => {
+                "Look up a fully qualified hostname (www.example.com) in \
+                               AlienVault OTX: pulses, malware families and allow-list status."
             }
-            Self::Url => "Threat intelligence on a full http(s) URL from AlienVault OTX.",
+            Kind::FileHash => {
+                "Look up a file hash (MD5, SHA-1 or SHA-256) in AlienVault OTX: \
+                               pulses and malware families it is linked to."
+            }
+            Kind::Url => "Look up a full http(s) URL in AlienVault OTX: pulses that list it.",
         }
     }
 
-    /// Checks `target` for this kind; the error is for the model.
-    fn check(self, target: &str) -> Result<String, String> {
-        let target = target.trim();
-        let ok = match self {
-            Self::Ipv4 => target.parse::<Ipv4Addr>().is_ok(),
-            Self::Ipv6 => target.parse::<Ipv6Addr>().is_ok(),
-            Self::Domain | Self::Hostname => is_host_name(target),
-            Self::FileHash => {
-                matches!(target.len(), 32 | 40 | 64)
-                    && target.chars().all(|c| c.is_ascii_hexdigit())
-            }
-            Self::Url => reqwest::Url::parse(target)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()),
+    fn target_description(self) -> &'static str {
+        match self {
+            Kind::Ipv4 => "IPv4 address, e.g. 203.0.113.9",
+            Kind::Ipv6 => "IPv6 address, e.g. 2001:db8::1",
+            Kind::Domain => "domain name, e.g. example.com",
+            Kind::Hostname => "hostname, e.g. www.example.com",
+            Kind::FileHash => "MD5, SHA-1 or SHA-256 hex digest",
+            Kind::Url => "absolute http(s) URL",
+        }
+    }
+
+    /// The target normalised, or `Err(Ok(answer))` when no lookup is needed, or
+    /// `Err(Err(why))` when it is invalid.
+    fn check(self, target: &str) -> Result<String, Result<String, String>> {
+        let not_public = |ip: std::net::IpAddr, why: String| {
+            Ok(
+                json!({"source": "otx", "indicator": ip.to_string(), "looked_up": false,
+                      "note": format!("{why}; OTX has no intelligence on such addresses")})
+                .to_string(),
+            )
         };
-        if ok {
-            Ok(target.to_owned())
-        } else {
-            let expected = match self {
-                Self::Ipv4 => "an IPv4 address such as 203.0.113.9",
-                Self::Ipv6 => "an IPv6 address such as 2001:db8::1",
-                Self::Domain => "a domain such as example.com",
-                Self::Hostname => "a host name such as www.example.com",
-                Self::FileHash => "an MD5, SHA-1 or SHA-256 hash in hex",
-                Self::Url => "an http(s) URL",
-            };
-            Err(format!("target must be {expected}, got {target:?}"))
+        match self {
+            Kind::Ipv4 => {
+                let ip = validate::ipv4(target).map_err(Err)?;
+                match validate::public_ip(ip.into()) {
+                    Ok(()) => Ok(ip.to_string()),
+                    Err(why) => Err(not_public(ip.into(), why)),
+                }
+            }
+            Kind::Ipv6 => {
+                let ip = validate::ipv6(target).map_err(Err)?;
+                match validate::public_ip(ip.into()) {
+                    Ok(()) => Ok(ip.to_string()),
+                    Err(why) => Err(not_public(ip.into(), why)),
+                }
+            }
+            Kind::Domain | Kind::Hostname => validate::dns_name(target).map_err(Err),
+            Kind::FileHash => validate::file_hash(target).map_err(Err),
+            Kind::Url => validate::web_url(target)
+                .map(|u| u.to_string())
+                .map_err(Err),
         }
     }
 }
 
-fn is_host_name(s: &str) -> bool {
-    s.len() <= 253
-        && s.contains('.')
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-}
-
-/// One OTX lookup tool.
-#[derive(Debug, Clone)]
-pub struct OtxTool {
-    kind: IndicatorKind,
-    http: reqwest::Client,
-    settings: Arc<OtxSettings>,
-}
-
-/// The six OTX tools, sharing one HTTP client.
-pub fn otx_tools(settings: OtxSettings) -> Result<Vec<OtxTool>, ToolSetupError> {
-    if settings.api_key.trim().is_empty() {
-        return Err(ToolSetupError::Invalid("the OTX API key is empty".into()));
-    }
-    reqwest::Url::parse(&settings.base_url)
-        .map_err(|e| ToolSetupError::Invalid(format!("the OTX base URL: {e}")))?;
-    let http = reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .build()?;
-    let settings = Arc::new(settings);
-    Ok(IndicatorKind::ALL
-        .into_iter()
-        .map(|kind| OtxTool {
-            kind,
-            http: http.clone(),
-            settings: settings.clone(),
-        })
-        .collect())
-}
-
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Arguments {
+struct Args {
     target: String,
 }
 
-#[derive(Deserialize, Default)]
-struct General {
-    #[serde(default)]
-    indicator: Option<String>,
-    #[serde(default)]
-    reputation: Option<Value>,
-    #[serde(default)]
-    country_name: Option<String>,
-    #[serde(default)]
-    asn: Option<String>,
-    #[serde(default)]
-    pulse_info: PulseInfo,
-    #[serde(default)]
-    validation: Vec<Value>,
-}
-
-#[derive(Deserialize, Default)]
-struct PulseInfo {
-    #[serde(default)]
-    count: u64,
-    #[serde(default)]
-    pulses: Vec<Pulse>,
-}
-
-#[derive(Deserialize)]
-struct Pulse {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    malware_families: Vec<Value>,
-    #[serde(default)]
-    adversary: String,
-    #[serde(default)]
-    created: String,
+struct OtxTool {
+    kind: Kind,
+    otx: Arc<Otx>,
 }
 
 #[async_trait]
@@ -225,118 +243,232 @@ impl Tool for OtxTool {
     }
 
     fn parameters(&self) -> Value {
-        json!({
-            "type": "object",
-            "additionalProperties": false,
-            "required": ["target"],
-            "properties": {"target": {"type": "string", "minLength": 1, "maxLength": 2048}}
-        })
+        common::object_schema(json!({
+            "target": {"type": "string", "description": self.kind.target_description()}
+        }))
     }
 
     fn timeout(&self) -> Duration {
-        self.settings.timeout
+        self.otx.config.timeout + Duration::from_secs(1)
     }
 
-    async fn call(&self, arguments: Value) -> Result<ToolOutput, ToolError> {
-        let args: Arguments = serde_json::from_value(arguments)
-            .map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
-        let target = self
-            .kind
-            .check(&args.target)
-            .map_err(ToolError::InvalidArguments)?;
-        let mut url = reqwest::Url::parse(&self.settings.base_url)
-            .map_err(|e| ToolError::Failed(format!("the OTX base URL: {e}")))?;
-        url.path_segments_mut()
-            .map_err(|()| ToolError::Failed("the OTX base URL cannot take a path".into()))?
-            .pop_if_empty()
-            .extend([
-                "api",
-                "v1",
-                "indicators",
-                self.kind.api_type(),
-                &target,
-                "general",
-            ]);
-        let response = self
-            .http
-            .get(url)
-            .header("X-OTX-API-KEY", &self.settings.api_key)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    ToolError::Timeout(self.settings.timeout)
-                } else {
-                    ToolError::Failed(format!("OTX is unreachable: {e}"))
-                }
-            })?;
-        let status = response.status().as_u16();
-        match status {
-            200 => {}
-            404 => {
-                return Ok(ToolOutput {
-                    text: json!({"indicator": target, "known_to_otx": false}).to_string(),
-                    bytes_processed: None,
-                });
-            }
-            401 | 403 => return Err(ToolError::Failed("OTX refused the API key".into())),
-            429 => {
-                return Err(ToolError::Failed(
-                    "OTX rate limit reached; try later".into(),
-                ));
-            }
-            other => return Err(ToolError::Failed(format!("OTX answered HTTP {other}"))),
+    async fn call(&self, arguments: Value, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+        let Args { target } = common::parse_args(arguments)?;
+        let target = match self.kind.check(&target) {
+            Ok(target) => target,
+            Err(Ok(answer)) => return Ok(ToolOutput::clipped(&answer, self.otx.config.clip_bytes)),
+            Err(Err(why)) => return Err(ToolError::InvalidArguments(why)),
+        };
+        let key = format!("otx:{}:{target}", self.kind.path());
+        if let Some(text) = self.otx.cache.get(&key).await {
+            let mut output = ToolOutput::clipped(&text, self.otx.config.clip_bytes);
+            output.cached = true;
+            return Ok(output);
         }
-        let general: General = response
-            .json()
-            .await
-            .map_err(|e| ToolError::Failed(format!("OTX answered something unreadable: {e}")))?;
-        Ok(ToolOutput {
-            text: summarise(&target, general).to_string(),
-            bytes_processed: None,
-        })
+        let text = self.otx.lookup(self.kind, &target).await?;
+        self.otx.cache.put(&key, &text).await;
+        Ok(ToolOutput::clipped(&text, self.otx.config.clip_bytes))
     }
 }
 
-fn summarise(target: &str, general: General) -> Value {
-    let pulses: Vec<Value> = general
-        .pulse_info
-        .pulses
-        .iter()
-        .take(MAX_PULSES)
-        .map(|p| {
-            let families: Vec<&str> = p
-                .malware_families
+impl Otx {
+    async fn lookup(&self, kind: Kind, target: &str) -> Result<String, ToolError> {
+        let mut url = reqwest::Url::parse(&self.base_url)
+            .map_err(|e| ToolError::Failed(format!("the OTX base URL is invalid: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| ToolError::Failed("the OTX base URL cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["indicators", kind.path(), target, "general"]);
+        let request = self
+            .http
+            .get(url)
+            .header("X-OTX-API-KEY", self.config.api_key.trim())
+            .header(reqwest::header::ACCEPT, "application/json");
+        let answer = common::send("OTX", request, self.config.timeout).await?;
+        match answer.status {
+            200 => {
+                let document = answer.json().ok_or_else(|| {
+                    ToolError::Failed("OTX answered something that is not JSON".into())
+                })?;
+                Ok(summarise(kind, target, &document, self.config.max_pulses))
+            }
+            // OTX answers 404 for indicators it has never seen (and some malformed ones).
+            404 => Ok(json!({"source": "otx", "indicator": target, "found": false,
+                             "note": "OTX has no record of this indicator"})
+            .to_string()),
+            _ => Err(common::status_error("OTX", &answer)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    source: &'static str,
+    indicator: String,
+    #[serde(rename = "type")]
+    kind: String,
+    pulse_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reputation: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asn: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    malware_families: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    adversaries: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    industries: Vec<String>,
+    /// Allow-list hits ("Whitelisted domain alienvault.com"): strong evidence of benign.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    validation: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    false_positive: Vec<Value>,
+    pulses: Vec<PulseSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PulseSummary {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modified: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    malware_families: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adversary: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attack_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tlp: Option<String>,
+}
+
+/// Most tags listed per pulse; community pulses carry dozens of noise tags.
+const MAX_TAGS: usize = 10;
+
+fn strings(value: &Value, field: Option<&str>) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
                 .iter()
-                .filter_map(|f| {
-                    f.get("display_name")
-                        .or_else(|| f.get("id"))
+                .filter_map(|item| match field {
+                    None => item.as_str().map(str::to_owned),
+                    // Malware families and ATT&CK ids come as strings or as objects.
+                    Some(field) => item
+                        .get(field)
                         .and_then(Value::as_str)
-                        .or_else(|| f.as_str())
+                        .or_else(|| item.as_str())
+                        .map(str::to_owned),
                 })
-                .collect();
-            json!({
-                "name": p.name,
-                "tags": p.tags.iter().take(MAX_TAGS).collect::<Vec<_>>(),
-                "malware_families": families,
-                "adversary": p.adversary,
-                "created": p.created,
-            })
+                .filter(|s| !s.trim().is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn text(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn summarise(kind: Kind, target: &str, doc: &Value, max_pulses: usize) -> String {
+    let info = &doc["pulse_info"];
+    let mut pulses: Vec<&Value> = info["pulses"]
+        .as_array()
+        .map(|p| p.iter().collect())
+        .unwrap_or_default();
+    // Newest first: ISO timestamps sort as text.
+    pulses.sort_by(|a, b| {
+        b["modified"]
+            .as_str()
+            .unwrap_or_default()
+            .cmp(a["modified"].as_str().unwrap_or_default())
+    });
+    let listed: Vec<PulseSummary> = pulses
+        .iter()
+        .take(max_pulses)
+        .map(|p| PulseSummary {
+            name: text(&p["name"]).unwrap_or_else(|| "(unnamed)".into()),
+            modified: text(&p["modified"]).or_else(|| text(&p["created"])),
+            tags: strings(&p["tags"], None)
+                .into_iter()
+                .take(MAX_TAGS)
+                .collect(),
+            malware_families: strings(&p["malware_families"], Some("display_name")),
+            adversary: text(&p["adversary"]),
+            attack_ids: strings(&p["attack_ids"], Some("id")),
+            tlp: text(&p["TLP"]).or_else(|| text(&p["tlp"])),
         })
         .collect();
-    let allow_listed: Vec<&str> = general
-        .validation
-        .iter()
-        .filter_map(|v| v.get("message").and_then(Value::as_str))
-        .collect();
-    json!({
-        "indicator": general.indicator.as_deref().unwrap_or(target),
-        "known_to_otx": true,
-        "pulse_count": general.pulse_info.count,
-        "pulses": pulses,
-        "reputation": general.reputation,
-        "country": general.country_name,
-        "asn": general.asn,
-        "allow_listed": allow_listed,
-    })
+    let pulse_count = info["count"].as_u64().unwrap_or(pulses.len() as u64);
+    let related = |field: &str| -> Vec<String> {
+        let mut all = BTreeSet::new();
+        for group in ["alienvault", "other"] {
+            all.extend(strings(
+                &info["related"][group][field],
+                Some("display_name"),
+            ));
+        }
+        for pulse in &pulses {
+            if field == "malware_families" {
+                all.extend(strings(&pulse["malware_families"], Some("display_name")));
+            }
+        }
+        all.into_iter().collect()
+    };
+    let country = text(&doc["country_name"]).or_else(|| text(&doc["country_code"]));
+    let validation = doc["validation"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| {
+                    let name = text(&v["name"])?;
+                    Some(match text(&v["message"]) {
+                        Some(message) => format!("{name}: {message}"),
+                        None => name,
+                    })
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        })
+        .unwrap_or_default();
+    let note = (pulse_count as usize > listed.len()).then(|| {
+        format!(
+            "{} of {pulse_count} pulses listed, newest first",
+            listed.len()
+        )
+    });
+    let summary = Summary {
+        source: "otx",
+        indicator: text(&doc["indicator"]).unwrap_or_else(|| target.to_owned()),
+        kind: text(&doc["type_title"])
+            .or_else(|| text(&doc["type"]))
+            .unwrap_or_else(|| kind.path().to_owned()),
+        pulse_count,
+        reputation: doc.get("reputation").filter(|v| !v.is_null()).cloned(),
+        country,
+        asn: text(&doc["asn"]),
+        malware_families: related("malware_families"),
+        adversaries: related("adversary"),
+        industries: related("industries"),
+        validation,
+        false_positive: doc["false_positive"]
+            .as_array()
+            .or_else(|| doc["False_positive"].as_array())
+            .cloned()
+            .unwrap_or_default(),
+        pulses: listed,
+        note,
+    };
+    serde_json::to_string(&summary).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

@@ -1,397 +1,449 @@
-//! urlscan.io (API v1): `urlscan_search` (`query`, Elasticsearch query-string syntax),
-//! `urlscan_result` (`uuid`), and `urlscan_scan` (`url`), which submits a new scan and is only
-//! built when enabled: it makes urlscan.io fetch the URL, which an attacker may notice.
+//! urlscan.io: `urlscan_search`, `urlscan_result` and, only when enabled, `urlscan_scan`.
 //!
-//! A scan is submitted `unlisted`, and only for http(s) URLs whose host is a public name or a
-//! public address — never localhost, private, link-local or other non-global ranges, so the
-//! agent cannot be used to make a third party probe internal hosts.
+//! API v1 (header `API-Key`): `GET {base}/search/?q=…&size=…`, `GET {base}/result/{uuid}/`,
+//! `POST {base}/scan/`. Answers are summaries (verdicts, page, hosting, counts of what the
+//! page loaded) rather than the raw documents, which run to megabytes.
+//!
+//! Invariants:
+//! - `urlscan_scan` is the one tool that makes a third party do something (fetch a URL), so it
+//!   is only offered when [`UrlscanConfig::allow_scan`] is set, submits with the configured
+//!   visibility (private by default), and only accepts http(s) URLs to public hosts without
+//!   credentials (see `validate::public_web_url`);
+//! - a result uuid is validated as a UUID and a search query as a bounded, single-line
+//!   string before any request;
+//! - searches and finished results are cached; submissions and unfinished results are not.
 
-use crate::ToolSetupError;
+use crate::common::{self, Cache};
+use crate::{ToolsSetupError, validate};
 use async_trait::async_trait;
 use heron_core::agent::{Tool, ToolError, ToolOutput};
+use heron_core::tool::{DEFAULT_CLIP_BYTES, ToolCache, ToolContext};
 use serde::Deserialize;
-use serde_json::{Value, json};
-use std::net::IpAddr;
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-const MAX_RESULTS: usize = 10;
-
 #[derive(Clone, PartialEq, Eq)]
-pub struct UrlscanSettings {
-    /// `https://urlscan.io` in production.
+pub struct UrlscanConfig {
+    /// Default `https://urlscan.io/api/v1`.
     pub base_url: String,
     pub api_key: String,
     pub timeout: Duration,
-    /// Offer `urlscan_scan`.
+    pub clip_bytes: usize,
+    pub cache_ttl: Duration,
+    /// Offer `urlscan_scan`, which submits URLs to urlscan.io.
     pub allow_scan: bool,
+    /// Visibility of submitted scans: `private`, `unlisted` or `public`.
+    pub scan_visibility: String,
+    /// Results asked for per search (urlscan's `size`).
+    pub search_size: u32,
 }
 
-impl std::fmt::Debug for UrlscanSettings {
+impl UrlscanConfig {
+    pub const DEFAULT_BASE_URL: &'static str = "https://urlscan.io/api/v1";
+
+    pub fn new(api_key: impl Into<String>) -> Self {
+        Self {
+            base_url: Self::DEFAULT_BASE_URL.into(),
+            api_key: api_key.into(),
+            timeout: Duration::from_secs(20),
+            clip_bytes: DEFAULT_CLIP_BYTES,
+            cache_ttl: Duration::from_secs(3600),
+            allow_scan: false,
+            scan_visibility: "private".into(),
+            search_size: 20,
+        }
+    }
+}
+
+impl std::fmt::Debug for UrlscanConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UrlscanSettings")
+        f.debug_struct("UrlscanConfig")
             .field("base_url", &self.base_url)
             .field("api_key", &"<redacted>")
             .field("timeout", &self.timeout)
+            .field("clip_bytes", &self.clip_bytes)
+            .field("cache_ttl", &self.cache_ttl)
             .field("allow_scan", &self.allow_scan)
+            .field("scan_visibility", &self.scan_visibility)
+            .field("search_size", &self.search_size)
             .finish()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Search,
-    Result,
-    Scan,
-}
-
-#[derive(Debug, Clone)]
-pub struct UrlscanTool {
-    kind: Kind,
-    http: reqwest::Client,
-    settings: Arc<UrlscanSettings>,
-}
-
-/// `urlscan_search` and `urlscan_result`, plus `urlscan_scan` when `allow_scan` is set.
-pub fn urlscan_tools(settings: UrlscanSettings) -> Result<Vec<UrlscanTool>, ToolSetupError> {
-    if settings.api_key.trim().is_empty() {
-        return Err(ToolSetupError::Invalid(
+/// `urlscan_search` and `urlscan_result`, plus `urlscan_scan` when scanning is allowed.
+pub fn urlscan_tools(
+    config: UrlscanConfig,
+    cache: Option<Arc<dyn ToolCache>>,
+) -> Result<Vec<Arc<dyn Tool>>, ToolsSetupError> {
+    if config.api_key.trim().is_empty() {
+        return Err(ToolsSetupError::Invalid(
             "the urlscan.io API key is empty".into(),
         ));
     }
-    reqwest::Url::parse(&settings.base_url)
-        .map_err(|e| ToolSetupError::Invalid(format!("the urlscan.io base URL: {e}")))?;
-    let http = reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .build()?;
-    let mut kinds = vec![Kind::Search, Kind::Result];
-    if settings.allow_scan {
-        kinds.push(Kind::Scan);
+    reqwest::header::HeaderValue::from_str(config.api_key.trim()).map_err(|_| {
+        ToolsSetupError::Invalid("the urlscan.io API key is not a valid header value".into())
+    })?;
+    if !matches!(
+        config.scan_visibility.as_str(),
+        "private" | "unlisted" | "public"
+    ) {
+        return Err(ToolsSetupError::Invalid(format!(
+            "urlscan scan visibility {:?} is not private, unlisted or public",
+            config.scan_visibility
+        )));
     }
-    let settings = Arc::new(settings);
-    Ok(kinds
-        .into_iter()
-        .map(|kind| UrlscanTool {
-            kind,
-            http: http.clone(),
-            settings: settings.clone(),
-        })
-        .collect())
+    let allow_scan = config.allow_scan;
+    let shared = Arc::new(Urlscan {
+        base_url: common::base_url("urlscan.io base URL", &config.base_url)?,
+        http: common::http_client(config.timeout)?,
+        cache: Cache {
+            cache,
+            ttl: config.cache_ttl,
+        },
+        config,
+    });
+    let mut tools: Vec<Arc<dyn Tool>> = vec![
+        Arc::new(SearchTool(Arc::clone(&shared))),
+        Arc::new(ResultTool(Arc::clone(&shared))),
+    ];
+    if allow_scan {
+        tools.push(Arc::new(ScanTool(shared)));
+    }
+    Ok(tools)
 }
 
-#[derive(Deserialize)]
+struct Urlscan {
+    config: UrlscanConfig,
+    base_url: String,
+    http: reqwest::Client,
+    cache: Cache,
+}
+
+impl Urlscan {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base_url))
+            .header("API-Key", self.config.api_key.trim())
+            .header(reqwest::header::ACCEPT, "application/json")
+    }
+
+    fn request_url(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url)
+            .header("API-Key", self.config.api_key.trim())
+            .header(reqwest::header::ACCEPT, "application/json")
+    }
+
+    fn output(&self, text: &str, cached: bool) -> ToolOutput {
+        let mut output = ToolOutput::clipped(text, self.config.clip_bytes);
+        output.cached = cached;
+        output
+    }
+}
+
+/// Longest search query accepted.
+const MAX_QUERY_CHARS: usize = 1000;
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SearchArgs {
     query: String,
 }
 
-#[derive(Deserialize)]
+struct SearchTool(Arc<Urlscan>);
+
+#[async_trait]
+impl Tool for SearchTool {
+    fn name(&self) -> &str {
+        "urlscan_search"
+    }
+
+    fn description(&self) -> &str {
+        "Search urlscan.io's past scans (Elasticsearch query syntax, e.g. domain:example.com, \
+         ip:203.0.113.9, page.url:\"https://example.com/login\", hash:<sha256>). Answers the \
+         newest matching scans with their verdicts, hosting and result uuid."
+    }
+
+    fn parameters(&self) -> Value {
+        common::object_schema(json!({
+            "query": {"type": "string", "description": "urlscan.io search query"}
+        }))
+    }
+
+    fn timeout(&self) -> Duration {
+        self.0.config.timeout + Duration::from_secs(1)
+    }
+
+    async fn call(&self, arguments: Value, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+        let SearchArgs { query } = common::parse_args(arguments)?;
+        let query = query.trim();
+        if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
+            return Err(ToolError::InvalidArguments(format!(
+                "the query must be 1 to {MAX_QUERY_CHARS} characters"
+            )));
+        }
+        if query.chars().any(char::is_control) {
+            return Err(ToolError::InvalidArguments(
+                "the query must be one line without control characters".into(),
+            ));
+        }
+        let urlscan = &self.0;
+        let key = format!("urlscan:search:{query}");
+        if let Some(text) = urlscan.cache.get(&key).await {
+            return Ok(urlscan.output(&text, true));
+        }
+        let size = urlscan.config.search_size.clamp(1, 100).to_string();
+        let mut url = reqwest::Url::parse(&format!("{}/search/", urlscan.base_url))
+            .map_err(|e| ToolError::Failed(format!("the urlscan.io base URL is invalid: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("q", query)
+            .append_pair("size", &size);
+        let request = urlscan.request_url(reqwest::Method::GET, url);
+        let answer = common::send("urlscan.io", request, urlscan.config.timeout).await?;
+        if answer.status != 200 {
+            return Err(common::status_error("urlscan.io", &answer));
+        }
+        let document = answer.json().ok_or_else(|| {
+            ToolError::Failed("urlscan.io answered something that is not JSON".into())
+        })?;
+        let text = summarise_search(query, &document);
+        urlscan.cache.put(&key, &text).await;
+        Ok(urlscan.output(&text, false))
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ResultArgs {
     uuid: String,
 }
 
-#[derive(Deserialize)]
+struct ResultTool(Arc<Urlscan>);
+
+#[async_trait]
+impl Tool for ResultTool {
+    fn name(&self) -> &str {
+        "urlscan_result"
+    }
+
+    fn description(&self) -> &str {
+        "Fetch a urlscan.io scan result by uuid (from urlscan_search or urlscan_scan): \
+         verdicts, final page, IPs, ASNs, countries and domains the page contacted."
+    }
+
+    fn parameters(&self) -> Value {
+        common::object_schema(json!({
+            "uuid": {"type": "string", "description": "scan uuid, e.g. 0196d976-07f6-7aae-8a57-aa019145f31c"}
+        }))
+    }
+
+    fn timeout(&self) -> Duration {
+        self.0.config.timeout + Duration::from_secs(1)
+    }
+
+    async fn call(&self, arguments: Value, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+        let ResultArgs { uuid } = common::parse_args(arguments)?;
+        let uuid = uuid::Uuid::parse_str(uuid.trim())
+            .map_err(|_| ToolError::InvalidArguments(format!("{uuid:?} is not a uuid")))?
+            .hyphenated()
+            .to_string();
+        let urlscan = &self.0;
+        let key = format!("urlscan:result:{uuid}");
+        if let Some(text) = urlscan.cache.get(&key).await {
+            return Ok(urlscan.output(&text, true));
+        }
+        let request = urlscan.request(reqwest::Method::GET, &format!("/result/{uuid}/"));
+        let answer = common::send("urlscan.io", request, urlscan.config.timeout).await?;
+        match answer.status {
+            200 => {
+                let document = answer.json().ok_or_else(|| {
+                    ToolError::Failed("urlscan.io answered something that is not JSON".into())
+                })?;
+                let text = summarise_result(&document);
+                urlscan.cache.put(&key, &text).await;
+                Ok(urlscan.output(&text, false))
+            }
+            // Also the answer while a fresh scan is still running: never cached.
+            404 => Ok(urlscan.output(
+                &json!({"source": "urlscan", "uuid": uuid, "found": false,
+                        "note": "no result for this uuid: unknown, or the scan has not \
+                                 finished yet (results appear 10 to 30 seconds after \
+                                 submission)"})
+                .to_string(),
+                false,
+            )),
+            _ => Err(common::status_error("urlscan.io", &answer)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScanArgs {
     url: String,
 }
 
-fn invalid(e: impl std::fmt::Display) -> ToolError {
-    ToolError::InvalidArguments(e.to_string())
-}
-
-fn is_uuid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
-        && parts
-            .iter()
-            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-/// Whether `url` may be handed to urlscan.io to fetch.
-fn public_http_url(raw: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("only http and https URLs can be scanned".into());
-    }
-    let public = match url.host() {
-        None => false,
-        Some(url::Host::Domain(name)) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            name.contains('.')
-                && ![
-                    "localhost",
-                    ".local",
-                    ".internal",
-                    ".localdomain",
-                    ".home.arpa",
-                ]
-                .iter()
-                .any(|suffix| name == suffix.trim_start_matches('.') || name.ends_with(suffix))
-        }
-        Some(url::Host::Ipv4(ip)) => is_global(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => is_global(IpAddr::V6(ip)),
-    };
-    if public {
-        Ok(url)
-    } else {
-        Err("the URL's host is not public; internal hosts are never scanned".into())
-    }
-}
-
-fn is_global(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                // 100.64.0.0/10, carrier-grade NAT.
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // fc00::/7 unique local, fe80::/10 link local.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| !is_global(IpAddr::V4(v4))))
-        }
-    }
-}
+struct ScanTool(Arc<Urlscan>);
 
 #[async_trait]
-impl Tool for UrlscanTool {
+impl Tool for ScanTool {
     fn name(&self) -> &str {
-        match self.kind {
-            Kind::Search => "urlscan_search",
-            Kind::Result => "urlscan_result",
-            Kind::Scan => "urlscan_scan",
-        }
+        "urlscan_scan"
     }
 
     fn description(&self) -> &str {
-        match self.kind {
-            Kind::Search => {
-                "Search past urlscan.io scans (query syntax: domain:example.com, ip:203.0.113.9, page.url:\"...\"). Returns up to 10 scans with their result uuids."
-            }
-            Kind::Result => {
-                "Fetch one urlscan.io scan result by uuid: verdict, page (IP, ASN, country, server) and counts of contacted hosts."
-            }
-            Kind::Scan => {
-                "Submit a public http(s) URL to urlscan.io for a new unlisted scan; fetch the result with urlscan_result about 30 seconds later."
-            }
-        }
+        "Submit a public http(s) URL to urlscan.io for a fresh scan. Answers the scan uuid; \
+         call urlscan_result with it after about 30 seconds. Search first: a recent scan may \
+         already exist. Never submit internal URLs or URLs carrying tokens or personal data."
     }
 
     fn parameters(&self) -> Value {
-        let (field, schema) = match self.kind {
-            Kind::Search => (
-                "query",
-                json!({"type": "string", "minLength": 1, "maxLength": 1000}),
-            ),
-            Kind::Result => (
-                "uuid",
-                json!({"type": "string", "pattern": "^[0-9a-fA-F-]{36}$"}),
-            ),
-            Kind::Scan => (
-                "url",
-                json!({"type": "string", "minLength": 1, "maxLength": 2048}),
-            ),
-        };
-        json!({"type": "object", "additionalProperties": false, "required": [field],
-               "properties": {field: schema}})
+        common::object_schema(json!({
+            "url": {"type": "string", "description": "public http(s) URL to scan"}
+        }))
     }
 
     fn timeout(&self) -> Duration {
-        self.settings.timeout
+        self.0.config.timeout + Duration::from_secs(1)
     }
 
-    async fn call(&self, arguments: Value) -> Result<ToolOutput, ToolError> {
-        let base = reqwest::Url::parse(&self.settings.base_url)
-            .map_err(|e| ToolError::Failed(format!("the urlscan.io base URL: {e}")))?;
-        let endpoint = |segments: &[&str]| -> Result<reqwest::Url, ToolError> {
-            let mut url = base.clone();
-            url.path_segments_mut()
-                .map_err(|()| ToolError::Failed("the base URL cannot take a path".into()))?
-                .pop_if_empty()
-                .extend(segments)
-                .push("");
-            Ok(url)
-        };
-        let request = match self.kind {
-            Kind::Search => {
-                let args: SearchArgs = serde_json::from_value(arguments).map_err(invalid)?;
-                if args.query.trim().is_empty() || args.query.len() > 1000 {
-                    return Err(invalid("query must be 1 to 1000 characters"));
-                }
-                let mut url = endpoint(&["api", "v1", "search"])?;
-                url.query_pairs_mut()
-                    .append_pair("q", &args.query)
-                    .append_pair("size", &MAX_RESULTS.to_string());
-                self.http.get(url)
+    async fn call(&self, arguments: Value, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+        let ScanArgs { url } = common::parse_args(arguments)?;
+        let url = validate::public_web_url(&url).map_err(ToolError::InvalidArguments)?;
+        let urlscan = &self.0;
+        let request = urlscan
+            .request(reqwest::Method::POST, "/scan/")
+            .json(&json!({"url": url.as_str(), "visibility": urlscan.config.scan_visibility}));
+        let answer = common::send("urlscan.io", request, urlscan.config.timeout).await?;
+        let document = answer.json().unwrap_or(Value::Null);
+        match answer.status {
+            200 => {
+                let uuid = document["uuid"].as_str().unwrap_or_default();
+                let text = json!({
+                    "source": "urlscan", "submitted": true, "uuid": uuid,
+                    "url": document.get("url").cloned().unwrap_or_else(|| url.as_str().into()),
+                    "visibility": document.get("visibility").cloned().unwrap_or(Value::Null),
+                    "note": "call urlscan_result with this uuid in about 30 seconds",
+                })
+                .to_string();
+                Ok(urlscan.output(&text, false))
             }
-            Kind::Result => {
-                let args: ResultArgs = serde_json::from_value(arguments).map_err(invalid)?;
-                if !is_uuid(&args.uuid) {
-                    return Err(invalid(format!(
-                        "uuid must be a scan uuid, got {:?}",
-                        args.uuid
-                    )));
-                }
-                self.http
-                    .get(endpoint(&["api", "v1", "result", &args.uuid])?)
-            }
-            Kind::Scan => {
-                let args: ScanArgs = serde_json::from_value(arguments).map_err(invalid)?;
-                let url = public_http_url(&args.url).map_err(ToolError::Refused)?;
-                self.http
-                    .post(endpoint(&["api", "v1", "scan"])?)
-                    .json(&json!({"url": url.as_str(), "visibility": "unlisted"}))
-            }
-        };
-        let response = request
-            .header("API-Key", &self.settings.api_key)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    ToolError::Timeout(self.settings.timeout)
-                } else {
-                    ToolError::Failed(format!("urlscan.io is unreachable: {e}"))
-                }
-            })?;
-        let status = response.status().as_u16();
-        match status {
-            200 => {}
-            404 if self.kind == Kind::Result => {
-                return Ok(ToolOutput {
-                    text: json!({"found": false,
-                                 "note": "no such scan, or it has not finished yet (try again in ~30 s)"})
-                    .to_string(),
-                    bytes_processed: None,
-                });
-            }
-            400 => {
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                let message = body["message"].as_str().unwrap_or("bad request").to_owned();
-                return Err(ToolError::Refused(format!("urlscan.io refused: {message}")));
-            }
-            401 | 403 => return Err(ToolError::Failed("urlscan.io refused the API key".into())),
-            429 => {
-                return Err(ToolError::Failed(
-                    "urlscan.io rate limit reached; try later".into(),
-                ));
-            }
-            other => {
-                return Err(ToolError::Failed(format!(
-                    "urlscan.io answered HTTP {other}"
-                )));
-            }
+            // urlscan explains refusals (unresolvable domain, blocked or reserved URL) in the
+            // body; the model can act on that.
+            400 => Err(ToolError::Refused(format!(
+                "urlscan.io refused the submission: {}",
+                document["message"]
+                    .as_str()
+                    .or_else(|| document["description"].as_str())
+                    .unwrap_or("no reason given")
+            ))),
+            _ => Err(common::status_error("urlscan.io", &answer)),
         }
-        let body: Value = response.json().await.map_err(|e| {
-            ToolError::Failed(format!("urlscan.io answered something unreadable: {e}"))
-        })?;
-        let text = match self.kind {
-            Kind::Search => summarise_search(&body),
-            Kind::Result => summarise_result(&body),
-            Kind::Scan => json!({
-                "submitted": true,
-                "uuid": body["uuid"],
-                "visibility": body["visibility"],
-                "note": "call urlscan_result with this uuid in about 30 seconds",
-            }),
-        };
-        Ok(ToolOutput {
-            text: text.to_string(),
-            bytes_processed: None,
-        })
     }
 }
 
-fn summarise_search(body: &Value) -> Value {
-    let results: Vec<Value> = body["results"]
+fn pick(value: &Value, fields: &[&str]) -> Value {
+    let mut out = Map::new();
+    for field in fields {
+        if let Some(v) = value.get(*field).filter(|v| !v.is_null()) {
+            out.insert((*field).to_owned(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn summarise_search(query: &str, doc: &Value) -> String {
+    let results: Vec<Value> = doc["results"]
         .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .take(MAX_RESULTS)
-        .map(|r| {
-            json!({
-                "uuid": r["task"]["uuid"], "time": r["task"]["time"], "url": r["page"]["url"],
-                "domain": r["page"]["domain"], "ip": r["page"]["ip"], "country": r["page"]["country"],
-                "asn": r["page"]["asn"], "asnname": r["page"]["asnname"], "status": r["page"]["status"],
-            })
+        .map(|items| {
+            items
+                .iter()
+                .map(|r| {
+                    let mut item = Map::new();
+                    item.insert(
+                        "uuid".into(),
+                        r.get("_id")
+                            .or_else(|| r["task"].get("uuid"))
+                            .cloned()
+                            .unwrap_or(Value::Null),
+                    );
+                    item.insert("time".into(), r["task"]["time"].clone());
+                    item.insert("submitted_url".into(), r["task"]["url"].clone());
+                    item.insert(
+                        "page".into(),
+                        pick(
+                            &r["page"],
+                            &[
+                                "url", "domain", "ip", "country", "asn", "asnname", "server",
+                                "status", "title", "mimeType",
+                            ],
+                        ),
+                    );
+                    if let Some(verdicts) = r.get("verdicts").filter(|v| !v.is_null()) {
+                        item.insert(
+                            "verdict".into(),
+                            pick(&verdicts["overall"], &["malicious", "score"]),
+                        );
+                    }
+                    Value::Object(item)
+                })
+                .collect()
         })
-        .collect();
-    json!({"results": results, "has_more": body["has_more"]})
-}
-
-fn summarise_result(body: &Value) -> Value {
-    let count = |key: &str| body["lists"][key].as_array().map_or(0, Vec::len);
-    let overall = &body["verdicts"]["overall"];
+        .unwrap_or_default();
     json!({
-        "found": true,
-        "uuid": body["task"]["uuid"],
-        "scanned_at": body["task"]["time"],
-        "url": body["page"]["url"],
-        "verdict": {
-            "malicious": overall["malicious"], "score": overall["score"],
-            "categories": overall["categories"], "brands": overall["brands"], "tags": overall["tags"],
-        },
-        "page": {
-            "domain": body["page"]["domain"], "ip": body["page"]["ip"], "country": body["page"]["country"],
-            "asn": body["page"]["asn"], "asnname": body["page"]["asnname"], "server": body["page"]["server"],
-            "status": body["page"]["status"],
-        },
-        "contacted": {"ips": count("ips"), "domains": count("domains"), "urls": count("urls")},
+        "source": "urlscan",
+        "query": query,
+        "total": doc.get("total").cloned().unwrap_or(Value::from(results.len())),
+        "has_more": doc["has_more"].as_bool().unwrap_or(false),
+        "results": results,
     })
+    .to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Entries listed per list (IPs, domains…); the count is always given in full.
+const MAX_LIST: usize = 20;
 
-    #[test]
-    fn only_public_http_urls_may_be_scanned() {
-        for ok in [
-            "https://evil.example/login",
-            "http://203.0.113.0.nip.io/x",
-            "https://[2001:4860::8888]/",
-        ] {
-            assert!(public_http_url(ok).is_ok(), "{ok}");
-        }
-        for refused in [
-            "http://localhost/admin",
-            "http://127.0.0.1/",
-            "http://10.1.2.3/",
-            "http://192.168.0.1/",
-            "http://169.254.169.254/latest/meta-data/",
-            "http://100.64.0.1/",
-            "http://[::1]/",
-            "http://[fd00::1]/",
-            "http://[::ffff:10.0.0.1]/",
-            "http://printer.local/",
-            "http://db.internal/",
-            "ftp://example.com/",
-            "file:///etc/passwd",
-            "http://intranet/",
-        ] {
-            assert!(public_http_url(refused).is_err(), "{refused}");
+fn summarise_result(doc: &Value) -> String {
+    let lists = &doc["lists"];
+    let mut listed = Map::new();
+    let mut counts = Map::new();
+    for name in [
+        "ips",
+        "countries",
+        "asns",
+        "domains",
+        "servers",
+        "urls",
+        "hashes",
+        "certificates",
+        "linkDomains",
+    ] {
+        let items = lists[name].as_array().cloned().unwrap_or_default();
+        counts.insert(name.into(), Value::from(items.len()));
+        if matches!(name, "ips" | "countries" | "asns" | "domains" | "servers") && !items.is_empty()
+        {
+            listed.insert(
+                name.into(),
+                Value::Array(items.into_iter().take(MAX_LIST).collect()),
+            );
         }
     }
-
-    #[test]
-    fn uuids_are_checked_by_shape() {
-        assert!(is_uuid("09df6b90-eff4-4ac9-9d34-41a27d4aa848"));
-        assert!(!is_uuid("09df6b90-eff4-4ac9-9d34"));
-        assert!(!is_uuid("../../../etc/passwd-0000-0000-000000000000"));
-    }
+    let verdicts = &doc["verdicts"];
+    json!({
+        "source": "urlscan",
+        "uuid": doc["task"]["uuid"],
+        "task": pick(&doc["task"], &["url", "time", "visibility", "method", "tags", "reportURL"]),
+        "page": pick(&doc["page"], &["url", "domain", "ip", "country", "city", "asn", "asnname", "server", "status", "title", "mimeType", "tlsIssuer", "tlsValidDays", "apexDomain"]),
+        "verdicts": {
+            "overall": pick(&verdicts["overall"], &["malicious", "score", "categories", "brands", "tags"]),
+            "urlscan": pick(&verdicts["urlscan"], &["malicious", "score", "categories", "brands"]),
+            "engines": pick(&verdicts["engines"], &["maliciousTotal", "benignTotal", "enginesTotal", "malicious"]),
+            "community": pick(&verdicts["community"], &["votesMalicious", "votesBenign", "votesTotal"]),
+        },
+        "stats": pick(&doc["stats"], &["malicious", "uniqCountries", "totalLinks", "securePercentage", "adBlocked"]),
+        "lists": listed,
+        "counts": counts,
+    })
+    .to_string()
 }

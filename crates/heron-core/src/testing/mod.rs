@@ -13,11 +13,15 @@
 //! `rt-multi-thread`) as a dev-dependency.
 
 pub mod conformance;
+mod embedder;
 mod llm;
 mod memory;
+mod tool_cache;
 
+pub use embedder::FakeEmbedder;
 pub use llm::ScriptedChatModel;
 pub use memory::{InMemoryStore, MAX_PAGE};
+pub use tool_cache::InMemoryToolCache;
 
 use crate::ports::Store;
 use std::future::Future;
