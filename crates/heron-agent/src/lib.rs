@@ -163,11 +163,13 @@ impl Agent {
         let mut run = AgentRun {
             id: uuid::Uuid::now_v7(),
             ticket_id,
+            purpose: heron_core::agent::RunPurpose::Triage,
             model: self.model.model().to_owned(),
             status: RunStatus::Running,
             started_at: now,
             finished_at: None,
             finding: None,
+            answer: None,
             budget: None,
             error: None,
             usage: TokenUsage::default(),

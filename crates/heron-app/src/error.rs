@@ -25,6 +25,9 @@ impl From<StoreError> for AppError {
             StoreError::NotFound(what) => AppError::NotFound(what),
             StoreError::Conflict(what) => AppError::Conflict(what),
             StoreError::LeaseLost(id) => AppError::Conflict(format!("lease on event {id} lost")),
+            StoreError::TriageLeaseLost(id) => {
+                AppError::Conflict(format!("triage lease on ticket {id} lost"))
+            }
             StoreError::Unavailable(what) => AppError::Unavailable(what),
             StoreError::Invalid(what) => AppError::Invalid(what),
             StoreError::Backend(what) => AppError::Internal(what),

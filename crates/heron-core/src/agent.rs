@@ -12,6 +12,8 @@ use crate::llm::TokenUsage;
 use crate::{TicketId, Timestamp};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -98,15 +100,46 @@ pub struct AgentStep {
     pub bytes_processed: Option<u64>,
 }
 
+/// Why a run happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunPurpose {
+    /// The investigation of a new ticket, ending with a finding.
+    #[default]
+    Triage,
+    /// An answer to a question about the ticket (web, API or Slack).
+    Chat,
+    /// A `data.enrich` prompt task.
+    Enrich,
+}
+
+crate::event::str_enum!(RunPurpose {
+    Triage => "triage",
+    Chat => "chat",
+    Enrich => "enrich",
+});
+
+crate::event::str_enum!(RunStatus {
+    Running => "running",
+    Completed => "completed",
+    BudgetExhausted => "budget_exhausted",
+    Failed => "failed",
+});
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentRun {
     pub id: uuid::Uuid,
     pub ticket_id: TicketId,
+    #[serde(default)]
+    pub purpose: RunPurpose,
     pub model: String,
     pub status: RunStatus,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub finding: Option<Finding>,
+    /// A chat's or an enrichment task's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     pub budget: Option<BudgetKind>,
     pub error: Option<String>,
     pub usage: TokenUsage,

@@ -16,6 +16,7 @@ pub mod completion;
 pub mod event;
 pub mod fingerprint;
 pub mod ids;
+pub mod investigation;
 pub mod llm;
 pub mod policy;
 pub mod ports;

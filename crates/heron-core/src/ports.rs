@@ -41,6 +41,10 @@ pub enum StoreError {
     /// The caller's lease on this event expired and was taken over, or never existed.
     #[error("the lease on event {0} is no longer held")]
     LeaseLost(EventId),
+    /// The caller's lease on this ticket's triage job expired and was taken over, or never
+    /// existed.
+    #[error("the triage lease on ticket {0} is no longer held")]
+    TriageLeaseLost(TicketId),
     /// The database cannot be reached; worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -362,7 +366,14 @@ pub trait NoticeRepository: Send + Sync {
 /// Everything a Heron process needs from its database.
 #[async_trait]
 pub trait Store:
-    EventLog + EventQueue + TicketRepository + AlertRepository + NoticeRepository
+    EventLog
+    + EventQueue
+    + TicketRepository
+    + AlertRepository
+    + NoticeRepository
+    + crate::investigation::AgentStore
+    + crate::investigation::EmbeddingStore
+    + crate::tool::ToolCache
 {
     /// Cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

@@ -13,14 +13,20 @@
 //! - its clock ([`EventQueue::now`]) is the host's, moved by [`InMemoryStore::advance_clock`]
 //!   so that application tests can let leases expire or a backlog age without sleeping.
 
+use crate::agent::AgentRun;
 use crate::alert::AlertStatus;
 use crate::completion::{self, BatchWrite, LockedTicket};
+use crate::investigation::{
+    AgentStore, EmbeddingStore, SimilarTicket, TriageJob, TriageJobState, TriageLease,
+    TriageOutcome, TriageStats,
+};
 use crate::ports::{
     AlertBinding, AlertQuery, AlertRepository, EventLog, EventQuery, EventQueue, Lease,
     LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page, PlannedAlert, QueueStats, Store,
     StoreError, StoreResult, TicketQuery, TicketRepository,
 };
 use crate::ticket::NewTicket;
+use crate::tool::{ToolCache, ToolCacheError};
 use crate::{
     Accepted, Alert, AlertId, Comment, CommentId, Event, EventId, EventState, Fingerprint,
     NewEvent, Notice, NoticeId, SchemaName, Ticket, TicketId, TicketStatus, Timestamp,
@@ -52,6 +58,54 @@ struct State {
     targets: HashMap<Fingerprint, TicketId>,
     comments: BTreeMap<CommentId, Comment>,
     notices: BTreeMap<NoticeId, Notice>,
+    triage: BTreeMap<TicketId, StoredTriage>,
+    runs: BTreeMap<Uuid, AgentRun>,
+    /// (ticket, model) → vector.
+    embeddings: HashMap<(TicketId, String), Vec<f32>>,
+    /// Tool cache: key → (value, expires_at).
+    cache: HashMap<String, (String, Timestamp)>,
+}
+
+#[derive(Debug, Clone)]
+struct StoredTriage {
+    job: TriageJob,
+    next_attempt_at: Option<Timestamp>,
+    lease: Option<HeldLease>,
+}
+
+impl State {
+    /// Every newly opened ticket gets its triage job in the same step (see
+    /// [`crate::investigation`]).
+    fn enqueue_triage(&mut self, ticket: TicketId, now: Timestamp) {
+        let now = micros(now);
+        self.triage.insert(
+            ticket,
+            StoredTriage {
+                job: TriageJob {
+                    ticket_id: ticket,
+                    state: TriageJobState::Pending,
+                    attempts: 0,
+                    last_error: None,
+                    created_at: now,
+                    updated_at: now,
+                },
+                next_attempt_at: Some(now),
+                lease: None,
+            },
+        );
+    }
+
+    fn held_triage(&mut self, lease: &TriageLease) -> StoreResult<&mut StoredTriage> {
+        match self.triage.get_mut(&lease.ticket_id) {
+            Some(stored)
+                if stored.job.state == TriageJobState::Processing
+                    && stored.lease.is_some_and(|held| held.token == lease.token) =>
+            {
+                Ok(stored)
+            }
+            _ => Err(StoreError::TriageLeaseLost(lease.ticket_id)),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +275,7 @@ impl State {
             if let Some(fingerprint) = &opened.dedup_key {
                 self.targets.insert(fingerprint.clone(), ticket.id);
             }
+            self.enqueue_triage(ticket.id, now);
             self.tickets.insert(ticket.id, ticket);
         }
         for notice in &write.notices {
@@ -798,6 +853,7 @@ impl NoticeRepository for InMemoryStore {
         if let Some(notice) = state.notices.get_mut(&id) {
             notice.ticket_id = Some(opened.id);
         }
+        state.enqueue_triage(opened.id, opened.created_at);
         state.tickets.insert(opened.id, opened.clone());
         Ok(opened)
     }
@@ -811,5 +867,304 @@ impl Store for InMemoryStore {
 
     fn backend(&self) -> &'static str {
         "memory"
+    }
+}
+
+#[async_trait]
+impl AgentStore for InMemoryStore {
+    async fn lease_triage(
+        &self,
+        limit: usize,
+        now: Timestamp,
+        lease_until: Timestamp,
+        max_attempts: u32,
+    ) -> StoreResult<Vec<TriageLease>> {
+        let mut state = self.lock();
+        let now = micros(now);
+        let mut due: Vec<(Option<Timestamp>, TicketId)> = state
+            .triage
+            .values()
+            .filter(|s| match s.job.state {
+                TriageJobState::Pending => s.next_attempt_at.is_some_and(|at| at <= now),
+                TriageJobState::Processing => s.lease.is_none_or(|held| held.expires_at < now),
+                _ => false,
+            })
+            .map(|s| (s.next_attempt_at, s.job.ticket_id))
+            .collect();
+        due.sort_unstable();
+        due.truncate(limit);
+        let mut leased = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            let Some(stored) = state.triage.get_mut(&id) else {
+                continue;
+            };
+            if stored.job.state == TriageJobState::Processing && stored.job.attempts >= max_attempts
+            {
+                stored.job.state = TriageJobState::Failed;
+                stored.job.last_error =
+                    Some(crate::ports::lease_expired_error(stored.job.attempts));
+                stored.job.updated_at = now;
+                stored.next_attempt_at = None;
+                stored.lease = None;
+                continue;
+            }
+            let token = Uuid::new_v4();
+            stored.job.state = TriageJobState::Processing;
+            stored.job.attempts += 1;
+            stored.job.updated_at = now;
+            stored.lease = Some(HeldLease {
+                token,
+                expires_at: micros(lease_until),
+            });
+            leased.push(TriageLease {
+                ticket_id: id,
+                token,
+                attempts: stored.job.attempts,
+            });
+        }
+        Ok(leased)
+    }
+
+    async fn extend_triage_lease(&self, lease: &TriageLease, until: Timestamp) -> StoreResult<()> {
+        let mut state = self.lock();
+        let stored = state.held_triage(lease)?;
+        stored.lease = Some(HeldLease {
+            token: lease.token,
+            expires_at: micros(until),
+        });
+        Ok(())
+    }
+
+    async fn finish_triage(
+        &self,
+        lease: &TriageLease,
+        outcome: TriageOutcome,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        state.held_triage(lease)?;
+        let now = micros(now);
+        let (job_state, error) = match outcome {
+            TriageOutcome::Ran(run) => {
+                if let Some(finding) = &run.finding {
+                    let value = serde_json::to_value(finding)
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    if let Some(ticket) = state.tickets.get_mut(&lease.ticket_id) {
+                        ticket.finding = Some(value);
+                    }
+                }
+                state.runs.insert(run.id, stored_run(*run));
+                (TriageJobState::Done, None)
+            }
+            TriageOutcome::Skipped(reason) => (TriageJobState::Skipped, Some(reason)),
+        };
+        if let Some(stored) = state.triage.get_mut(&lease.ticket_id) {
+            stored.job.state = job_state;
+            stored.job.last_error = error;
+            stored.job.updated_at = now;
+            stored.next_attempt_at = None;
+            stored.lease = None;
+        }
+        Ok(())
+    }
+
+    async fn fail_triage(
+        &self,
+        lease: &TriageLease,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        let mut state = self.lock();
+        let stored = state.held_triage(lease)?;
+        stored.job.state = if retry_at.is_some() {
+            TriageJobState::Pending
+        } else {
+            TriageJobState::Failed
+        };
+        stored.job.last_error = Some(error.to_owned());
+        stored.job.updated_at = micros(chrono::Utc::now());
+        stored.next_attempt_at = retry_at.map(micros);
+        stored.lease = None;
+        Ok(())
+    }
+
+    async fn release_triage(&self, lease: &TriageLease) -> StoreResult<()> {
+        let mut state = self.lock();
+        let stored = state.held_triage(lease)?;
+        stored.job.state = TriageJobState::Pending;
+        stored.job.attempts = stored.job.attempts.saturating_sub(1);
+        stored.next_attempt_at = Some(micros(chrono::Utc::now()));
+        stored.lease = None;
+        Ok(())
+    }
+
+    async fn requeue_triage(&self, ticket: TicketId, now: Timestamp) -> StoreResult<TriageJob> {
+        let mut state = self.lock();
+        if !state.tickets.contains_key(&ticket) {
+            return Err(StoreError::NotFound(format!("ticket {ticket}")));
+        }
+        let now = micros(now);
+        if let Some(stored) = state.triage.get(&ticket)
+            && stored.job.state == TriageJobState::Processing
+        {
+            return Err(StoreError::Conflict(format!(
+                "the triage of ticket {ticket} is running"
+            )));
+        }
+        let created_at = state.triage.get(&ticket).map(|s| s.job.created_at);
+        state.enqueue_triage(ticket, now);
+        let stored = state
+            .triage
+            .get_mut(&ticket)
+            .ok_or_else(|| StoreError::Backend("triage job vanished".into()))?;
+        if let Some(created_at) = created_at {
+            stored.job.created_at = created_at;
+        }
+        Ok(stored.job.clone())
+    }
+
+    async fn get_triage_job(&self, ticket: TicketId) -> StoreResult<Option<TriageJob>> {
+        Ok(self.lock().triage.get(&ticket).map(|s| s.job.clone()))
+    }
+
+    async fn triage_stats(&self, _now: Timestamp) -> StoreResult<TriageStats> {
+        let state = self.lock();
+        let mut stats = TriageStats::default();
+        for stored in state.triage.values() {
+            match stored.job.state {
+                TriageJobState::Pending => stats.pending += 1,
+                TriageJobState::Processing => stats.processing += 1,
+                TriageJobState::Failed => stats.failed += 1,
+                TriageJobState::Done | TriageJobState::Skipped => {}
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn save_agent_run(&self, run: &AgentRun) -> StoreResult<()> {
+        let mut state = self.lock();
+        if !state.tickets.contains_key(&run.ticket_id) {
+            return Err(StoreError::NotFound(format!("ticket {}", run.ticket_id)));
+        }
+        state.runs.insert(run.id, stored_run(run.clone()));
+        Ok(())
+    }
+
+    async fn list_agent_runs(&self, ticket: TicketId) -> StoreResult<Vec<AgentRun>> {
+        let state = self.lock();
+        let mut runs: Vec<AgentRun> = state
+            .runs
+            .values()
+            .filter(|r| r.ticket_id == ticket)
+            .cloned()
+            .collect();
+        runs.sort_by_key(|r| (r.started_at, r.id));
+        Ok(runs)
+    }
+
+    async fn tokens_spent_since(&self, since: Timestamp) -> StoreResult<u64> {
+        let state = self.lock();
+        Ok(state
+            .runs
+            .values()
+            .filter(|r| r.started_at >= since)
+            .map(|r| u64::from(r.usage.total_tokens))
+            .sum())
+    }
+}
+
+/// What a database keeps of a run: timestamps to the microsecond.
+fn stored_run(mut run: AgentRun) -> AgentRun {
+    run.started_at = micros(run.started_at);
+    run.finished_at = run.finished_at.map(micros);
+    run
+}
+
+#[async_trait]
+impl EmbeddingStore for InMemoryStore {
+    async fn put_ticket_embedding(
+        &self,
+        ticket: TicketId,
+        model: &str,
+        vector: &[f32],
+    ) -> StoreResult<()> {
+        let mut state = self.lock();
+        if !state.tickets.contains_key(&ticket) {
+            return Err(StoreError::NotFound(format!("ticket {ticket}")));
+        }
+        state
+            .embeddings
+            .insert((ticket, model.to_owned()), vector.to_vec());
+        Ok(())
+    }
+
+    async fn get_ticket_embedding(
+        &self,
+        ticket: TicketId,
+        model: &str,
+    ) -> StoreResult<Option<Vec<f32>>> {
+        Ok(self
+            .lock()
+            .embeddings
+            .get(&(ticket, model.to_owned()))
+            .cloned())
+    }
+
+    async fn similar_tickets(
+        &self,
+        model: &str,
+        vector: &[f32],
+        limit: usize,
+        exclude: Option<TicketId>,
+    ) -> StoreResult<Vec<SimilarTicket>> {
+        let state = self.lock();
+        let mut scored: Vec<(f64, TicketId)> = state
+            .embeddings
+            .iter()
+            .filter(|((id, m), v)| m == model && v.len() == vector.len() && Some(*id) != exclude)
+            .map(|((id, _), v)| (crate::investigation::cosine_similarity(vector, v), *id))
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.truncate(limit);
+        Ok(scored
+            .into_iter()
+            .filter_map(|(score, id)| {
+                state.tickets.get(&id).map(|t| SimilarTicket {
+                    ticket_id: t.id,
+                    title: t.title.clone(),
+                    status: t.status,
+                    conclusion: t.conclusion,
+                    reason: t.reason.clone(),
+                    finding: t.finding.clone(),
+                    created_at: t.created_at,
+                    score,
+                })
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ToolCache for InMemoryStore {
+    async fn get(&self, key: &str, now: Timestamp) -> Result<Option<String>, ToolCacheError> {
+        Ok(self
+            .lock()
+            .cache
+            .get(key)
+            .filter(|(_, expires_at)| *expires_at > now)
+            .map(|(value, _)| value.clone()))
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), ToolCacheError> {
+        self.lock()
+            .cache
+            .insert(key.to_owned(), (value.to_owned(), expires_at));
+        Ok(())
     }
 }
