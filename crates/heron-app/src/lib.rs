@@ -10,16 +10,21 @@
 //! - policy errors fail an event at once (retrying the same policy cannot help); storage
 //!   errors are retried with backoff until `max_attempts`.
 
+pub mod agent_tools;
 mod error;
 mod intake;
 pub mod metrics;
 pub mod pipeline;
 mod policies;
 mod tickets;
+pub mod triage;
 mod worker;
 
 pub use error::{AppError, AppResult};
 pub use intake::Intake;
 pub use policies::PolicyHandle;
 pub use tickets::{Actor, TicketService};
+pub use triage::{
+    StoreDailyTokens, TicketEmbedder, TriageAgent, TriageSettings, TriageWorker, ticket_context,
+};
 pub use worker::{Worker, WorkerSettings};

@@ -11,6 +11,10 @@ pub const ALERTS: &str = "heron_alerts_total";
 pub const TICKETS_OPENED: &str = "heron_tickets_opened_total";
 pub const QUEUE_DEPTH: &str = "heron_queue_depth";
 pub const STAGE_SECONDS: &str = "heron_stage_duration_seconds";
+pub const AGENT_RUNS: &str = "heron_agent_runs_total";
+pub const LLM_TOKENS: &str = "heron_llm_tokens_total";
+pub const BIGQUERY_BYTES: &str = "heron_bigquery_bytes_processed_total";
+pub const AGENT_STEPS: &str = "heron_agent_steps_total";
 
 /// Distinct `schema` label values kept; later schemas are counted as `other`. Anyone holding
 /// a webhook token can invent schema names, and each new label value is a new time series.
@@ -65,6 +69,44 @@ pub fn describe() {
         "Events by queue state (pending, processing, failed)."
     );
     describe_histogram!(STAGE_SECONDS, Unit::Seconds, "Pipeline stage latency.");
+    describe_counter!(AGENT_RUNS, "Agent runs ended, by purpose and status.");
+    describe_counter!(
+        LLM_TOKENS,
+        "Tokens spent by agent runs, by purpose and kind (prompt, completion)."
+    );
+    describe_counter!(
+        BIGQUERY_BYTES,
+        Unit::Bytes,
+        "Bytes processed by the agent's BigQuery queries."
+    );
+    describe_counter!(
+        AGENT_STEPS,
+        "Agent steps, by kind (model, tool) and outcome."
+    );
+}
+
+/// Counts an ended run: its status, tokens, steps and bytes scanned.
+pub fn agent_run(run: &heron_core::agent::AgentRun) {
+    let purpose = run.purpose.as_str();
+    let status = run.status.as_str();
+    metrics::counter!(AGENT_RUNS, "purpose" => purpose, "status" => status).increment(1);
+    metrics::counter!(LLM_TOKENS, "purpose" => purpose, "kind" => "prompt")
+        .increment(u64::from(run.usage.prompt_tokens));
+    metrics::counter!(LLM_TOKENS, "purpose" => purpose, "kind" => "completion")
+        .increment(u64::from(run.usage.completion_tokens));
+    for step in &run.steps {
+        // By kind, not by tool name: the model chooses names, and a label value per invented
+        // name would be a time series per invention.
+        let kind = match step.kind {
+            heron_core::agent::StepKind::Model => "model",
+            heron_core::agent::StepKind::Tool => "tool",
+        };
+        let outcome = if step.error.is_some() { "error" } else { "ok" };
+        metrics::counter!(AGENT_STEPS, "kind" => kind, "outcome" => outcome).increment(1);
+        if let Some(bytes) = step.bytes_processed {
+            metrics::counter!(BIGQUERY_BYTES).increment(bytes);
+        }
+    }
 }
 
 #[cfg(test)]
