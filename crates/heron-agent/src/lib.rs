@@ -12,6 +12,7 @@
 //!   out the run ends `budget_exhausted`, keeping every step so far;
 //! - every run ends — with a finding, a budget, or a recorded error — and never panics.
 
+mod chat;
 mod finding;
 mod prompt;
 
@@ -129,6 +130,18 @@ impl Agent {
             budgets,
             daily,
         }
+    }
+
+    /// The configured tools, as offered to the model in a chat (no `submit_finding`).
+    pub(crate) fn offered_tools(&self) -> Vec<ToolSpec> {
+        self.tools
+            .iter()
+            .map(|t| ToolSpec {
+                name: t.name().to_owned(),
+                description: t.description().to_owned(),
+                parameters: t.parameters(),
+            })
+            .collect()
     }
 
     /// The tools offered to the model: the configured ones and `submit_finding`.
@@ -293,61 +306,81 @@ impl Agent {
                         }
                     }
                 }
-                let step_index = next_index(run);
-                let (content, result, error, bytes) =
-                    match self.tools.iter().find(|t| t.name() == call.name) {
-                        None => {
-                            let why = format!(
-                                "there is no tool named {:?}; use only the tools offered",
-                                call.name
-                            );
-                            (why.clone(), None, Some(why), None)
-                        }
-                        Some(tool) => match arguments {
-                            Err(e) => {
-                                let why = format!("the arguments are not JSON: {e}");
-                                (why.clone(), None, Some(why), None)
-                            }
-                            Ok(value) => {
-                                let remaining =
-                                    self.budgets.wall_time.saturating_sub(started.elapsed());
-                                let limit = tool.timeout().min(remaining);
-                                match tokio::time::timeout(limit, tool.call(value, ctx)).await {
-                                    Err(_) => {
-                                        let why = ToolError::Timeout(limit).to_string();
-                                        (why.clone(), None, Some(why), None)
-                                    }
-                                    Ok(Err(e)) => {
-                                        let why = e.to_string();
-                                        (why.clone(), None, Some(why), None)
-                                    }
-                                    Ok(Ok(output)) => {
-                                        let clipped =
-                                            clip(&output.text, self.budgets.max_tool_result_bytes);
-                                        (
-                                            fence.wrap(&format!("step-{step_index}"), &clipped),
-                                            Some(clipped),
-                                            None,
-                                            output.bytes_processed,
-                                        )
-                                    }
-                                }
-                            }
-                        },
-                    };
-                push_step(run, StepKind::Tool, call_started, |s| {
-                    s.tool = Some(call.name.clone());
-                    s.arguments = shown_arguments;
-                    s.result = result;
-                    s.error = error;
-                    s.bytes_processed = bytes;
-                });
+                let content = self
+                    .call_tool(run, call, arguments, shown_arguments, fence, ctx, started)
+                    .await;
                 messages.push(ChatMessage::Tool {
                     tool_call_id: call.id.clone(),
                     content,
                 });
             }
         }
+    }
+
+    /// Runs one tool call the model asked for (refusing a tool that was not offered and
+    /// arguments that are not JSON), records it as a step, and answers what goes back to the
+    /// model: the result inside the data fence, or the error.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn call_tool(
+        &self,
+        run: &mut AgentRun,
+        call: &heron_core::llm::ToolCall,
+        arguments: Result<serde_json::Value, serde_json::Error>,
+        shown_arguments: Option<serde_json::Value>,
+        fence: &prompt::Fence,
+        ctx: &ToolContext,
+        started: Instant,
+    ) -> String {
+        let call_started = Instant::now();
+        let step_index = next_index(run);
+        let (content, result, error, bytes) =
+            match self.tools.iter().find(|t| t.name() == call.name) {
+                None => {
+                    let why = format!(
+                        "there is no tool named {:?}; use only the tools offered",
+                        call.name
+                    );
+                    (why.clone(), None, Some(why), None)
+                }
+                Some(tool) => match arguments {
+                    Err(e) => {
+                        let why = format!("the arguments are not JSON: {e}");
+                        (why.clone(), None, Some(why), None)
+                    }
+                    Ok(value) => {
+                        let remaining = self.budgets.wall_time.saturating_sub(started.elapsed());
+                        let limit = tool.timeout().min(remaining);
+                        match tokio::time::timeout(limit, tool.call(value, ctx)).await {
+                            Err(_) => {
+                                let why = ToolError::Timeout(limit).to_string();
+                                (why.clone(), None, Some(why), None)
+                            }
+                            Ok(Err(e)) => {
+                                let why = e.to_string();
+                                (why.clone(), None, Some(why), None)
+                            }
+                            Ok(Ok(output)) => {
+                                let clipped =
+                                    clip(&output.text, self.budgets.max_tool_result_bytes);
+                                (
+                                    fence.wrap(&format!("step-{step_index}"), &clipped),
+                                    Some(clipped),
+                                    None,
+                                    output.bytes_processed,
+                                )
+                            }
+                        }
+                    }
+                },
+            };
+        push_step(run, StepKind::Tool, call_started, |s| {
+            s.tool = Some(call.name.clone());
+            s.arguments = shown_arguments;
+            s.result = result;
+            s.error = error;
+            s.bytes_processed = bytes;
+        });
+        content
     }
 
     fn check_budgets(&self, run: &AgentRun, started: Instant) -> Result<(), End> {

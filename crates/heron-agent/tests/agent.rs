@@ -344,3 +344,36 @@ async fn long_tool_results_are_clipped_with_a_note() {
         &result[result.len() - 40..]
     );
 }
+
+#[tokio::test]
+async fn a_chat_answers_after_its_tool_calls_and_streams_every_step() {
+    let tool = Recording::new("otx_ipv4", "no pulses");
+    let model = Arc::new(ScriptedChatModel::new(vec![
+        ScriptedChatModel::calls(&[("otx_ipv4", r#"{"target":"203.0.113.9"}"#)], 30),
+        ScriptedChatModel::text("OTX knows nothing about it (step-2).", 20),
+    ]));
+    let agent = agent(model.clone(), vec![tool.clone()], Budgets::default());
+    let seen = Mutex::new(Vec::new());
+    let run = agent
+        .chat(
+            TicketId::new(),
+            &context(),
+            "Is 203.0.113.9 known?",
+            chrono::Utc::now(),
+            &|step| seen.lock().unwrap().push(step.index),
+        )
+        .await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        run.answer.as_deref(),
+        Some("OTX knows nothing about it (step-2).")
+    );
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3]);
+    assert_eq!(run.usage.total_tokens, 50);
+    let first = &model.requests()[0];
+    assert!(first.tools.iter().all(|t| t.name != SUBMIT_FINDING));
+    let ChatMessage::User { content } = &first.messages[1] else {
+        panic!("the question comes second");
+    };
+    assert!(content.ends_with("Is 203.0.113.9 known?"));
+}

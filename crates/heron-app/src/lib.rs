@@ -11,6 +11,7 @@
 //!   errors are retried with backoff until `max_attempts`.
 
 pub mod agent_tools;
+mod chat;
 mod error;
 mod intake;
 pub mod metrics;
@@ -20,6 +21,7 @@ mod tickets;
 pub mod triage;
 mod worker;
 
+pub use chat::{AGENT_AUTHOR, ChatReply, ChatService, MAX_QUESTION_BYTES};
 pub use error::{AppError, AppResult};
 pub use intake::Intake;
 pub use policies::PolicyHandle;

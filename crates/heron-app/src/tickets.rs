@@ -17,7 +17,7 @@ pub struct Actor {
 }
 
 /// Longest comment accepted, in bytes.
-const MAX_COMMENT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_COMMENT_BYTES: usize = 64 * 1024;
 /// Optimistic-concurrency retries when two people change a ticket at once.
 const UPDATE_RETRIES: usize = 3;
 

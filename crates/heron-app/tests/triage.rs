@@ -404,3 +404,82 @@ async fn injected_instructions_in_an_alert_stay_inside_the_data_fence_and_unoffe
         TicketStatus::Open
     );
 }
+
+fn chat_service(s: &Setup, model: Arc<ScriptedChatModel>) -> heron_app::ChatService {
+    let tools = agent_tools::ticket_tools(s.store.clone(), "fake-embedder", 16 * 1024);
+    let daily = Arc::new(StoreDailyTokens::new(1_000_000));
+    heron_app::ChatService::new(
+        s.store.clone(),
+        Arc::new(Agent::new(model, tools, Budgets::default(), daily.clone())),
+        daily,
+    )
+}
+
+fn analyst() -> heron_app::Actor {
+    heron_app::Actor {
+        name: "alice".into(),
+        source: CommentSource::Web,
+    }
+}
+
+#[tokio::test]
+async fn a_chat_question_and_its_answer_become_comments_and_the_run_is_stored() {
+    let s = setup();
+    s.send(serde_json::json!({"rule": "dns tunnel"})).await;
+    s.drain_events().await;
+    let ticket = s.tickets().await.remove(0);
+    let model = Arc::new(ScriptedChatModel::new(vec![
+        ScriptedChatModel::calls(&[("get_comments", "{}")], 5),
+        ScriptedChatModel::text("Nobody has commented yet.", 5),
+    ]));
+    let chat = chat_service(&s, model.clone());
+    let steps = std::sync::Mutex::new(0);
+    let reply = chat
+        .ask(ticket.id, &analyst(), "  Any comments so far?  ", &|_| {
+            *steps.lock().unwrap() += 1
+        })
+        .await
+        .unwrap();
+    assert_eq!(*steps.lock().unwrap(), 3);
+    assert_eq!(reply.run.status, RunStatus::Completed);
+    let comments = s.store.list_comments(ticket.id).await.unwrap();
+    let texts: Vec<(&str, &str)> = comments
+        .iter()
+        .map(|c| (c.author.as_str(), c.text.as_str()))
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            ("alice", "Any comments so far?"),
+            ("heron", "Nobody has commented yet.")
+        ]
+    );
+    assert_eq!(comments[1].source, CommentSource::Agent);
+    let runs = s.store.list_agent_runs(ticket.id).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].purpose, heron_core::agent::RunPurpose::Chat);
+}
+
+#[tokio::test]
+async fn a_chat_whose_model_fails_keeps_the_question_and_records_the_failed_run() {
+    let s = setup();
+    s.send(serde_json::json!({"rule": "dns tunnel"})).await;
+    s.drain_events().await;
+    let ticket = s.tickets().await.remove(0);
+    let model = Arc::new(ScriptedChatModel::new(vec![Err(LlmError::Auth(
+        "bad key".into(),
+    ))]));
+    let reply = chat_service(&s, model)
+        .ask(ticket.id, &analyst(), "What is this?", &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(reply.run.status, RunStatus::Failed);
+    assert!(reply.answer.is_none());
+    let comments = s.store.list_comments(ticket.id).await.unwrap();
+    assert_eq!(comments.len(), 1);
+    assert_eq!(s.store.list_agent_runs(ticket.id).await.unwrap().len(), 1);
+    let empty = chat_service(&s, Arc::new(ScriptedChatModel::new(vec![])))
+        .ask(ticket.id, &analyst(), "   ", &|_| {})
+        .await;
+    assert!(matches!(empty, Err(heron_app::AppError::Invalid(_))));
+}

@@ -2,5 +2,6 @@
 //! (SQLite or PostgreSQL store, regorus policies, Prometheus exporter) are chosen and wired
 //! into the application and the server. Integration tests start Heron through [`runtime`].
 
+pub mod agent;
 pub mod runtime;
 pub mod settings;

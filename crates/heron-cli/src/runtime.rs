@@ -2,7 +2,7 @@
 
 use crate::settings::Settings;
 use anyhow::{Context, bail};
-use heron_app::{Intake, PolicyHandle, Worker};
+use heron_app::{Intake, PolicyHandle, TriageWorker, Worker};
 use heron_core::ports::Store;
 use heron_policy::{LoadOptions, PolicySet, RegoVersion};
 use heron_server::{AuthConfig, AuthMode, ServerSettings, ServerState};
@@ -228,13 +228,20 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             allow_insecure_urls: settings.sns.allow_insecure_urls,
         },
     };
+    let agent = crate::agent::build(settings, store.clone()).await?;
     let state = ServerState::new(
         store.clone(),
         intake,
         policies.clone(),
         server_settings,
         metrics_handle(),
-    )?;
+    )?
+    .with_agent(heron_server::AgentState {
+        embedder: agent.embedder.clone(),
+        chat: agent.chat.clone(),
+        enabled: agent.triage.is_some(),
+        tools: agent.tool_names(),
+    });
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
@@ -255,8 +262,7 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             settings.worker.to_app(),
             wake,
         );
-        let stop = shutdown.subscribe();
-        tokio::spawn(async move { worker.run(stop).await })
+        spawn_workers(worker, triage_worker(&store, &agent), shutdown.subscribe())
     });
     tracing::info!(%addr, backend = store.backend(), worker = settings.worker.enabled, "heron is serving");
     Ok(RunningServer {
@@ -311,6 +317,8 @@ impl RunningWorker {
 pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> {
     let policies = PolicyHandle::new(Arc::new(load_policies(settings)?));
     let store = open_store(settings).await?;
+    let agent = crate::agent::build(settings, store.clone()).await?;
+    let triage = triage_worker(&store, &agent);
     let worker = Worker::new(
         store,
         policies,
@@ -318,8 +326,47 @@ pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> 
         Arc::new(Notify::new()),
     );
     let (shutdown, stop) = watch::channel(false);
-    let task = tokio::spawn(async move { worker.run(stop).await });
+    let task = spawn_workers(worker, triage, stop);
     Ok(RunningWorker { shutdown, task })
+}
+
+fn triage_worker(store: &Arc<dyn Store>, agent: &crate::agent::AgentParts) -> TriageWorker {
+    TriageWorker::new(
+        store.clone(),
+        agent.embedder.clone(),
+        agent.triage.clone(),
+        agent.triage_settings.clone(),
+        Arc::new(Notify::new()),
+    )
+}
+
+/// The event worker and the triage worker as one task: both stop on `stop`, and the task
+/// ends (so the process notices and exits) as soon as either ends on its own.
+fn spawn_workers(
+    worker: Worker,
+    triage: TriageWorker,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let triage_stop = stop.clone();
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        let mut events = tokio::spawn(async move { worker.run(stop).await });
+        let mut investigations = tokio::spawn(async move { triage.run(triage_stop).await });
+        let (first, other) = tokio::select! {
+            ended = &mut events => (ended, investigations),
+            ended = &mut investigations => (ended, events),
+        };
+        if *stopping.borrow() {
+            let _ = other.await;
+        } else {
+            other.abort();
+        }
+        if let Err(e) = first
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    })
 }
 
 async fn shutdown_signal() {

@@ -36,6 +36,57 @@ pub struct Settings {
     pub sns: SnsSettings,
     pub worker: WorkerSettings,
     pub log: LogSettings,
+
+    // The agent: model, embeddings, tools and budgets (docs/agent-tools.md). Flat keys, so
+    // that `HERON_LLM_BASE_URL` and `llm_base_url` name the same setting.
+    /// OpenAI-compatible base URL; unset disables the agent.
+    pub llm_base_url: Option<String>,
+    pub llm_api_key: Option<String>,
+    pub llm_model: Option<String>,
+    /// Unset: the local hashing embedder.
+    pub embedding_model: Option<String>,
+    pub embedding_dimensions: Option<u32>,
+    /// Seconds for one HTTP attempt to the model.
+    pub llm_timeout: u64,
+    pub llm_max_retries: u32,
+    pub llm_azure_api_version: Option<String>,
+    pub llm_azure_deployment: Option<String>,
+    pub llm_azure_embedding_deployment: Option<String>,
+    /// Largest tool answer given to the model, in bytes.
+    pub tool_result_bytes: usize,
+    pub otx_api_key: Option<String>,
+    pub otx_base_url: String,
+    pub otx_timeout: u64,
+    pub otx_cache_ttl: u64,
+    pub urlscan_api_key: Option<String>,
+    pub urlscan_base_url: String,
+    pub urlscan_timeout: u64,
+    pub urlscan_cache_ttl: u64,
+    pub urlscan_allow_scan: bool,
+    pub urlscan_scan_visibility: String,
+    pub bigquery_project: Option<String>,
+    pub bigquery_location: Option<String>,
+    /// Service-account key file; unset: application default credentials.
+    pub bigquery_credentials: Option<PathBuf>,
+    /// BigQuery REST root, for emulators and tests.
+    pub bigquery_base_url: Option<String>,
+    pub bigquery_tables: Vec<crate::agent::TableSetting>,
+    pub bigquery_runbooks: Option<PathBuf>,
+    pub bigquery_max_bytes_per_query: crate::agent::ByteSize,
+    pub bigquery_max_bytes_per_ticket: crate::agent::ByteSize,
+    pub bigquery_max_rows: usize,
+    pub bigquery_timeout: u64,
+    /// Model calls plus tool calls per run.
+    pub agent_max_steps: u32,
+    pub agent_max_run_tokens: u64,
+    /// Seconds one run may take.
+    pub agent_wall_time: u64,
+    /// Tokens all runs of the service may spend per UTC day.
+    pub agent_daily_tokens: u64,
+    /// Investigations at once per process.
+    pub agent_concurrency: usize,
+    /// Tickets older than this (hours) when their triage comes up are not investigated.
+    pub agent_max_age_hours: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -152,6 +203,47 @@ impl Default for Settings {
             sns: SnsSettings::default(),
             worker: WorkerSettings::default(),
             log: LogSettings::default(),
+            llm_base_url: None,
+            llm_api_key: None,
+            llm_model: None,
+            embedding_model: None,
+            embedding_dimensions: None,
+            llm_timeout: 60,
+            llm_max_retries: 3,
+            llm_azure_api_version: None,
+            llm_azure_deployment: None,
+            llm_azure_embedding_deployment: None,
+            tool_result_bytes: 16 * 1024,
+            otx_api_key: None,
+            otx_base_url: heron_tools::OtxConfig::DEFAULT_BASE_URL.into(),
+            otx_timeout: 20,
+            otx_cache_ttl: 6 * 3600,
+            urlscan_api_key: None,
+            urlscan_base_url: heron_tools::UrlscanConfig::DEFAULT_BASE_URL.into(),
+            urlscan_timeout: 20,
+            urlscan_cache_ttl: 3600,
+            urlscan_allow_scan: false,
+            urlscan_scan_visibility: "private".into(),
+            bigquery_project: None,
+            bigquery_location: None,
+            bigquery_credentials: None,
+            bigquery_base_url: None,
+            bigquery_tables: Vec::new(),
+            bigquery_runbooks: None,
+            bigquery_max_bytes_per_query: crate::agent::ByteSize(
+                heron_tools::BigQueryConfig::DEFAULT_MAX_BYTES_PER_QUERY,
+            ),
+            bigquery_max_bytes_per_ticket: crate::agent::ByteSize(
+                heron_tools::BigQueryConfig::DEFAULT_MAX_BYTES_PER_TICKET,
+            ),
+            bigquery_max_rows: 100,
+            bigquery_timeout: 120,
+            agent_max_steps: 12,
+            agent_max_run_tokens: 100_000,
+            agent_wall_time: 300,
+            agent_daily_tokens: 2_000_000,
+            agent_concurrency: 2,
+            agent_max_age_hours: 24,
         }
     }
 }
@@ -193,6 +285,17 @@ const ENV_KEYS: &[&str] = &[
     "log",
 ];
 
+/// Prefixes of the flat agent keys (`HERON_LLM_BASE_URL` → `llm_base_url`).
+const ENV_PREFIXES: &[&str] = &[
+    "llm_",
+    "embedding_",
+    "tool_",
+    "otx_",
+    "urlscan_",
+    "bigquery_",
+    "agent_",
+];
+
 /// Default config file, read when present and no other is named.
 pub const DEFAULT_CONFIG_FILE: &str = "heron.toml";
 
@@ -215,7 +318,9 @@ impl Settings {
                 Env::prefixed("HERON_")
                     .filter(|key| {
                         let top = key.as_str().split("__").next().unwrap_or_default();
-                        ENV_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+                        let lower = top.to_ascii_lowercase();
+                        ENV_KEYS.iter().any(|k| lower == *k)
+                            || ENV_PREFIXES.iter().any(|p| lower.starts_with(p))
                     })
                     .split("__"),
             )
@@ -234,7 +339,33 @@ impl Settings {
     /// safety limit by accident; the message names the key and its range.
     pub fn validate(&self) -> Result<(), String> {
         const DAY: u64 = 86_400;
-        let checks: [(&str, u64, u64, u64); 12] = [
+        let checks: [(&str, u64, u64, u64); 23] = [
+            ("llm_timeout", self.llm_timeout, 1, 3600),
+            ("llm_max_retries", u64::from(self.llm_max_retries), 0, 20),
+            (
+                "embedding_dimensions",
+                u64::from(self.embedding_dimensions.unwrap_or(256)),
+                8,
+                16_000,
+            ),
+            (
+                "tool_result_bytes",
+                self.tool_result_bytes as u64,
+                256,
+                1 << 20,
+            ),
+            ("otx_timeout", self.otx_timeout, 1, 600),
+            ("urlscan_timeout", self.urlscan_timeout, 1, 600),
+            (
+                "bigquery_max_rows",
+                self.bigquery_max_rows as u64,
+                1,
+                10_000,
+            ),
+            ("bigquery_timeout", self.bigquery_timeout, 1, 3600),
+            ("agent_max_steps", u64::from(self.agent_max_steps), 2, 200),
+            ("agent_wall_time", self.agent_wall_time, 1, 3600),
+            ("agent_concurrency", self.agent_concurrency as u64, 1, 64),
             ("policy_timeout_ms", self.policy_timeout_ms, 1, 600_000),
             ("max_body_bytes", self.max_body_bytes as u64, 1024, 64 << 20),
             ("request_timeout_secs", self.request_timeout_secs, 1, 3600),
@@ -302,6 +433,16 @@ impl Settings {
         let mut shown = self.clone();
         let hide = |v: &mut Vec<String>| v.iter_mut().for_each(|t| *t = "<redacted>".into());
         hide(&mut shown.auth.tokens);
+        for key in [
+            &mut shown.llm_api_key,
+            &mut shown.otx_api_key,
+            &mut shown.urlscan_api_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *key = "<redacted>".into();
+        }
         shown.auth.schema_tokens.values_mut().for_each(hide);
         if let Some(url) = &mut shown.database_url {
             *url = redact_url_password(url);

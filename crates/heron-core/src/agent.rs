@@ -8,14 +8,15 @@
 //! - a finding's `evidence` names steps of the same run (`step-<n>`), so every claim points at
 //!   the tool result it rests on.
 
+use crate::TicketId;
 use crate::llm::TokenUsage;
-use crate::{TicketId, Timestamp};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingSeverity {
@@ -26,6 +27,7 @@ pub enum FindingSeverity {
     Critical,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -36,6 +38,7 @@ pub enum Verdict {
 }
 
 /// What the agent concluded, as submitted through its `submit_finding` tool.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Finding {
@@ -51,6 +54,7 @@ pub struct Finding {
     pub evidence: Vec<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -61,6 +65,7 @@ pub enum RunStatus {
 }
 
 /// The budget that ended a run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BudgetKind {
@@ -70,6 +75,7 @@ pub enum BudgetKind {
     DailyTokens,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
@@ -79,6 +85,7 @@ pub enum StepKind {
     Tool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentStep {
     /// 1-based; a finding cites it as `step-<index>`.
@@ -101,6 +108,7 @@ pub struct AgentStep {
 }
 
 /// Why a run happened.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunPurpose {
@@ -126,6 +134,7 @@ crate::event::str_enum!(RunStatus {
     Failed => "failed",
 });
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentRun {
     pub id: uuid::Uuid,
@@ -134,8 +143,8 @@ pub struct AgentRun {
     pub purpose: RunPurpose,
     pub model: String,
     pub status: RunStatus,
-    pub started_at: Timestamp,
-    pub finished_at: Option<Timestamp>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
     pub finding: Option<Finding>,
     /// A chat's or an enrichment task's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]

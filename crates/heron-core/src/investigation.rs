@@ -34,6 +34,7 @@ pub struct TriageLease {
     pub attempts: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TriageJobState {
@@ -54,16 +55,18 @@ crate::event::str_enum!(TriageJobState {
     Skipped => "skipped",
 });
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriageJob {
     pub ticket_id: TicketId,
     pub state: TriageJobState,
     pub attempts: u32,
     pub last_error: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TriageStats {
     pub pending: u64,
@@ -143,7 +146,7 @@ pub struct SimilarTicket {
     pub reason: Option<String>,
     /// The agent's verdict and summary, when it wrote a finding.
     pub finding: Option<serde_json::Value>,
-    pub created_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
     /// Cosine similarity, 1 = same direction.
     pub score: f64,
 }
