@@ -53,6 +53,8 @@ pub struct AgentParts {
     /// `None` when no model is configured: the agent is disabled.
     pub triage: Option<TriageAgent>,
     pub chat_model: Option<Arc<dyn ChatModel>>,
+    /// Chat with the agent about a ticket; `None` when the agent is disabled.
+    pub chat: Option<heron_app::ChatService>,
     pub tools: Vec<Arc<dyn Tool>>,
     pub budgets: Budgets,
     pub triage_settings: TriageSettings,
@@ -191,7 +193,11 @@ pub async fn build(
             "no LLM configured (llm_base_url): the triage agent is disabled"
         ),
     }
+    let chat = triage
+        .as_ref()
+        .map(|t| heron_app::ChatService::new(store.clone(), t.agent.clone(), t.daily.clone()));
     Ok(AgentParts {
+        chat,
         embedder: TicketEmbedder::new(embedder),
         triage,
         chat_model,

@@ -51,7 +51,7 @@ pub(crate) fn routes() -> OpenApiRouter<ServerState> {
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
-fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
+pub(crate) fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
     match requested {
         None => Ok(DEFAULT_LIMIT),
         Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
@@ -68,14 +68,14 @@ fn parse<T: FromStr>(value: Option<&str>, what: &str) -> Result<Option<T>, ApiEr
         .transpose()
 }
 
-fn id<T: FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+pub(crate) fn id<T: FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
     T::from_str(raw).map_err(|_| ApiError::BadRequest(format!("invalid {what} id {raw:?}")))
 }
 
 /// The acting user: the `X-Heron-User` header if given, else "api". A display name, not an
 /// identity (docs/api.md); a value that is too long or holds control characters is refused
 /// rather than silently replaced.
-fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
+pub(crate) fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
     let bad = || {
         ApiError::BadRequest(
             "X-Heron-User must be 1 to 128 printable characters without control characters".into(),
@@ -97,7 +97,7 @@ fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
     })
 }
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// Query-string errors in the API's JSON error shape (axum's own answer is plain text).
 fn bad_query(rejection: QueryRejection) -> ApiError {

@@ -8,6 +8,7 @@
 //! - every error body is `{"error": {"code", "message"}}`, and 5xx bodies never carry
 //!   internal details (those go to the log).
 
+mod agent;
 mod api;
 mod auth;
 mod error;
@@ -19,7 +20,7 @@ mod webhooks;
 pub use auth::{AuthConfig, AuthMode};
 pub use error::ApiError;
 pub use sns::SnsSettings;
-pub use state::{ServerSettings, ServerState, StateError};
+pub use state::{AgentState, ServerSettings, ServerState, StateError};
 
 use api::BearerAuth;
 use axum::Router;
@@ -39,6 +40,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "alerts", description = "Alerts made by ingest policies"),
         (name = "tickets", description = "Tickets, their lifecycle and comments"),
         (name = "notices", description = "Low-key alerts and their escalation"),
+        (name = "agent", description = "The triage agent: runs, similar tickets, chat"),
         (name = "ops", description = "Health, readiness, metrics, policies")
     ),
     modifiers(&BearerAuth)
@@ -52,6 +54,7 @@ pub fn router(state: ServerState) -> Router {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(webhooks::routes(&state))
         .merge(api::routes())
+        .merge(agent::routes())
         .merge(ops::routes())
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
@@ -102,6 +105,10 @@ async fn within_deadline(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if agent::is_chat_path(request.uri().path()) {
+        // A chat lasts as long as the agent's wall-time budget, which bounds it instead.
+        return next.run(request).await;
+    }
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout(format!(

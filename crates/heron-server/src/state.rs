@@ -46,6 +46,19 @@ pub(crate) struct Inner {
     pub metrics: Option<PrometheusHandle>,
     /// When `/metrics` last refreshed its database-backed gauges.
     pub gauges_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
+    pub agent: Option<AgentState>,
+}
+
+/// What the agent routes need: the embedder tickets are compared by, and the chat (only when
+/// a model is configured).
+#[derive(Clone)]
+pub struct AgentState {
+    pub embedder: heron_app::TicketEmbedder,
+    pub chat: Option<heron_app::ChatService>,
+    /// Whether new tickets are investigated (a model is configured).
+    pub enabled: bool,
+    /// Names of the tools offered to the model.
+    pub tools: Vec<String>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -75,8 +88,20 @@ impl ServerState {
                 settings,
                 metrics,
                 gauges_refreshed: std::sync::Mutex::new(None),
+                agent: None,
             }),
         })
+    }
+
+    /// Adds the agent's parts; call before the state is shared (building the router).
+    pub fn with_agent(mut self, agent: AgentState) -> Self {
+        match std::sync::Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.agent = Some(agent),
+            None => {
+                tracing::error!("the agent was added to a server state already shared; ignored")
+            }
+        }
+        self
     }
 }
 
