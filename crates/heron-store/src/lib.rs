@@ -25,7 +25,7 @@ mod postgres;
 mod rows;
 mod sqlite;
 
-pub use postgres::PgStore;
+pub use postgres::{EF_SEARCH, MAX_HNSW_DIMS, PgStore, hnsw_index_sql, similar_sql};
 pub use sqlite::SqliteStore;
 
 /// The replay of completions, shared with the in-memory store.

@@ -54,7 +54,12 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder};
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod agent;
+
+pub use agent::{EF_SEARCH, MAX_HNSW_DIMS, hnsw_index_sql, similar_sql};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -65,6 +70,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Dimensions whose HNSW index this process knows exists (see `agent`).
+    hnsw: Arc<Mutex<HashSet<i32>>>,
 }
 
 impl PgStore {
@@ -82,7 +89,12 @@ impl PgStore {
                 other => other,
             })?;
         MIGRATOR.run(&pool).await.map_err(map_migrate)?;
-        Ok(PgStore { pool })
+        let store = PgStore {
+            pool,
+            hnsw: Arc::default(),
+        };
+        store.ensure_hnsw_indexes().await?;
+        Ok(store)
     }
 
     /// Closes every connection; the store is unusable afterwards.
@@ -470,10 +482,11 @@ impl EventQueue for PgStore {
             .await
             .map_err(map)?;
         }
+        let mut new_tickets = Vec::with_capacity(write.opened.len());
         for opened in std::mem::take(&mut write.opened) {
             let planned = opened.ticket.id;
             match insert_counted_ticket(&mut tx, &opened).await? {
-                Some(actual) if actual == planned => {}
+                Some(actual) if actual == planned => new_tickets.push(actual),
                 Some(actual) => write.rebind(planned, actual),
                 None => {
                     return Err(StoreError::Conflict(format!(
@@ -483,6 +496,9 @@ impl EventQueue for PgStore {
                 }
             }
         }
+        // Only tickets this batch inserted: one rebound to a target committed meanwhile had
+        // its triage queued by the batch that opened it.
+        agent::enqueue_triage(&mut tx, &new_tickets, now).await?;
         insert_alerts(&mut tx, &write.alerts).await?;
         for notice in &write.notices {
             let Some((alert, _)) = write.alerts.get(notice.alert) else {
@@ -961,6 +977,8 @@ impl NoticeRepository for PgStore {
         }
         // Not a dedup target (no dedup_key): escalation is a human's call, not a grouping.
         insert_ticket(&mut tx, &ticket, alert_created.0).await?;
+        // No completion time here: the ticket is opened when it says it was.
+        agent::enqueue_triage(&mut tx, &[ticket.id], ticket.created_at).await?;
         sqlx::query("UPDATE alerts SET status = 'ticketed', ticket_id = $2 WHERE id = $1")
             .bind(alert_id.0)
             .bind(ticket.id.as_uuid())

@@ -6,7 +6,10 @@
 //! `Backend` error, never a panic.
 
 use crate::error::corrupt;
+use heron_core::agent::{AgentRun, AgentStep, BudgetKind, Finding, RunPurpose, RunStatus};
 use heron_core::alert::AlertStatus;
+use heron_core::investigation::{SimilarTicket, TriageJob, TriageJobState, TriageLease};
+use heron_core::llm::TokenUsage;
 use heron_core::ports::{Lease, LeasedEvent, StoreResult};
 use heron_core::{
     Alert, AlertId, Attribute, Comment, CommentId, Event, EventId, Fingerprint, Notice, NoticeId,
@@ -454,4 +457,212 @@ pub(crate) fn page_limit(limit: usize) -> usize {
 /// Text of a JSON value for SQLite's `TEXT` columns.
 pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| corrupt(format!("cannot encode JSON: {e}")))
+}
+
+/// The triage job columns, in the order of the row struct (a literal, for `concat!`).
+macro_rules! triage_columns {
+    () => {
+        "ticket_id, state, attempts, last_error, created_at, updated_at"
+    };
+}
+pub(crate) use triage_columns;
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TriageJobRow {
+    ticket_id: DbUuid,
+    state: String,
+    attempts: i64,
+    last_error: Option<String>,
+    created_at: DbTime,
+    updated_at: DbTime,
+}
+
+impl TryFrom<TriageJobRow> for TriageJob {
+    type Error = heron_core::ports::StoreError;
+    fn try_from(row: TriageJobRow) -> StoreResult<TriageJob> {
+        Ok(TriageJob {
+            ticket_id: TicketId::from_uuid(row.ticket_id.0),
+            state: parse::<TriageJobState>("triage job state", &row.state)?,
+            attempts: attempts(row.attempts)?,
+            last_error: row.last_error,
+            created_at: row.created_at.0,
+            updated_at: row.updated_at.0,
+        })
+    }
+}
+
+fn attempts(n: i64) -> StoreResult<u32> {
+    u32::try_from(n).map_err(|_| corrupt(format!("stored attempts {n}")))
+}
+
+/// A triage job a lease statement touched: leased (with its token), or given up on (no
+/// token: its lease expired `max_attempts` times and it is `failed` now).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TriageLeasedRow {
+    ticket_id: DbUuid,
+    attempts: i64,
+    next_attempt_at: Option<DbTime>,
+    lease_token: Option<DbUuid>,
+}
+
+/// The jobs a lease statement took, oldest first; the ones it gave up on are logged, since
+/// no worker sees them.
+pub(crate) fn leased_triage(rows: Vec<TriageLeasedRow>) -> StoreResult<Vec<TriageLease>> {
+    let mut leased = Vec::with_capacity(rows.len());
+    for row in rows {
+        let ticket_id = TicketId::from_uuid(row.ticket_id.0);
+        let attempts = attempts(row.attempts)?;
+        match row.lease_token {
+            Some(token) => leased.push((
+                row.next_attempt_at.map(|t| t.0),
+                TriageLease {
+                    ticket_id,
+                    token: token.0,
+                    attempts,
+                },
+            )),
+            None => tracing::error!(
+                %ticket_id,
+                attempts,
+                "gave up on a triage job whose lease expired on every attempt; it is failed now"
+            ),
+        }
+    }
+    // RETURNING has no order of its own.
+    leased.sort_by_key(|(due, lease)| (*due, lease.ticket_id));
+    Ok(leased.into_iter().map(|(_, lease)| lease).collect())
+}
+
+/// The agent run columns, in the order of the row struct (a literal, for `concat!`).
+macro_rules! run_columns {
+    () => {
+        "id, ticket_id, purpose, status, model, started_at, finished_at, prompt_tokens, completion_tokens, total_tokens, finding, answer, budget, error, steps"
+    };
+}
+pub(crate) use run_columns;
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AgentRunRow {
+    id: DbUuid,
+    ticket_id: DbUuid,
+    purpose: String,
+    status: String,
+    model: String,
+    started_at: DbTime,
+    finished_at: Option<DbTime>,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    total_tokens: i64,
+    finding: Option<DbJson>,
+    answer: Option<String>,
+    budget: Option<String>,
+    error: Option<String>,
+    steps: DbJson,
+}
+
+fn tokens(kind: &str, n: i64) -> StoreResult<u32> {
+    u32::try_from(n).map_err(|_| corrupt(format!("stored {kind} {n}")))
+}
+
+impl TryFrom<AgentRunRow> for AgentRun {
+    type Error = heron_core::ports::StoreError;
+    fn try_from(row: AgentRunRow) -> StoreResult<AgentRun> {
+        Ok(AgentRun {
+            id: row.id.0,
+            ticket_id: TicketId::from_uuid(row.ticket_id.0),
+            purpose: parse::<RunPurpose>("run purpose", &row.purpose)?,
+            model: row.model,
+            status: parse::<RunStatus>("run status", &row.status)?,
+            started_at: row.started_at.0,
+            finished_at: row.finished_at.map(|t| t.0),
+            finding: row
+                .finding
+                .map(|f| from_json::<Finding>("finding", f))
+                .transpose()?,
+            answer: row.answer,
+            budget: row.budget.map(|b| budget_kind(&b)).transpose()?,
+            error: row.error,
+            usage: TokenUsage {
+                prompt_tokens: tokens("prompt tokens", row.prompt_tokens)?,
+                completion_tokens: tokens("completion tokens", row.completion_tokens)?,
+                total_tokens: tokens("total tokens", row.total_tokens)?,
+            },
+            steps: from_json::<Vec<AgentStep>>("run steps", row.steps)?,
+        })
+    }
+}
+
+/// A budget kind as stored: its serde name (`run_tokens`), like every other enum column.
+pub(crate) fn budget_text(kind: BudgetKind) -> StoreResult<String> {
+    match serde_json::to_value(kind) {
+        Ok(serde_json::Value::String(name)) => Ok(name),
+        other => Err(corrupt(format!("budget kind {kind:?} encodes as {other:?}"))),
+    }
+}
+
+fn budget_kind(raw: &str) -> StoreResult<BudgetKind> {
+    serde_json::from_value(serde_json::Value::String(raw.to_owned()))
+        .map_err(|e| corrupt(format!("stored budget kind {raw:?}: {e}")))
+}
+
+/// The ticket columns a similar-ticket search answers (a literal, for `concat!`), prefixed
+/// with the tickets table's alias `t`.
+macro_rules! similar_columns {
+    () => {
+        "t.id, t.title, t.status, t.conclusion, t.reason, t.finding, t.created_at"
+    };
+}
+pub(crate) use similar_columns;
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SimilarRow {
+    id: DbUuid,
+    title: String,
+    status: String,
+    conclusion: Option<String>,
+    reason: Option<String>,
+    finding: Option<DbJson>,
+    created_at: DbTime,
+}
+
+impl SimilarRow {
+    pub(crate) fn ticket_id(&self) -> TicketId {
+        TicketId::from_uuid(self.id.0)
+    }
+
+    pub(crate) fn scored(self, score: f64) -> StoreResult<SimilarTicket> {
+        Ok(SimilarTicket {
+            ticket_id: TicketId::from_uuid(self.id.0),
+            title: self.title,
+            status: parse("ticket status", &self.status)?,
+            conclusion: self
+                .conclusion
+                .map(|c| parse("conclusion", &c))
+                .transpose()?,
+            reason: self.reason,
+            finding: self.finding.map(|f| f.0),
+            created_at: self.created_at.0,
+            score,
+        })
+    }
+}
+
+/// The largest vector either store accepts: pgvector's limit for `vector`.
+pub(crate) const MAX_DIMS: usize = 16_000;
+
+/// The dimensions of a vector to store or search with, or `Invalid`.
+pub(crate) fn dims(vector: &[f32]) -> StoreResult<i32> {
+    if vector.is_empty() || vector.len() > MAX_DIMS {
+        return Err(heron_core::ports::StoreError::Invalid(format!(
+            "an embedding has 1 to {MAX_DIMS} dimensions, not {}",
+            vector.len()
+        )));
+    }
+    if let Some(bad) = vector.iter().find(|x| !x.is_finite()) {
+        return Err(heron_core::ports::StoreError::Invalid(format!(
+            "an embedding holds finite numbers only, not {bad}"
+        )));
+    }
+    i32::try_from(vector.len())
+        .map_err(|_| heron_core::ports::StoreError::Invalid("too many dimensions".into()))
 }

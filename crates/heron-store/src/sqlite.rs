@@ -48,6 +48,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use uuid::Uuid;
 
+mod agent;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// Connections in the pool: WAL lets readers run beside the one writer.
@@ -482,6 +484,8 @@ impl EventQueue for SqliteStore {
         }
         for opened in &write.opened {
             insert_counted_ticket(&mut tx, opened).await?;
+            // The single writer read every target: each ticket of `opened` is a new one.
+            agent::enqueue_triage(&mut tx, opened.ticket.id, now).await?;
         }
         for (alert, binding) in &write.alerts {
             insert_alert(&mut tx, alert, *binding).await?;
@@ -953,6 +957,8 @@ impl NoticeRepository for SqliteStore {
         }
         // Not a dedup target (no dedup_key): escalation is a human's call, not a grouping.
         insert_ticket(&mut tx, &ticket, alert_created.0).await?;
+        // No completion time here: the ticket is opened when it says it was.
+        agent::enqueue_triage(&mut tx, ticket.id, ticket.created_at).await?;
         sqlx::query("UPDATE alerts SET status = 'ticketed', ticket_id = $2 WHERE id = $1")
             .bind(id_text(alert_id.0))
             .bind(id_text(ticket.id))
