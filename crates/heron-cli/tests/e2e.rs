@@ -1055,6 +1055,11 @@ async fn openapi_document_covers_every_route(backend: Backend) {
         ("patch", "/api/v1/tickets/{id}"),
         ("get", "/api/v1/tickets/{id}/comments"),
         ("post", "/api/v1/tickets/{id}/comments"),
+        ("get", "/api/v1/tickets/{id}/agent-runs"),
+        ("post", "/api/v1/tickets/{id}/agent-runs"),
+        ("get", "/api/v1/tickets/{id}/similar"),
+        ("post", "/api/v1/tickets/{id}/chat"),
+        ("get", "/api/v1/tickets/{id}/chat/stream"),
         ("get", "/api/v1/notices"),
         ("post", "/api/v1/notices/{id}/escalate"),
         ("get", "/api/v1/policies"),
@@ -1152,6 +1157,302 @@ async fn health_readiness_and_metrics_report_the_pipeline(backend: Backend) {
     h.stop().await;
 }
 
+/// A detect fixture holding one JSON object, for each of two different schemas.
+fn two_single_alert_payloads() -> [(String, String); 2] {
+    let singles: Vec<(String, PathBuf)> = fixtures("detect")
+        .into_iter()
+        .filter(|(_, f)| f.extension().is_some_and(|e| e == "json"))
+        .collect();
+    let first = singles[0].clone();
+    let second = singles
+        .iter()
+        .find(|(schema, _)| *schema != first.0)
+        .expect("a second schema")
+        .clone();
+    [first, second].map(|(schema, file)| (schema, std::fs::read_to_string(file).expect("fixture")))
+}
+
+/// Polls the ticket's agent runs until its triage job is no longer pending or processing.
+async fn triage_settled(h: &Harness, ticket: &heron_core::Ticket) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, runs) = h
+            .get(&format!("/api/v1/tickets/{}/agent-runs", ticket.id))
+            .await;
+        assert_eq!(status, 200, "{runs}");
+        let state = runs["triage"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if state != "pending" && state != "processing" {
+            return runs;
+        }
+        assert!(Instant::now() < deadline, "triage did not settle: {runs}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn finding_args(evidence: &[&str]) -> String {
+    json!({"severity": "medium", "verdict": "benign", "confidence": 0.7,
+           "summary": "expected admin activity", "reason": "the alert matches a change window",
+           "recommendation": "close as intended", "evidence": evidence})
+    .to_string()
+}
+
+async fn the_agent_investigates_each_new_ticket_once_and_answers_questions_about_it(
+    backend: Backend,
+) {
+    use heron_llm::testing::{FakeOpenAi, Reply};
+    let llm = FakeOpenAi::start().await;
+    let h = Harness::start_with(backend, |s| {
+        s.llm_base_url = Some(llm.base_url());
+        s.llm_model = Some("gpt-test".into());
+        s.llm_api_key = Some("sk-test".into());
+    })
+    .await;
+    let [(schema_a, body_a), (schema_b, body_b)] = two_single_alert_payloads();
+
+    // First ticket: the agent reads the alerts, then submits a finding citing them.
+    llm.push_chat(Reply::tool_calls(
+        &[("c1", "get_alerts", r#"{"limit": 5, "offset": 0}"#)],
+        (300, 20),
+    ));
+    llm.push_chat(Reply::tool_calls(
+        &[("c2", "submit_finding", &finding_args(&["step-2"]))],
+        (400, 60),
+    ));
+    for _ in 0..5 {
+        let (status, _) = h
+            .post(
+                &format!("/hooks/alert/raw/{schema_a}"),
+                "application/json",
+                body_a.clone(),
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    h.drained().await;
+    let tickets = h.all_tickets().await;
+    assert_eq!(
+        tickets.len(),
+        1,
+        "five deliveries of one alert make one ticket"
+    );
+    let first = tickets[0].clone();
+    let runs = triage_settled(&h, &first).await;
+    assert_eq!(runs["agent_enabled"], true);
+    assert_eq!(runs["triage"]["state"], "done", "{runs}");
+    let run = &runs["runs"][0];
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["steps"][1]["tool"], "get_alerts");
+    assert_eq!(run["usage"]["total_tokens"], 780);
+    let (_, ticket) = h.get(&format!("/api/v1/tickets/{}", first.id)).await;
+    assert_eq!(ticket["finding"]["verdict"], "benign");
+    assert_eq!(
+        ticket["version"], first.version,
+        "the finding leaves the version alone"
+    );
+
+    let chats: Vec<_> = llm
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/chat/completions"))
+        .collect();
+    assert_eq!(chats.len(), 2, "one investigation for the five deliveries");
+    let offered: Vec<&str> = chats[0].body["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap_or_default())
+        .collect();
+    for tool in [
+        "similar_tickets",
+        "get_alerts",
+        "get_comments",
+        "submit_finding",
+    ] {
+        assert!(offered.contains(&tool), "{tool} not offered: {offered:?}");
+    }
+    assert!(
+        !offered.iter().any(|t| t.starts_with("otx_")),
+        "OTX is not configured"
+    );
+    assert_eq!(chats[0].headers["authorization"], "Bearer sk-test");
+
+    // A second, different ticket; its run ends on a bad finding then a good one.
+    llm.push_chat(Reply::tool_calls(
+        &[("c3", "submit_finding", r#"{"verdict": "maybe"}"#)],
+        (100, 10),
+    ));
+    llm.push_chat(Reply::tool_calls(
+        &[("c4", "submit_finding", &finding_args(&[]))],
+        (100, 10),
+    ));
+    let (status, _) = h
+        .post(
+            &format!("/hooks/alert/raw/{schema_b}"),
+            "application/json",
+            body_b,
+        )
+        .await;
+    assert_eq!(status, 202);
+    h.drained().await;
+    let second = h
+        .all_tickets()
+        .await
+        .into_iter()
+        .find(|t| t.id != first.id)
+        .expect("second ticket");
+    let runs = triage_settled(&h, &second).await;
+    assert_eq!(runs["runs"][0]["status"], "completed", "{runs}");
+    assert!(
+        runs["runs"][0]["steps"][1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("finding rejected")),
+        "{runs}"
+    );
+
+    // Similar tickets: the other ticket, with a score; never the ticket itself.
+    let (status, similar) = h
+        .get(&format!("/api/v1/tickets/{}/similar?limit=5", first.id))
+        .await;
+    assert_eq!(status, 200, "{similar}");
+    let similar = similar.as_array().expect("list");
+    assert_eq!(similar.len(), 1);
+    assert_eq!(similar[0]["ticket_id"], second.id.to_string());
+    assert!(similar[0]["score"].as_f64().is_some());
+    let (status, _) = h
+        .get(&format!("/api/v1/tickets/{}/similar?limit=500", first.id))
+        .await;
+    assert_eq!(status, 400);
+
+    // Chat, answered whole.
+    llm.push_chat(Reply::text(
+        "It is the admin's scheduled change (step-2 of the triage).",
+        (50, 15),
+    ));
+    let (status, answer) = h
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/tickets/{}/chat", first.id),
+            Some(json!({"question": "Why benign?"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["run"]["purpose"], "chat");
+    assert_eq!(answer["question"]["author"], "alice");
+    assert_eq!(answer["answer"]["author"], "heron");
+    assert!(
+        answer["answer"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("scheduled change")
+    );
+
+    // Chat, streamed: step events as it works, then the answer, then done.
+    llm.push_chat(Reply::tool_calls(&[("c5", "get_comments", "{}")], (50, 5)));
+    llm.push_chat(Reply::text("Alice asked why it is benign.", (60, 8)));
+    let response = h
+        .http
+        .get(format!(
+            "{}/api/v1/tickets/{}/chat/stream?question=What%20was%20asked%3F",
+            h.base, first.id
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/event-stream")
+    );
+    let stream = response.text().await.expect("events");
+    let names: Vec<&str> = stream
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        names,
+        vec!["step", "step", "step", "answer", "done"],
+        "{stream}"
+    );
+    assert!(stream.contains("Alice asked why it is benign."));
+    let (_, comments) = h
+        .get(&format!("/api/v1/tickets/{}/comments", first.id))
+        .await;
+    let authors: Vec<&str> = comments
+        .as_array()
+        .expect("comments")
+        .iter()
+        .map(|c| c["author"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(authors, vec!["alice", "heron", "api", "heron"]);
+
+    // Asking for a new investigation queues the triage again.
+    let (status, job) = h
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/tickets/{}/agent-runs", first.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    llm.push_chat(Reply::tool_calls(
+        &[("c6", "submit_finding", &finding_args(&[]))],
+        (10, 1),
+    ));
+    let runs = triage_settled(&h, &first).await;
+    assert_eq!(
+        runs["runs"].as_array().map(Vec::len),
+        Some(4),
+        "triage, 2 chats, re-run"
+    );
+    h.stop().await;
+}
+
+async fn without_a_model_tickets_are_still_searchable_and_chat_says_the_agent_is_disabled(
+    backend: Backend,
+) {
+    let h = Harness::start(backend).await;
+    let [(schema, body), _] = two_single_alert_payloads();
+    let (status, _) = h
+        .post(
+            &format!("/hooks/alert/raw/{schema}"),
+            "application/json",
+            body,
+        )
+        .await;
+    assert_eq!(status, 202);
+    h.drained().await;
+    let ticket = h.all_tickets().await.remove(0);
+    let runs = triage_settled(&h, &ticket).await;
+    assert_eq!(runs["agent_enabled"], false);
+    assert_eq!(runs["triage"]["state"], "skipped");
+    assert!(runs["runs"].as_array().is_some_and(Vec::is_empty));
+    let (status, similar) = h
+        .get(&format!("/api/v1/tickets/{}/similar", ticket.id))
+        .await;
+    assert_eq!(status, 200, "{similar}");
+    let (status, error) = h
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/tickets/{}/chat", ticket.id),
+            Some(json!({"question": "hello?"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("disabled")
+    );
+    h.stop().await;
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1185,4 +1486,6 @@ on_every_backend!(
     signed_sns_notifications_are_accepted_and_forged_ones_refused,
     openapi_document_covers_every_route,
     health_readiness_and_metrics_report_the_pipeline,
+    the_agent_investigates_each_new_ticket_once_and_answers_questions_about_it,
+    without_a_model_tickets_are_still_searchable_and_chat_says_the_agent_is_disabled,
 );
