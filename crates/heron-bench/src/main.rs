@@ -5,8 +5,12 @@
 //!   `INSERT`s of the same payloads into the same PostgreSQL at the same concurrency; ack
 //!   latency p50/p99 at a fixed 500 events/s.
 //! - `e2e`: alerts/s from POST to ticket with the example policies (load generator included).
+//! - `storm`, `prompt-size`: the agent's cost under an alert storm, and the size of what it
+//!   sends to the model (see [`agent`]).
 //! - `policy`: median µs of ingest + triage for the GuardDuty example, beside regopy (rego-cpp)
 //!   evaluating the same policies and input (`scripts/bench` provides it).
+
+mod agent;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -56,6 +60,17 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         batch: usize,
     },
+    /// Alerts over a few fingerprints: how many triage runs they start.
+    Storm {
+        #[arg(long, default_value_t = 10_000)]
+        alerts: usize,
+        #[arg(long, default_value_t = 20)]
+        fingerprints: usize,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+    },
+    /// Bytes sent to the LLM per step of a triage run, for the example payloads.
+    PromptSize,
     Policy {
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
@@ -94,6 +109,17 @@ fn main() -> anyhow::Result<()> {
             } => {
                 let url = database_url(cli.database_url)?;
                 e2e(&cli.root, &url, clients, alerts, batch.max(1)).await
+            }
+            Command::Storm {
+                alerts,
+                fingerprints,
+                clients,
+            } => {
+                let url = database_url(cli.database_url)?;
+                agent::storm(&cli.root, &url, alerts, fingerprints.max(1), clients).await
+            }
+            Command::PromptSize => {
+                agent::prompt_size(&cli.root, &database_url(cli.database_url)?).await
             }
             Command::Policy { iterations, python } => {
                 policy(&cli.root, iterations, python.as_deref())
