@@ -296,6 +296,20 @@ const ENV_PREFIXES: &[&str] = &[
     "agent_",
 ];
 
+/// Whether `HERON_<key>` names a setting (`key` without the prefix, any case).
+/// The tables (`[worker]`…) are set field by field (`HERON_WORKER__CONCURRENCY`): a bare
+/// `HERON_LOG` is the log filter variable, not the `[log]` table.
+fn is_setting_env_key(key: &str) -> bool {
+    const TABLES: &[&str] = &["auth", "sns", "worker", "log"];
+    let mut parts = key.split("__");
+    let top = parts.next().unwrap_or_default().to_ascii_lowercase();
+    let nested = parts.next().is_some();
+    if TABLES.contains(&top.as_str()) {
+        return nested;
+    }
+    ENV_KEYS.iter().any(|k| top == *k) || ENV_PREFIXES.iter().any(|p| top.starts_with(p))
+}
+
 /// Default config file, read when present and no other is named.
 pub const DEFAULT_CONFIG_FILE: &str = "heron.toml";
 
@@ -316,12 +330,7 @@ impl Settings {
         figment
             .merge(
                 Env::prefixed("HERON_")
-                    .filter(|key| {
-                        let top = key.as_str().split("__").next().unwrap_or_default();
-                        let lower = top.to_ascii_lowercase();
-                        ENV_KEYS.iter().any(|k| lower == *k)
-                            || ENV_PREFIXES.iter().any(|p| lower.starts_with(p))
-                    })
+                    .filter(|key| is_setting_env_key(key.as_str()))
                     .split("__"),
             )
             .merge(Serialized::defaults(overrides))
@@ -528,6 +537,51 @@ mod tests {
             "{error}"
         );
         assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn agent_variables_are_settings_and_other_heron_variables_are_not() {
+        for key in [
+            "LLM_BASE_URL",
+            "llm_api_key",
+            "EMBEDDING_DIMENSIONS",
+            "OTX_API_KEY",
+            "URLSCAN_ALLOW_SCAN",
+            "BIGQUERY_MAX_BYTES_PER_TICKET",
+            "AGENT_DAILY_TOKENS",
+            "WORKER__CONCURRENCY",
+        ] {
+            assert!(is_setting_env_key(key), "{key}");
+        }
+        for key in ["CONFIG", "LOG", "TEST_DATABASE_URL", "BENCH_PYTHON"] {
+            assert!(!is_setting_env_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn agent_settings_load_from_flat_keys_with_byte_sizes_and_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("heron.toml");
+        std::fs::write(
+            &file,
+            "llm_base_url = \"http://llm:4000/v1\"\nllm_model = \"m\"\nllm_api_key = \"sk-secret\"\n\
+             otx_api_key = \"otx-secret\"\nbigquery_max_bytes_per_ticket = \"30GB\"\n\
+             bigquery_max_bytes_per_query = 1000\n\
+             bigquery_tables = [{ table = \"logs.dns\", description = \"resolver logs\" }]\n",
+        )
+        .unwrap();
+        let loaded = Settings::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(loaded.llm_base_url.as_deref(), Some("http://llm:4000/v1"));
+        assert_eq!(loaded.bigquery_max_bytes_per_ticket.0, 30_000_000_000);
+        assert_eq!(loaded.bigquery_max_bytes_per_query.0, 1000);
+        assert_eq!(loaded.bigquery_tables[0].table, "logs.dns");
+        let shown = toml::to_string(&loaded.redacted()).unwrap();
+        assert!(
+            !shown.contains("sk-secret") && !shown.contains("otx-secret"),
+            "{shown}"
+        );
+        std::fs::write(&file, "bigquery_max_bytes_per_ticket = \"lots\"\n").unwrap();
+        assert!(Settings::load(Some(&file), &Overrides::default()).is_err());
     }
 
     #[test]
