@@ -11,6 +11,7 @@ pub const ALERTS: &str = "heron_alerts_total";
 pub const TICKETS_OPENED: &str = "heron_tickets_opened_total";
 pub const QUEUE_DEPTH: &str = "heron_queue_depth";
 pub const STAGE_SECONDS: &str = "heron_stage_duration_seconds";
+pub const TRIAGE_QUEUE_DEPTH: &str = "heron_triage_queue_depth";
 pub const AGENT_RUNS: &str = "heron_agent_runs_total";
 pub const LLM_TOKENS: &str = "heron_llm_tokens_total";
 pub const BIGQUERY_BYTES: &str = "heron_bigquery_bytes_processed_total";
@@ -69,6 +70,10 @@ pub fn describe() {
         "Events by queue state (pending, processing, failed)."
     );
     describe_histogram!(STAGE_SECONDS, Unit::Seconds, "Pipeline stage latency.");
+    describe_gauge!(
+        TRIAGE_QUEUE_DEPTH,
+        "Triage jobs by state (pending, processing, failed)."
+    );
     describe_counter!(AGENT_RUNS, "Agent runs ended, by purpose and status.");
     describe_counter!(
         LLM_TOKENS,

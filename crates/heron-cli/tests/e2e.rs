@@ -1131,6 +1131,7 @@ async fn health_readiness_and_metrics_report_the_pipeline(backend: Backend) {
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["database"]["reachable"], json!(true));
     assert!(ready["policies"]["ingest_schemas"].as_u64().unwrap() >= 8);
+    assert_eq!(ready["agent"]["enabled"], json!(false), "no LLM is configured");
     assert!(
         ready.get("error").is_none() && !ready.to_string().contains("rego"),
         "readiness must not reveal policy files or errors: {ready}"
@@ -1145,6 +1146,7 @@ async fn health_readiness_and_metrics_report_the_pipeline(backend: Backend) {
         .await
         .expect("text");
     for name in [
+        "heron_triage_queue_depth",
         "heron_events_received_total",
         "heron_events_processed_total",
         "heron_alerts_total",

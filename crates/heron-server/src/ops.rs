@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use heron_app::metrics::QUEUE_DEPTH;
+use heron_app::metrics::{QUEUE_DEPTH, TRIAGE_QUEUE_DEPTH};
 use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -41,6 +41,13 @@ struct Readiness {
     ready: bool,
     database: DatabaseStatus,
     policies: PolicyStatus,
+    agent: AgentStatus,
+}
+
+/// Whether new tickets are investigated. A disabled agent does not make Heron unready.
+#[derive(Debug, Serialize, ToSchema)]
+struct AgentStatus {
+    enabled: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -91,6 +98,9 @@ async fn readyz(State(state): State<ServerState>) -> (StatusCode, Json<Readiness
             files: info.files,
             ingest_schemas: info.ingest_schemas.len(),
         },
+        agent: AgentStatus {
+            enabled: state.inner.agent.as_ref().is_some_and(|a| a.enabled),
+        },
     };
     (status, Json(body))
 }
@@ -111,6 +121,13 @@ async fn metrics(State(state): State<ServerState>) -> Response {
         metrics::gauge!(QUEUE_DEPTH, "state" => "pending").set(stats.pending as f64);
         metrics::gauge!(QUEUE_DEPTH, "state" => "processing").set(stats.processing as f64);
         metrics::gauge!(QUEUE_DEPTH, "state" => "failed").set(stats.failed as f64);
+    }
+    if let Ok(Ok(stats)) =
+        tokio::time::timeout(PROBE_TIMEOUT, state.inner.store.triage_stats(Utc::now())).await
+    {
+        metrics::gauge!(TRIAGE_QUEUE_DEPTH, "state" => "pending").set(stats.pending as f64);
+        metrics::gauge!(TRIAGE_QUEUE_DEPTH, "state" => "processing").set(stats.processing as f64);
+        metrics::gauge!(TRIAGE_QUEUE_DEPTH, "state" => "failed").set(stats.failed as f64);
     }
     if let Ok(Ok(counts)) =
         tokio::time::timeout(PROBE_TIMEOUT, state.inner.store.count_tickets_by_status()).await
