@@ -596,7 +596,9 @@ impl TryFrom<AgentRunRow> for AgentRun {
 pub(crate) fn budget_text(kind: BudgetKind) -> StoreResult<String> {
     match serde_json::to_value(kind) {
         Ok(serde_json::Value::String(name)) => Ok(name),
-        other => Err(corrupt(format!("budget kind {kind:?} encodes as {other:?}"))),
+        other => Err(corrupt(format!(
+            "budget kind {kind:?} encodes as {other:?}"
+        ))),
     }
 }
 

@@ -16,8 +16,8 @@
 use super::PgStore;
 use crate::error::map;
 use crate::rows::{
-    AgentRunRow, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text, convert,
-    dims, leased_triage, run_columns, similar_columns, triage_columns,
+    AgentRunRow, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text, convert, dims,
+    leased_triage, run_columns, similar_columns, triage_columns,
 };
 use async_trait::async_trait;
 use heron_core::agent::AgentRun;
@@ -584,16 +584,14 @@ impl EmbeddingStore for PgStore {
         let dims = dims(vector)?;
         let mut tx = self.pool.begin().await.map_err(map)?;
         search_settings(&mut tx).await?;
-        let rows: Vec<ScoredRow> = sqlx::query_as(AssertSqlSafe(similar_sql(
-            dims,
-            limit.min(MAX_SIMILAR),
-        )))
-        .bind(model)
-        .bind(Vector::from(vector.to_vec()))
-        .bind(exclude.map(|id| id.as_uuid()))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map)?;
+        let rows: Vec<ScoredRow> =
+            sqlx::query_as(AssertSqlSafe(similar_sql(dims, limit.min(MAX_SIMILAR))))
+                .bind(model)
+                .bind(Vector::from(vector.to_vec()))
+                .bind(exclude.map(|id| id.as_uuid()))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map)?;
         tx.commit().await.map_err(map)?;
         rows.into_iter()
             .map(|row| {
