@@ -76,7 +76,8 @@ enum Command {
         sqlite_tickets: usize,
         #[arg(long, default_value_t = 256)]
         dims: usize,
-        #[arg(long, default_value_t = 1_000)]
+        /// Clusters of the random embeddings (fewer, larger clusters are harder for HNSW).
+        #[arg(long, default_value_t = 100)]
         clusters: usize,
         #[arg(long, default_value_t = 200)]
         queries: usize,

@@ -33,6 +33,8 @@ pub struct Params {
 /// Points around `clusters` random centres: centre coordinates N(0, 1), each point the centre
 /// plus N(0, 0.5²) noise, so that neighbours within a cluster have cosine ≈ 0.8 and the
 /// clusters themselves are near-orthogonal (as embeddings of related tickets tend to be).
+/// Large clusters make the search hard: the true top 10 are a few of a thousand points at
+/// almost the same distance.
 struct Generator {
     rng: fastrand::Rng,
     centres: Vec<Vec<f32>>,
@@ -338,5 +340,22 @@ async fn postgres(base_url: &str, params: &Params) -> anyhow::Result<()> {
     );
     store.close().await;
     pool.close().await;
+    drop_database(base_url, &url).await
+}
+
+/// Drops the benchmark's database (a failed run leaves it for inspection).
+async fn drop_database(base_url: &str, url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let name = url.rsplit('/').next().context("database URL has no path")?;
+    // `fresh_database` made the name from a UUID: [0-9a-z_] only.
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        bail!("unexpected database name {name:?}");
+    }
+    let mut conn = sqlx::PgConnection::connect(base_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await?;
     Ok(())
 }

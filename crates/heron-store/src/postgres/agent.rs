@@ -415,16 +415,15 @@ pub fn similar_sql(dims: i32, limit: usize) -> String {
 /// recall target, and iterative scans so that filtering by model (and leaving a ticket out)
 /// still yields `limit` results in exact distance order.
 async fn search_settings(conn: &mut PgConnection) -> StoreResult<()> {
-    sqlx::query(AssertSqlSafe(format!(
-        "SET LOCAL hnsw.ef_search = {EF_SEARCH}"
-    )))
+    // `set_config(…, true)` is `SET LOCAL`, both in one round trip.
+    sqlx::query(
+        "SELECT set_config('hnsw.ef_search', $1, true), \
+                set_config('hnsw.iterative_scan', 'strict_order', true)",
+    )
+    .bind(EF_SEARCH.to_string())
     .execute(&mut *conn)
     .await
     .map_err(map)?;
-    sqlx::query("SET LOCAL hnsw.iterative_scan = strict_order")
-        .execute(&mut *conn)
-        .await
-        .map_err(map)?;
     Ok(())
 }
 
