@@ -16,8 +16,8 @@
 use super::PgStore;
 use crate::error::map;
 use crate::rows::{
-    AgentRunRow, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text, convert, dims,
-    leased_triage, run_columns, similar_columns, triage_columns,
+    AgentRunRow, MAX_SIMILAR, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text, convert,
+    dims, leased_triage, run_columns, similar_columns, triage_columns,
 };
 use async_trait::async_trait;
 use heron_core::agent::AgentRun;
@@ -368,9 +368,6 @@ pub const MAX_HNSW_DIMS: i32 = 2_000;
 /// similar` (docs/performance.md): 100 gives recall@10 ≥ 0.95 on 100,000 clustered vectors
 /// of 256 dimensions, well inside the latency target.
 pub const EF_SEARCH: u32 = 100;
-
-/// Most tickets one search answers.
-const MAX_SIMILAR: usize = 1_000;
 
 /// The name of the HNSW index of `dims`-dimensional embeddings.
 fn hnsw_index_name(dims: i32) -> String {

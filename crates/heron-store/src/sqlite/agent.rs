@@ -10,8 +10,8 @@
 use super::{SqliteStore, id_text};
 use crate::error::map;
 use crate::rows::{
-    AgentRunRow, DbUuid, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text, convert, dims,
-    json_text, leased_triage, micros, run_columns, similar_columns, triage_columns,
+    AgentRunRow, DbUuid, MAX_SIMILAR, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text,
+    convert, dims, json_text, leased_triage, micros, run_columns, similar_columns, triage_columns,
 };
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -493,6 +493,7 @@ impl EmbeddingStore for SqliteStore {
             return Ok(Vec::new());
         }
         let dims = dims(vector)?;
+        let limit = limit.min(MAX_SIMILAR);
         let exclude = exclude.map(|id| id.as_uuid());
         // A min-heap of the best `limit` so far: its top is the one to beat.
         let mut best: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(limit + 1);
