@@ -1131,7 +1131,11 @@ async fn health_readiness_and_metrics_report_the_pipeline(backend: Backend) {
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["database"]["reachable"], json!(true));
     assert!(ready["policies"]["ingest_schemas"].as_u64().unwrap() >= 8);
-    assert_eq!(ready["agent"]["enabled"], json!(false), "no LLM is configured");
+    assert_eq!(
+        ready["agent"]["enabled"],
+        json!(false),
+        "no LLM is configured"
+    );
     assert!(
         ready.get("error").is_none() && !ready.to_string().contains("rego"),
         "readiness must not reveal policy files or errors: {ready}"

@@ -649,6 +649,10 @@ impl SimilarRow {
     }
 }
 
+/// Most tickets one similar-ticket search answers, whatever limit is asked for (the stores
+/// size their buffers by the limit).
+pub(crate) const MAX_SIMILAR: usize = 1_000;
+
 /// The largest vector either store accepts: pgvector's limit for `vector`.
 pub(crate) const MAX_DIMS: usize = 16_000;
 

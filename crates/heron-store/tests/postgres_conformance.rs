@@ -5,9 +5,10 @@
 #![cfg(feature = "postgres-tests")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use heron_core::ports::Store;
+use heron_core::TicketId;
+use heron_core::ports::{AlertBinding, Disposition, PlannedAlert, Store};
 use heron_core::testing::StoreFixture;
-use heron_core::testing::conformance::{new_event, us};
+use heron_core::testing::conformance::{new_alert, new_event, new_ticket_for, us};
 use heron_store::PgStore;
 use sqlx::Connection;
 use std::sync::Arc;
@@ -170,6 +171,150 @@ async fn due_times_from_a_clock_running_ahead_are_capped_at_the_database_clock()
     assert_eq!(
         again.iter().map(|l| l.event.id).collect::<Vec<_>>(),
         vec![leased[0].event.id]
+    );
+    fixture.teardown().await;
+}
+
+/// A ticket opened through the queue at `now`, as the worker opens them.
+async fn open_ticket(
+    store: &Arc<dyn Store>,
+    key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> TicketId {
+    let id = store
+        .accept_event(new_event("falco", None, now))
+        .await
+        .unwrap()
+        .event_id;
+    let leased = store
+        .lease_events(1, now, now + chrono::Duration::seconds(60), 5)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(leased.event.id, id);
+    let alert = new_alert(id, "falco", key, now);
+    let ticket = new_ticket_for(&alert);
+    let bindings = store
+        .complete_event(
+            &leased.lease,
+            vec![PlannedAlert {
+                alert,
+                disposition: Disposition::Open {
+                    ticket,
+                    seen_since: now - chrono::Duration::hours(1),
+                },
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    match bindings.as_slice() {
+        [AlertBinding::Opened(id)] => *id,
+        other => panic!("expected one opened ticket, got {other:?}"),
+    }
+}
+
+async fn index_exists(url: &str, name: &str) -> bool {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// HNSW needs a fixed dimension: the first embedding of a dimension creates that dimension's
+/// partial index, a search is written so that the planner can use it, and opening the store
+/// recreates an index that went missing.
+#[tokio::test]
+async fn each_dimension_gets_its_hnsw_index_and_searches_can_use_it() {
+    let (url, database) = fresh_database().await;
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url, 4).await.unwrap());
+    let now = store.now().await.unwrap();
+    let a = open_ticket(&store, "a", now).await;
+    let b = open_ticket(&store, "b", now).await;
+    assert!(!index_exists(&url, "ticket_embeddings_hnsw_8").await);
+    let v8: Vec<f32> = (0..8).map(|i| i as f32).collect();
+    store.put_ticket_embedding(a, "m", &v8).await.unwrap();
+    store.put_ticket_embedding(b, "m", &v8[..3]).await.unwrap();
+    assert!(index_exists(&url, "ticket_embeddings_hnsw_8").await);
+    assert!(index_exists(&url, "ticket_embeddings_hnsw_3").await);
+
+    // With a handful of rows the planner rightly prefers a scan; forbidding scans shows that
+    // the search's expression and predicate match the index.
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN {}",
+        heron_store::similar_sql(8, 10)
+    )))
+    .bind("m")
+    .bind(pgvector::Vector::from(v8.clone()))
+    .bind(None::<uuid::Uuid>)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("ticket_embeddings_hnsw_8"), "{plan}");
+    let found = store.similar_tickets("m", &v8, 10, None).await.unwrap();
+    assert_eq!(
+        found.iter().map(|s| s.ticket_id).collect::<Vec<_>>(),
+        vec![a]
+    );
+
+    sqlx::query("DROP INDEX ticket_embeddings_hnsw_8")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let reopened = PgStore::connect(&url, 1).await.unwrap();
+    assert!(index_exists(&url, "ticket_embeddings_hnsw_8").await);
+    let explained = reopened.explain_similar("m", &v8, 10).await.unwrap();
+    assert!(explained.contains("Limit"), "{explained}");
+    reopened.close().await;
+    drop(store);
+    PgFixture {
+        store: Arc::new(PgStore::connect(&url, 1).await.unwrap()),
+        database,
+    }
+    .teardown()
+    .await;
+}
+
+/// As for events (ADR 0004): a triage due time handed in by a host whose clock runs ahead
+/// is capped at the database's clock.
+#[tokio::test]
+async fn triage_due_times_from_a_clock_running_ahead_are_capped_at_the_database_clock() {
+    let fixture = fresh_store().await;
+    let store = fixture.store();
+    let ahead = chrono::Utc::now() + chrono::Duration::hours(1);
+    let id = open_ticket(&store, "ahead", ahead).await;
+    let job = store.get_triage_job(id).await.unwrap().unwrap();
+    assert_eq!(job.created_at, us(ahead), "the time is kept as given");
+    let db_now = store.now().await.unwrap();
+    let leased = store
+        .lease_triage(10, db_now, db_now + chrono::Duration::seconds(60), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        leased.iter().map(|l| l.ticket_id).collect::<Vec<_>>(),
+        vec![id],
+        "due at once by the database's clock"
+    );
+    store.fail_triage(&leased[0], "boom", None).await.unwrap();
+    store.requeue_triage(id, ahead).await.unwrap();
+    let db_now = store.now().await.unwrap();
+    let again = store
+        .lease_triage(10, db_now, db_now + chrono::Duration::seconds(60), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "a requeue from a clock ahead is due at once"
     );
     fixture.teardown().await;
 }

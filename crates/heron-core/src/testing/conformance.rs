@@ -10,7 +10,13 @@
 // report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::agent::{
+    AgentRun, AgentStep, BudgetKind, Finding, FindingSeverity, RunPurpose, RunStatus, StepKind,
+    Verdict,
+};
 use crate::alert::AlertStatus;
+use crate::investigation::{TriageJob, TriageJobState, TriageLease, TriageOutcome, TriageStats};
+use crate::llm::TokenUsage;
 use crate::ports::{
     AlertBinding, AlertQuery, Disposition, EventQuery, Lease, LeasedEvent, NewAlert, NoticeQuery,
     PlannedAlert, QueueStats, Store, StoreError, TicketQuery,
@@ -3300,4 +3306,872 @@ pub async fn timestamps_round_trip_to_the_microsecond(store: Shared) {
 pub async fn ping_answers(store: Shared) {
     store.ping().await.unwrap();
     assert!(["memory", "sqlite", "postgres"].contains(&store.backend()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent storage: the triage queue, agent runs, embeddings, the tool cache
+// ---------------------------------------------------------------------------------------------
+
+fn assert_triage_lease_lost<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
+    id: TicketId,
+    what: &str,
+) {
+    assert!(
+        matches!(result, Err(StoreError::TriageLeaseLost(lost)) if lost == id),
+        "{what}: expected TriageLeaseLost({id}), got {result:?}"
+    );
+}
+
+async fn triage_job(store: &Shared, id: TicketId) -> TriageJob {
+    store
+        .get_triage_job(id)
+        .await
+        .unwrap()
+        .expect("the ticket has a triage job")
+}
+
+async fn lease_triage_at(store: &Shared, limit: usize, now: Timestamp) -> Vec<TriageLease> {
+    store
+        .lease_triage(limit, now, now + Duration::seconds(300), MAX_ATTEMPTS)
+        .await
+        .unwrap()
+}
+
+/// Leases exactly the one due triage job the case expects.
+async fn lease_triage_only(store: &Shared, id: TicketId, now: Timestamp) -> TriageLease {
+    let mut leased = lease_triage_at(store, 10, now).await;
+    assert_eq!(
+        leased.iter().map(|l| l.ticket_id).collect::<Vec<_>>(),
+        vec![id],
+        "exactly this due job"
+    );
+    leased.remove(0)
+}
+
+fn finding() -> Finding {
+    Finding {
+        severity: FindingSeverity::High,
+        verdict: Verdict::TruePositive,
+        confidence: 0.85,
+        summary: "Port probe from a known scanner".to_owned(),
+        reason: "OTX lists 203.0.113.9 as a mass scanner".to_owned(),
+        recommendation: "Close the port".to_owned(),
+        evidence: vec!["step-2".to_owned()],
+    }
+}
+
+/// A completed triage run of `ticket` with a finding and two steps, started at `started`
+/// (with sub-microsecond digits, which stores drop) and spending `tokens`.
+pub fn agent_run(ticket: TicketId, started: Timestamp, tokens: u32) -> AgentRun {
+    AgentRun {
+        id: uuid::Uuid::now_v7(),
+        ticket_id: ticket,
+        purpose: RunPurpose::Triage,
+        model: "gpt-test".to_owned(),
+        status: RunStatus::Completed,
+        started_at: started + Duration::nanoseconds(123_456_789),
+        finished_at: Some(started + Duration::milliseconds(2_500) + Duration::nanoseconds(999)),
+        finding: Some(finding()),
+        answer: None,
+        budget: None,
+        error: None,
+        usage: TokenUsage {
+            prompt_tokens: tokens - tokens / 4,
+            completion_tokens: tokens / 4,
+            total_tokens: tokens,
+        },
+        steps: vec![
+            AgentStep {
+                index: 1,
+                kind: StepKind::Model,
+                tool: None,
+                arguments: None,
+                result: None,
+                error: None,
+                latency_ms: 800,
+                tokens: TokenUsage {
+                    prompt_tokens: 90,
+                    completion_tokens: 10,
+                    total_tokens: 100,
+                },
+                bytes_processed: None,
+            },
+            AgentStep {
+                index: 2,
+                kind: StepKind::Tool,
+                tool: Some("otx_lookup".to_owned()),
+                arguments: Some(json!({
+                    "indicator": "203.0.113.9",
+                    "type": "ipv4",
+                    "nested": {"b": 1, "a": [1.5, "x", null, true]}
+                })),
+                result: Some("clean ✓ \"quoted\"\nsecond line".to_owned()),
+                error: None,
+                latency_ms: 120,
+                tokens: TokenUsage::default(),
+                bytes_processed: Some(1_234_567_890_123),
+            },
+        ],
+    }
+}
+
+/// What a store keeps of `run`: timestamps to the microsecond.
+pub fn stored_run(mut run: AgentRun) -> AgentRun {
+    run.started_at = us(run.started_at);
+    run.finished_at = run.finished_at.map(us);
+    run
+}
+
+pub async fn opening_a_ticket_enqueues_one_triage_job_and_attaching_enqueues_none(store: Shared) {
+    assert_eq!(
+        store.triage_stats(at(0)).await.unwrap(),
+        TriageStats::default()
+    );
+    let first = open_ticket(&store, "probe", at(100)).await;
+    assert_eq!(
+        triage_job(&store, first).await,
+        TriageJob {
+            ticket_id: first,
+            state: TriageJobState::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: at(100),
+            updated_at: at(100),
+        },
+        "queued at the completion's time"
+    );
+    // Attaching to it queues nothing: a storm of one fingerprint costs one triage.
+    for n in 0..3 {
+        let now = at(200 + n);
+        ingest(&store, now, |id| {
+            vec![attach(new_alert(id, "guardduty", "probe", now), first, now)]
+        })
+        .await;
+    }
+    // Three alerts of one fingerprint in one event: one ticket, one job.
+    let bindings = ingest(&store, at(300), |id| {
+        (0..3)
+            .map(|_| open(new_alert(id, "guardduty", "burst", at(300)), at(300)))
+            .collect()
+    })
+    .await;
+    let AlertBinding::Opened(second) = bindings[0] else {
+        panic!("the first alert opens: {bindings:?}")
+    };
+    // A notice opens no ticket, so no job either.
+    make_notice(&store, "quiet", at(400)).await;
+    assert_eq!(
+        store.triage_stats(at(500)).await.unwrap(),
+        TriageStats {
+            pending: 2,
+            processing: 0,
+            failed: 0
+        }
+    );
+    assert_eq!(triage_job(&store, second).await.created_at, at(300));
+    let leased = lease_triage_at(&store, 10, at(500)).await;
+    assert_eq!(
+        leased.iter().map(|l| l.ticket_id).collect::<Vec<_>>(),
+        vec![first, second],
+        "oldest first"
+    );
+    assert_eq!(
+        ticket(&store, first).await.version,
+        1,
+        "queueing touches no ticket"
+    );
+}
+
+pub async fn escalating_a_notice_enqueues_one_triage_job(store: Shared) {
+    let (notice_id, alert_id) = make_notice(&store, "probe", at(100)).await;
+    assert_eq!(store.triage_stats(at(100)).await.unwrap().pending, 0);
+    let alert = store.get_alert(alert_id).await.unwrap().unwrap();
+    let new_ticket = NewTicket {
+        id: TicketId::new(),
+        title: "Escalated probe".to_owned(),
+        description: String::new(),
+        schema: alert.schema.clone(),
+        severity: Severity::Critical,
+        assignee: None,
+        tags: Vec::new(),
+        attributes: alert.attributes.clone(),
+        channel: None,
+        fingerprint: alert.fingerprint.clone(),
+        created_at: at(500),
+    };
+    let t = store.escalate_notice(notice_id, new_ticket).await.unwrap();
+    let job = triage_job(&store, t.id).await;
+    assert_eq!(
+        (job.state, job.attempts, job.created_at),
+        (TriageJobState::Pending, 0, at(500))
+    );
+    assert_eq!(store.triage_stats(at(500)).await.unwrap().pending, 1);
+    lease_triage_only(&store, t.id, at(500)).await;
+}
+
+pub async fn triage_leases_take_due_jobs_oldest_first_and_hold(store: Shared) {
+    let a = open_ticket(&store, "a", at(10)).await;
+    let b = open_ticket(&store, "b", at(20)).await;
+    let c = open_ticket(&store, "c", at(30)).await;
+    assert!(
+        store
+            .lease_triage(0, at(100), at(400), MAX_ATTEMPTS)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a limit of 0 leases nothing"
+    );
+    assert!(
+        lease_triage_at(&store, 10, at(5)).await.is_empty(),
+        "not due before the ticket opened"
+    );
+    let first = lease_triage_at(&store, 2, at(100)).await;
+    assert_eq!(
+        first.iter().map(|l| l.ticket_id).collect::<Vec<_>>(),
+        vec![a, b]
+    );
+    assert!(first.iter().all(|l| l.attempts == 1));
+    assert_ne!(first[0].token, first[1].token);
+    let job = triage_job(&store, a).await;
+    assert_eq!(
+        (job.state, job.attempts, job.updated_at),
+        (TriageJobState::Processing, 1, at(100))
+    );
+    lease_triage_only(&store, c, at(100)).await;
+    assert!(
+        lease_triage_at(&store, 10, at(200)).await.is_empty(),
+        "leases hold until they expire"
+    );
+    assert_eq!(
+        store.triage_stats(at(200)).await.unwrap(),
+        TriageStats {
+            pending: 0,
+            processing: 3,
+            failed: 0
+        }
+    );
+}
+
+pub async fn an_expired_triage_lease_is_taken_over_and_the_stale_token_is_lost(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    let stale = store
+        .lease_triage(10, at(10), at(20), MAX_ATTEMPTS)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        store
+            .lease_triage(10, at(20), at(100), MAX_ATTEMPTS)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a lease holds up to its expiry"
+    );
+    let current = store
+        .lease_triage(10, at(30), at(100), MAX_ATTEMPTS)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((current.ticket_id, current.attempts), (id, 2));
+    assert_ne!(current.token, stale.token);
+
+    assert_triage_lease_lost(
+        store.extend_triage_lease(&stale, at(500)).await,
+        id,
+        "extending a stale lease",
+    );
+    let run = agent_run(id, at(40), 100);
+    assert_triage_lease_lost(
+        store
+            .finish_triage(&stale, TriageOutcome::Ran(Box::new(run)), at(40))
+            .await,
+        id,
+        "finishing with a stale lease",
+    );
+    assert_triage_lease_lost(
+        store.fail_triage(&stale, "boom", None).await,
+        id,
+        "failing with a stale lease",
+    );
+    assert_triage_lease_lost(
+        store.release_triage(&stale).await,
+        id,
+        "releasing a stale lease",
+    );
+    let forged = TriageLease {
+        token: uuid::Uuid::new_v4(),
+        ..current.clone()
+    };
+    assert_triage_lease_lost(
+        store.extend_triage_lease(&forged, at(500)).await,
+        id,
+        "a token that was never handed out",
+    );
+    assert!(
+        store.list_agent_runs(id).await.unwrap().is_empty(),
+        "a lost finish stores no run"
+    );
+    assert_eq!(ticket(&store, id).await.finding, None);
+    let job = triage_job(&store, id).await;
+    assert_eq!((job.state, job.attempts), (TriageJobState::Processing, 2));
+
+    // The current holder extends its lease past the first expiry.
+    store.extend_triage_lease(&current, at(500)).await.unwrap();
+    assert!(lease_triage_at(&store, 10, at(200)).await.is_empty());
+    store
+        .finish_triage(&current, TriageOutcome::Skipped("test".into()), at(210))
+        .await
+        .unwrap();
+    assert_triage_lease_lost(
+        store.extend_triage_lease(&current, at(600)).await,
+        id,
+        "extending a finished lease",
+    );
+}
+
+pub async fn an_expired_triage_lease_past_max_attempts_fails_the_job(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    for (n, now) in [(1, 10), (2, 30)] {
+        let leased = store
+            .lease_triage(10, at(now), at(now + 10), 2)
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(leased[0].attempts, n);
+    }
+    assert!(
+        store
+            .lease_triage(10, at(50), at(60), 2)
+            .await
+            .unwrap()
+            .is_empty(),
+        "given up on, not handed out a third time"
+    );
+    let job = triage_job(&store, id).await;
+    assert_eq!(
+        (job.state, job.attempts, job.last_error.as_deref()),
+        (
+            TriageJobState::Failed,
+            2,
+            Some(crate::ports::lease_expired_error(2).as_str())
+        )
+    );
+    assert_eq!(store.triage_stats(at(50)).await.unwrap().failed, 1);
+    assert!(lease_triage_at(&store, 10, at(1_000)).await.is_empty());
+}
+
+pub async fn finishing_triage_stores_the_run_and_writes_the_finding_without_bumping_the_version(
+    store: Shared,
+) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    let before = ticket(&store, id).await;
+    let lease = lease_triage_only(&store, id, at(10)).await;
+    let run = agent_run(id, at(10), 1_000);
+    let finished = at(20) + Duration::nanoseconds(7_654_321);
+    store
+        .finish_triage(&lease, TriageOutcome::Ran(Box::new(run.clone())), finished)
+        .await
+        .unwrap();
+
+    let job = triage_job(&store, id).await;
+    assert_eq!(
+        job,
+        TriageJob {
+            ticket_id: id,
+            state: TriageJobState::Done,
+            attempts: 1,
+            last_error: None,
+            created_at: at(0),
+            updated_at: us(finished),
+        }
+    );
+    let after = ticket(&store, id).await;
+    assert_eq!(
+        after.finding,
+        Some(serde_json::to_value(finding()).unwrap())
+    );
+    assert_eq!(
+        after,
+        Ticket {
+            finding: after.finding.clone(),
+            ..before
+        },
+        "only the finding changed: not the version, not updated_at"
+    );
+    assert_eq!(
+        store.list_agent_runs(id).await.unwrap(),
+        vec![stored_run(run)],
+        "the run round-trips with its steps, to the microsecond"
+    );
+    assert!(
+        lease_triage_at(&store, 10, at(1_000)).await.is_empty(),
+        "a done job is not leased again"
+    );
+    assert_eq!(
+        store.triage_stats(at(30)).await.unwrap(),
+        TriageStats::default()
+    );
+    assert_triage_lease_lost(
+        store
+            .finish_triage(&lease, TriageOutcome::Skipped("again".into()), at(30))
+            .await,
+        id,
+        "finishing twice",
+    );
+}
+
+pub async fn a_run_without_a_finding_leaves_the_ticket_alone(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    let lease = lease_triage_only(&store, id, at(10)).await;
+    let run = AgentRun {
+        status: RunStatus::BudgetExhausted,
+        finding: None,
+        budget: Some(BudgetKind::RunTokens),
+        ..agent_run(id, at(10), 50)
+    };
+    store
+        .finish_triage(&lease, TriageOutcome::Ran(Box::new(run.clone())), at(20))
+        .await
+        .unwrap();
+    assert_eq!(triage_job(&store, id).await.state, TriageJobState::Done);
+    assert_eq!(ticket(&store, id).await.finding, None);
+    assert_eq!(
+        store.list_agent_runs(id).await.unwrap(),
+        vec![stored_run(run)]
+    );
+}
+
+pub async fn skipping_triage_records_the_reason_and_no_run(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    let lease = lease_triage_only(&store, id, at(10)).await;
+    store
+        .finish_triage(
+            &lease,
+            TriageOutcome::Skipped("the agent is disabled".into()),
+            at(20),
+        )
+        .await
+        .unwrap();
+    let job = triage_job(&store, id).await;
+    assert_eq!(
+        (job.state, job.last_error.as_deref(), job.updated_at),
+        (
+            TriageJobState::Skipped,
+            Some("the agent is disabled"),
+            at(20)
+        )
+    );
+    assert!(store.list_agent_runs(id).await.unwrap().is_empty());
+    assert_eq!(ticket(&store, id).await.finding, None);
+    assert!(lease_triage_at(&store, 10, at(1_000)).await.is_empty());
+}
+
+pub async fn failed_triage_is_retried_when_due_or_fails_for_good(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    let lease = lease_triage_only(&store, id, at(10)).await;
+    store
+        .fail_triage(&lease, "model timed out", Some(at(500)))
+        .await
+        .unwrap();
+    let job = triage_job(&store, id).await;
+    assert_eq!(
+        (job.state, job.attempts, job.last_error.as_deref()),
+        (TriageJobState::Pending, 1, Some("model timed out"))
+    );
+    assert!(
+        lease_triage_at(&store, 10, at(499)).await.is_empty(),
+        "not before its retry time"
+    );
+    let again = lease_triage_only(&store, id, at(500)).await;
+    assert_eq!(again.attempts, 2);
+    store
+        .fail_triage(&again, "the model refused", None)
+        .await
+        .unwrap();
+    let job = triage_job(&store, id).await;
+    assert_eq!(
+        (job.state, job.attempts, job.last_error.as_deref()),
+        (TriageJobState::Failed, 2, Some("the model refused"))
+    );
+    assert_eq!(
+        store.triage_stats(at(600)).await.unwrap(),
+        TriageStats {
+            pending: 0,
+            processing: 0,
+            failed: 1
+        }
+    );
+    assert!(lease_triage_at(&store, 10, at(10_000)).await.is_empty());
+}
+
+pub async fn released_triage_is_due_at_once_and_the_attempt_is_not_counted(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    let lease = lease_triage_only(&store, id, at(10)).await;
+    store.release_triage(&lease).await.unwrap();
+    let job = triage_job(&store, id).await;
+    assert_eq!((job.state, job.attempts), (TriageJobState::Pending, 0));
+    // Due at the time it was leased at, whatever the releasing process's clock says.
+    let again = lease_triage_only(&store, id, at(10)).await;
+    assert_eq!(again.attempts, 1);
+    assert_triage_lease_lost(store.release_triage(&lease).await, id, "releasing twice");
+}
+
+pub async fn requeueing_triage_makes_it_pending_again_unless_it_is_running(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    let lease = lease_triage_only(&store, id, at(10)).await;
+    assert_conflict(
+        store.requeue_triage(id, at(20)).await,
+        "requeueing a running triage",
+    );
+    store.fail_triage(&lease, "boom", None).await.unwrap();
+    let job = store.requeue_triage(id, at(900)).await.unwrap();
+    assert_eq!(
+        job,
+        TriageJob {
+            ticket_id: id,
+            state: TriageJobState::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: at(0),
+            updated_at: at(900),
+        }
+    );
+    assert_eq!(triage_job(&store, id).await, job);
+    assert!(lease_triage_at(&store, 10, at(899)).await.is_empty());
+    let lease = lease_triage_only(&store, id, at(900)).await;
+    assert_eq!(lease.attempts, 1);
+    store
+        .finish_triage(&lease, TriageOutcome::Skipped("done".into()), at(910))
+        .await
+        .unwrap();
+    // A finished job can be queued again too.
+    assert_eq!(
+        store.requeue_triage(id, at(950)).await.unwrap().state,
+        TriageJobState::Pending
+    );
+    assert_not_found(
+        store.requeue_triage(TicketId::new(), at(950)).await,
+        "requeueing the triage of an unknown ticket",
+    );
+}
+
+pub async fn concurrent_triage_leases_never_hand_out_a_job_twice(store: Shared) {
+    let mut opened = Vec::new();
+    for n in 0..20 {
+        opened.push(open_ticket(&store, &format!("k{n}"), at(n)).await);
+    }
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let leased = store
+                        .lease_triage(3, at(100), at(400), MAX_ATTEMPTS)
+                        .await
+                        .unwrap();
+                    if leased.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(leased.into_iter().map(|l| l.ticket_id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    all.sort();
+    opened.sort();
+    assert_eq!(all, opened, "every job leased exactly once");
+}
+
+pub async fn agent_runs_are_replaced_whole_and_listed_oldest_first(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    let other = open_ticket(&store, "other", at(0)).await;
+    let later = agent_run(id, at(20), 100);
+    let earlier = AgentRun {
+        purpose: RunPurpose::Chat,
+        finding: None,
+        answer: Some("It is a scanner.".to_owned()),
+        ..agent_run(id, at(10), 30)
+    };
+    store.save_agent_run(&later).await.unwrap();
+    store.save_agent_run(&earlier).await.unwrap();
+    store
+        .save_agent_run(&agent_run(other, at(5), 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_agent_runs(id).await.unwrap(),
+        vec![stored_run(earlier.clone()), stored_run(later.clone())]
+    );
+
+    // Saving again replaces the whole run, steps included.
+    let mut replaced = later.clone();
+    replaced.status = RunStatus::Failed;
+    replaced.finding = None;
+    replaced.error = Some("the model stopped answering".to_owned());
+    replaced.budget = Some(BudgetKind::WallTime);
+    replaced.steps.truncate(1);
+    replaced.usage.total_tokens = 7;
+    store.save_agent_run(&replaced).await.unwrap();
+    assert_eq!(
+        store.list_agent_runs(id).await.unwrap(),
+        vec![stored_run(earlier), stored_run(replaced)]
+    );
+    assert_eq!(store.list_agent_runs(other).await.unwrap().len(), 1);
+    assert!(
+        store
+            .list_agent_runs(TicketId::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_not_found(
+        store
+            .save_agent_run(&agent_run(TicketId::new(), at(0), 1))
+            .await,
+        "a run of an unknown ticket",
+    );
+}
+
+pub async fn tokens_spent_since_sums_the_runs_started_at_or_after_it(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    assert_eq!(store.tokens_spent_since(at(0)).await.unwrap(), 0);
+    for (started, tokens) in [(10, 100), (20, 50), (30, 7)] {
+        let run = AgentRun {
+            started_at: at(started),
+            ..agent_run(id, at(started), tokens)
+        };
+        store.save_agent_run(&run).await.unwrap();
+    }
+    // Runs of another purpose count against the same budget.
+    let lease = lease_triage_only(&store, id, at(40)).await;
+    let triage = AgentRun {
+        started_at: at(40),
+        ..agent_run(id, at(40), 1_000)
+    };
+    store
+        .finish_triage(&lease, TriageOutcome::Ran(Box::new(triage)), at(41))
+        .await
+        .unwrap();
+    assert_eq!(store.tokens_spent_since(at(0)).await.unwrap(), 1_157);
+    assert_eq!(
+        store.tokens_spent_since(at(20)).await.unwrap(),
+        1_057,
+        "a run started exactly then counts"
+    );
+    assert_eq!(store.tokens_spent_since(at(31)).await.unwrap(), 1_000);
+    assert_eq!(store.tokens_spent_since(at(41)).await.unwrap(), 0);
+}
+
+pub async fn embeddings_are_stored_per_ticket_and_model_and_replaced(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    let vector = vec![0.1f32, -2.5, 3.75, f32::MIN_POSITIVE, 1e30];
+    store
+        .put_ticket_embedding(id, "small", &vector)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_ticket_embedding(id, "small").await.unwrap(),
+        Some(vector.clone()),
+        "bit for bit"
+    );
+    assert_eq!(store.get_ticket_embedding(id, "large").await.unwrap(), None);
+    store
+        .put_ticket_embedding(id, "large", &[1.0, 2.0])
+        .await
+        .unwrap();
+    store
+        .put_ticket_embedding(id, "small", &[4.0, 5.0, 6.0])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_ticket_embedding(id, "small").await.unwrap(),
+        Some(vec![4.0, 5.0, 6.0]),
+        "replaced, dimensions included"
+    );
+    assert_eq!(
+        store.get_ticket_embedding(id, "large").await.unwrap(),
+        Some(vec![1.0, 2.0])
+    );
+    assert_eq!(
+        store
+            .get_ticket_embedding(TicketId::new(), "small")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_not_found(
+        store
+            .put_ticket_embedding(TicketId::new(), "small", &[1.0])
+            .await,
+        "the embedding of an unknown ticket",
+    );
+}
+
+pub async fn similar_tickets_are_the_closest_of_one_model_and_dimension_best_first(store: Shared) {
+    let mut ids = HashMap::new();
+    for (n, key) in [
+        "same",
+        "close",
+        "orthogonal",
+        "opposite",
+        "wide",
+        "other_model",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = i64::try_from(n).unwrap();
+        ids.insert(key, open_ticket(&store, key, at(n * 10)).await);
+    }
+    let put = |key: &'static str, model: &'static str, vector: Vec<f32>| {
+        let store = Arc::clone(&store);
+        let id = ids[key];
+        async move {
+            store
+                .put_ticket_embedding(id, model, &vector)
+                .await
+                .unwrap()
+        }
+    };
+    put("same", "m", vec![1.0, 0.0, 0.0]).await;
+    put("close", "m", vec![0.9, 0.1, 0.0]).await;
+    put("orthogonal", "m", vec![0.0, 1.0, 0.0]).await;
+    put("opposite", "m", vec![-1.0, 0.0, 0.0]).await;
+    put("wide", "m", vec![1.0, 0.0, 0.0, 0.0]).await;
+    put("other_model", "n", vec![1.0, 0.0, 0.0]).await;
+    let resolved = change(&store, ids["orthogonal"], resolve_change(), at(100)).await;
+    let query = [2.0f32, 0.0, 0.0];
+
+    let found = store.similar_tickets("m", &query, 10, None).await.unwrap();
+    assert_eq!(
+        found.iter().map(|s| s.ticket_id).collect::<Vec<_>>(),
+        vec![
+            ids["same"],
+            ids["close"],
+            ids["orthogonal"],
+            ids["opposite"]
+        ],
+        "best first; other dimensions and other models left out"
+    );
+    for (hit, expected) in found.iter().zip([
+        1.0,
+        crate::investigation::cosine_similarity(&query, &[0.9, 0.1, 0.0]),
+        0.0,
+        -1.0,
+    ]) {
+        assert!(
+            (hit.score - expected).abs() < 1e-5,
+            "score {} vs {expected}",
+            hit.score
+        );
+    }
+    let orthogonal = &found[2];
+    assert_eq!(
+        (
+            orthogonal.title.as_str(),
+            orthogonal.status,
+            orthogonal.conclusion,
+            orthogonal.reason.as_deref(),
+            orthogonal.created_at,
+            orthogonal.finding.as_ref(),
+        ),
+        (
+            resolved.title.as_str(),
+            TicketStatus::Resolved,
+            Some(Conclusion::FalsePositive),
+            Some("scanner"),
+            resolved.created_at,
+            None,
+        )
+    );
+
+    let top = store
+        .similar_tickets("m", &query, 2, Some(ids["same"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        top.iter().map(|s| s.ticket_id).collect::<Vec<_>>(),
+        vec![ids["close"], ids["orthogonal"]],
+        "at most `limit`, leaving out `exclude`"
+    );
+    let wide = store
+        .similar_tickets("m", &[0.0, 0.0, 0.0, 1.0], 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        wide.iter().map(|s| s.ticket_id).collect::<Vec<_>>(),
+        vec![ids["wide"]]
+    );
+    assert!(
+        store
+            .similar_tickets("unknown", &query, 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .similar_tickets("m", &query, 0, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn a_similar_ticket_carries_the_finding_the_agent_wrote(store: Shared) {
+    let id = open_ticket(&store, "probe", at(0)).await;
+    store
+        .put_ticket_embedding(id, "m", &[0.5, 0.5])
+        .await
+        .unwrap();
+    let lease = lease_triage_only(&store, id, at(10)).await;
+    store
+        .finish_triage(
+            &lease,
+            TriageOutcome::Ran(Box::new(agent_run(id, at(10), 10))),
+            at(20),
+        )
+        .await
+        .unwrap();
+    let found = store
+        .similar_tickets("m", &[1.0, 1.0], 5, None)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].finding,
+        Some(serde_json::to_value(finding()).unwrap())
+    );
+}
+
+pub async fn the_tool_cache_serves_an_entry_until_it_expires_and_replaces_it(store: Shared) {
+    let key = "otx:ipv4:203.0.113.9";
+    assert_eq!(store.get(key, at(0)).await.unwrap(), None);
+    store.put(key, "clean", at(100)).await.unwrap();
+    store.put("other", "malicious", at(1_000)).await.unwrap();
+    assert_eq!(
+        store.get(key, at(99)).await.unwrap().as_deref(),
+        Some("clean")
+    );
+    assert_eq!(
+        store.get(key, at(100)).await.unwrap(),
+        None,
+        "expired at its expiry"
+    );
+    store.put(key, "listed ✓", at(200)).await.unwrap();
+    assert_eq!(
+        store.get(key, at(150)).await.unwrap().as_deref(),
+        Some("listed ✓"),
+        "replaced, with its new expiry"
+    );
+    assert_eq!(
+        store.get("other", at(150)).await.unwrap().as_deref(),
+        Some("malicious")
+    );
 }

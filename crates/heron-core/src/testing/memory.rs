@@ -95,6 +95,11 @@ impl State {
         );
     }
 
+    /// The store's clock ([`EventQueue::now`]), for changes the ports give no time for.
+    fn clock(&self) -> Timestamp {
+        micros(chrono::Utc::now() + self.clock_offset)
+    }
+
     fn held_triage(&mut self, lease: &TriageLease) -> StoreResult<&mut StoredTriage> {
         match self.triage.get_mut(&lease.ticket_id) {
             Some(stored)
@@ -976,6 +981,7 @@ impl AgentStore for InMemoryStore {
         retry_at: Option<Timestamp>,
     ) -> StoreResult<()> {
         let mut state = self.lock();
+        let now = state.clock();
         let stored = state.held_triage(lease)?;
         stored.job.state = if retry_at.is_some() {
             TriageJobState::Pending
@@ -983,7 +989,7 @@ impl AgentStore for InMemoryStore {
             TriageJobState::Failed
         };
         stored.job.last_error = Some(error.to_owned());
-        stored.job.updated_at = micros(chrono::Utc::now());
+        stored.job.updated_at = now;
         stored.next_attempt_at = retry_at.map(micros);
         stored.lease = None;
         Ok(())
@@ -991,10 +997,13 @@ impl AgentStore for InMemoryStore {
 
     async fn release_triage(&self, lease: &TriageLease) -> StoreResult<()> {
         let mut state = self.lock();
+        let now = state.clock();
         let stored = state.held_triage(lease)?;
         stored.job.state = TriageJobState::Pending;
         stored.job.attempts = stored.job.attempts.saturating_sub(1);
-        stored.next_attempt_at = Some(micros(chrono::Utc::now()));
+        stored.job.updated_at = now;
+        // `next_attempt_at` keeps the due time the job was leased at, as a released event
+        // does: due at once whatever clock the caller runs on, at the head of the queue.
         stored.lease = None;
         Ok(())
     }
@@ -1164,7 +1173,7 @@ impl ToolCache for InMemoryStore {
     ) -> Result<(), ToolCacheError> {
         self.lock()
             .cache
-            .insert(key.to_owned(), (value.to_owned(), expires_at));
+            .insert(key.to_owned(), (value.to_owned(), micros(expires_at)));
         Ok(())
     }
 }

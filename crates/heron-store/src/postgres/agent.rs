@@ -16,8 +16,8 @@
 use super::PgStore;
 use crate::error::map;
 use crate::rows::{
-    AgentRunRow, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text, convert, dims,
-    leased_triage, run_columns, similar_columns, triage_columns,
+    AgentRunRow, MAX_SIMILAR, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text, convert,
+    dims, leased_triage, run_columns, similar_columns, triage_columns,
 };
 use async_trait::async_trait;
 use heron_core::agent::AgentRun;
@@ -369,9 +369,6 @@ pub const MAX_HNSW_DIMS: i32 = 2_000;
 /// of 256 dimensions, well inside the latency target.
 pub const EF_SEARCH: u32 = 100;
 
-/// Most tickets one search answers.
-const MAX_SIMILAR: usize = 1_000;
-
 /// The name of the HNSW index of `dims`-dimensional embeddings.
 fn hnsw_index_name(dims: i32) -> String {
     format!("ticket_embeddings_hnsw_{dims}")
@@ -415,16 +412,15 @@ pub fn similar_sql(dims: i32, limit: usize) -> String {
 /// recall target, and iterative scans so that filtering by model (and leaving a ticket out)
 /// still yields `limit` results in exact distance order.
 async fn search_settings(conn: &mut PgConnection) -> StoreResult<()> {
-    sqlx::query(AssertSqlSafe(format!(
-        "SET LOCAL hnsw.ef_search = {EF_SEARCH}"
-    )))
+    // `set_config(…, true)` is `SET LOCAL`, both in one round trip.
+    sqlx::query(
+        "SELECT set_config('hnsw.ef_search', $1, true), \
+                set_config('hnsw.iterative_scan', 'strict_order', true)",
+    )
+    .bind(EF_SEARCH.to_string())
     .execute(&mut *conn)
     .await
     .map_err(map)?;
-    sqlx::query("SET LOCAL hnsw.iterative_scan = strict_order")
-        .execute(&mut *conn)
-        .await
-        .map_err(map)?;
     Ok(())
 }
 

@@ -10,8 +10,8 @@
 use super::{SqliteStore, id_text};
 use crate::error::map;
 use crate::rows::{
-    AgentRunRow, DbUuid, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text, convert, dims,
-    json_text, leased_triage, micros, run_columns, similar_columns, triage_columns,
+    AgentRunRow, DbUuid, MAX_SIMILAR, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text,
+    convert, dims, json_text, leased_triage, micros, run_columns, similar_columns, triage_columns,
 };
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -23,7 +23,7 @@ use heron_core::investigation::{
 use heron_core::ports::{LEASE_EXPIRED_ERROR, StoreError, StoreResult};
 use heron_core::tool::{ToolCache, ToolCacheError};
 use heron_core::{TicketId, Timestamp};
-use sqlx::SqliteConnection;
+use sqlx::{Row, SqliteConnection};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use uuid::Uuid;
@@ -427,12 +427,6 @@ impl PartialEq for Candidate {
 
 impl Eq for Candidate {}
 
-#[derive(Debug, sqlx::FromRow)]
-struct EmbeddingRow {
-    ticket_id: DbUuid,
-    embedding: Vec<u8>,
-}
-
 #[async_trait]
 impl EmbeddingStore for SqliteStore {
     async fn put_ticket_embedding(
@@ -499,29 +493,35 @@ impl EmbeddingStore for SqliteStore {
             return Ok(Vec::new());
         }
         let dims = dims(vector)?;
+        let limit = limit.min(MAX_SIMILAR);
         let exclude = exclude.map(|id| id.as_uuid());
         // A min-heap of the best `limit` so far: its top is the one to beat.
         let mut best: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(limit + 1);
         let mut stored = Vec::with_capacity(vector.len());
-        let mut rows = sqlx::query_as::<_, EmbeddingRow>(
+        // Columns read from the row itself, not through a row struct: the vector is then
+        // decoded from the row's own buffer, not copied into a `Vec<u8>` first (a row struct
+        // cannot borrow from a streamed row).
+        let mut rows = sqlx::query(
             "SELECT ticket_id, embedding FROM ticket_embeddings WHERE model = $1 AND dims = $2",
         )
         .bind(model)
         .bind(dims)
         .fetch(&self.pool);
         while let Some(row) = rows.try_next().await.map_err(map)? {
-            if Some(row.ticket_id.0) == exclude {
+            let id: DbUuid = row.try_get(0).map_err(map)?;
+            if Some(id.0) == exclude {
                 continue;
             }
-            if !read_blob(&row.embedding, &mut stored) || stored.len() != vector.len() {
+            let blob: &[u8] = row.try_get(1).map_err(map)?;
+            if !read_blob(blob, &mut stored) || stored.len() != vector.len() {
                 return Err(crate::error::corrupt(format!(
                     "stored embedding of ticket {} does not have {dims} dimensions",
-                    row.ticket_id.0
+                    id.0
                 )));
             }
             let candidate = Candidate {
                 score: cosine_similarity(vector, &stored),
-                id: row.ticket_id.0,
+                id: id.0,
             };
             if best.len() < limit {
                 best.push(Reverse(candidate));
