@@ -11,6 +11,8 @@ pub const ALERTS: &str = "heron_alerts_total";
 pub const TICKETS_OPENED: &str = "heron_tickets_opened_total";
 pub const QUEUE_DEPTH: &str = "heron_queue_depth";
 pub const STAGE_SECONDS: &str = "heron_stage_duration_seconds";
+pub const ENRICH_TASKS: &str = "heron_enrich_tasks_total";
+pub const ALERT_METADATA: &str = "heron_alert_metadata_total";
 
 /// Distinct `schema` label values kept; later schemas are counted as `other`. Anyone holding
 /// a webhook token can invent schema names, and each new label value is a new time series.
@@ -65,6 +67,15 @@ pub fn describe() {
         "Events by queue state (pending, processing, failed)."
     );
     describe_histogram!(STAGE_SECONDS, Unit::Seconds, "Pipeline stage latency.");
+    describe_counter!(
+        ENRICH_TASKS,
+        "Enrich tasks by outcome: ok, error (triage got the error), retry (the model was \
+         unavailable; the event is retried), skipped (no model configured)."
+    );
+    describe_counter!(
+        ALERT_METADATA,
+        "Alerts whose missing title or description was asked of the model, by outcome."
+    );
 }
 
 #[cfg(test)]

@@ -254,6 +254,8 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             policies.clone(),
             settings.worker.to_app(),
             wake,
+            // The model side of the metadata and enrich stages is wired with the LLM settings.
+            None,
         );
         let stop = shutdown.subscribe();
         tokio::spawn(async move { worker.run(stop).await })
@@ -316,6 +318,7 @@ pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> 
         policies,
         settings.worker.to_app(),
         Arc::new(Notify::new()),
+        None,
     );
     let (shutdown, stop) = watch::channel(false);
     let task = tokio::spawn(async move { worker.run(stop).await });

@@ -3,9 +3,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use async_trait::async_trait;
+use heron_core::investigation::*;
 use heron_core::ports::*;
 use heron_core::testing::InMemoryStore;
 use heron_core::testing::conformance::{new_alert, new_event};
+use heron_core::tool::ToolCache;
 use heron_core::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -155,6 +157,31 @@ delegate!(NoticeRepository {
         get_notice(id: NoticeId) -> StoreResult<Option<Notice>>;
         list_notices(query: &NoticeQuery) -> StoreResult<Page<Notice>>;
         escalate_notice(id: NoticeId, ticket: ticket::NewTicket) -> StoreResult<Ticket>;
+});
+
+delegate!(AgentStore {
+        lease_triage(limit: usize, now: Timestamp, lease_until: Timestamp, max_attempts: u32) -> StoreResult<Vec<TriageLease>>;
+        extend_triage_lease(lease: &TriageLease, until: Timestamp) -> StoreResult<()>;
+        finish_triage(lease: &TriageLease, outcome: TriageOutcome, now: Timestamp) -> StoreResult<()>;
+        fail_triage(lease: &TriageLease, error: &str, retry_at: Option<Timestamp>) -> StoreResult<()>;
+        release_triage(lease: &TriageLease) -> StoreResult<()>;
+        requeue_triage(ticket: TicketId, now: Timestamp) -> StoreResult<TriageJob>;
+        get_triage_job(ticket: TicketId) -> StoreResult<Option<TriageJob>>;
+        triage_stats(now: Timestamp) -> StoreResult<TriageStats>;
+        save_agent_run(run: &agent::AgentRun) -> StoreResult<()>;
+        list_agent_runs(ticket: TicketId) -> StoreResult<Vec<agent::AgentRun>>;
+        tokens_spent_since(since: Timestamp) -> StoreResult<u64>;
+});
+
+delegate!(EmbeddingStore {
+        put_ticket_embedding(ticket: TicketId, model: &str, vector: &[f32]) -> StoreResult<()>;
+        get_ticket_embedding(ticket: TicketId, model: &str) -> StoreResult<Option<Vec<f32>>>;
+        similar_tickets(model: &str, vector: &[f32], limit: usize, exclude: Option<TicketId>) -> StoreResult<Vec<SimilarTicket>>;
+});
+
+delegate!(ToolCache {
+        get(key: &str, now: Timestamp) -> Result<Option<String>, tool::ToolCacheError>;
+        put(key: &str, value: &str, expires_at: Timestamp) -> Result<(), tool::ToolCacheError>;
 });
 
 #[async_trait]

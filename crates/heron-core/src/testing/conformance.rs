@@ -10,7 +10,7 @@
 // report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::alert::AlertStatus;
+use crate::alert::{AlertStatus, MetadataSource};
 use crate::ports::{
     AlertBinding, AlertQuery, Disposition, EventQuery, Lease, LeasedEvent, NewAlert, NoticeQuery,
     PlannedAlert, QueueStats, Store, StoreError, TicketQuery,
@@ -115,6 +115,9 @@ pub fn new_alert(
         schema: schema(schema_name),
         title: format!("Port probe {key}"),
         description: "Unprotected port probed".to_owned(),
+        // Not the defaults, so that a store dropping them fails the round trips.
+        title_source: MetadataSource::Llm,
+        description_source: MetadataSource::Default,
         attributes: vec![Attribute {
             key: "ip".to_owned(),
             value: "192.0.2.1".to_owned(),
@@ -1669,6 +1672,11 @@ pub async fn opening_a_ticket_makes_it_the_dedup_target(store: Shared) {
     assert_eq!(stored.status, AlertStatus::Ticketed);
     assert_eq!(stored.ticket_id, Some(new_ticket.id));
     assert_eq!(stored.notice_id, None);
+    assert_eq!(
+        (stored.title_source, stored.description_source),
+        (alert.title_source, alert.description_source),
+        "where the title and description came from is kept"
+    );
     assert_eq!(
         (
             &stored.title,
