@@ -16,7 +16,9 @@ indicators := [
 	{"key": "user", "value": "alice", "link": ""},
 ]
 
-tasks(doc) := data.enrich.prompts with input as doc
+tasks(doc) := t if {
+	t := data.enrich.prompts with input as doc
+}
 
 ids(doc) := {t.id | some t in tasks(doc)}
 

@@ -203,7 +203,8 @@ pub(crate) fn static_references(sources: &[(String, String)]) -> Vec<(String, St
         if package_of(text).as_deref() != Some("enrich") {
             continue;
         }
-        let mut rest = text.as_str();
+        let code = strip_comments(text);
+        let mut rest = code.as_str();
         while let Some(at) = rest.find("\"template\"") {
             rest = &rest[at + "\"template\"".len()..];
             let Some(after_colon) = rest.trim_start().strip_prefix(':') else {
@@ -216,6 +217,34 @@ pub(crate) fn static_references(sources: &[(String, String)]) -> Vec<(String, St
                 out.push((literal[..end].to_owned(), path.clone()));
             }
         }
+    }
+    out
+}
+
+/// `text` without its `#` comments (a `#` inside a string is kept).
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut quote: Option<char> = None;
+        let mut escaped = false;
+        for c in line.chars() {
+            match quote {
+                Some(q) => {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' && q == '"' {
+                        escaped = true;
+                    } else if c == q {
+                        quote = None;
+                    }
+                }
+                None if c == '#' => break,
+                None if c == '"' || c == '`' => quote = Some(c),
+                None => {}
+            }
+            out.push(c);
+        }
+        out.push('\n');
     }
     out
 }
@@ -299,7 +328,8 @@ mod tests {
         let sources = vec![
             (
                 "enrich.rego".to_owned(),
-                "# c\npackage enrich\nprompts contains {\"template\" : \"a.md\"} if true\n\
+                "# c \"template\": \"no.md\"\npackage enrich\n# \"template\": \"comment.md\"\n\
+                 prompts contains {\"template\" : \"a.md\", \"inline\": \"#\"} if true\n\
                  prompts contains {\"template\": name} if { name := \"b.md\" }"
                     .to_owned(),
             ),
