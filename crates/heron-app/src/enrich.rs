@@ -25,7 +25,7 @@ use heron_agent::{Agent, Budgets, DailyTokens};
 use heron_core::agent::{AgentRun, Tool};
 use heron_core::alert::MetadataSource;
 use heron_core::llm::ChatModel;
-use heron_core::policy::{EnrichFormat, EnrichResult, PolicyEngine, PolicyError};
+use heron_core::policy::{EnrichFormat, EnrichPrompt, EnrichResult, PolicyEngine, PolicyError};
 use heron_core::ports::NewAlert;
 use heron_core::{TicketId, Timestamp};
 use std::sync::Arc;
@@ -245,7 +245,10 @@ pub(crate) async fn enrich_alert(
             // An unknown template fails its task, not the event (the name was computed at
             // evaluation time, so the load-time check could not see it).
             Err(e) => prompts.push((
-                String::new(),
+                match &task.prompt {
+                    EnrichPrompt::Template { name, .. } => format!("template {name}"),
+                    EnrichPrompt::Inline(text) => text.clone(),
+                },
                 Some(TaskRun {
                     result: Err(EnrichError {
                         message: e.to_string(),

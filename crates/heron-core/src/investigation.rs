@@ -143,6 +143,7 @@ pub struct SimilarTicket {
     pub reason: Option<String>,
     /// The agent's verdict and summary, when it wrote a finding.
     pub finding: Option<serde_json::Value>,
+    // Spelled out, not `Timestamp`: utoipa recognises chrono's type by its name only.
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Cosine similarity, 1 = same direction.
     pub score: f64,
