@@ -15,8 +15,10 @@
 mod chat;
 mod finding;
 mod prompt;
+mod task;
 
 pub use finding::{finding_schema, validate_finding};
+pub use task::{AlertText, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, TaskError, TaskOutcome};
 
 use chrono::{NaiveDate, Utc};
 use heron_core::agent::{

@@ -1,6 +1,8 @@
 //! Heron's use cases, written against the ports of `heron-core` only: accepting deliveries,
-//! the event-processing worker (ingest → fingerprint → dedup → triage → ticket), and the
-//! ticket, comment, notice and event operations behind the API and CLI.
+//! the event-processing worker (ingest → fingerprint → dedup → metadata → enrich → triage →
+//! ticket), and the ticket, comment, notice and event operations behind the API and CLI.
+//! The model-facing stages go through the [`Enricher`] port; [`AgentEnricher`] implements it
+//! over `heron-agent`, which itself only speaks `heron-core` ports.
 //!
 //! Invariants:
 //! - intake never evaluates policies or calls out: it stores and acknowledges;
@@ -8,10 +10,13 @@
 //!   with the event's completion in one store call, so a crash anywhere repeats the plan but
 //!   never half-applies it;
 //! - policy errors fail an event at once (retrying the same policy cannot help); storage
-//!   errors are retried with backoff until `max_attempts`.
+//!   errors are retried with backoff until `max_attempts`, and so is an unavailable model
+//!   during enrichment, except on the last attempt, where triage goes on with the tasks'
+//!   errors as their results (ADR 0006): enrichment never loses an alert.
 
 pub mod agent_tools;
 mod chat;
+mod enrich;
 mod error;
 mod intake;
 pub mod metrics;
@@ -22,6 +27,7 @@ pub mod triage;
 mod worker;
 
 pub use chat::{AGENT_AUTHOR, ChatReply, ChatService, MAX_QUESTION_BYTES};
+pub use enrich::{AgentEnricher, AlertText, EnrichError, Enricher, TaskRun};
 pub use error::{AppError, AppResult};
 pub use intake::Intake;
 pub use policies::PolicyHandle;

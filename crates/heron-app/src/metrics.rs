@@ -16,6 +16,8 @@ pub const AGENT_RUNS: &str = "heron_agent_runs_total";
 pub const LLM_TOKENS: &str = "heron_llm_tokens_total";
 pub const BIGQUERY_BYTES: &str = "heron_bigquery_bytes_processed_total";
 pub const AGENT_STEPS: &str = "heron_agent_steps_total";
+pub const ENRICH_TASKS: &str = "heron_enrich_tasks_total";
+pub const ALERT_METADATA: &str = "heron_alert_metadata_total";
 
 /// Distinct `schema` label values kept; later schemas are counted as `other`. Anyone holding
 /// a webhook token can invent schema names, and each new label value is a new time series.
@@ -87,6 +89,15 @@ pub fn describe() {
     describe_counter!(
         AGENT_STEPS,
         "Agent steps, by kind (model, tool) and outcome."
+    );
+    describe_counter!(
+        ENRICH_TASKS,
+        "Enrich tasks by outcome: ok, error (triage got the error), retry (the model was \
+         unavailable; the event is retried), skipped (no model configured)."
+    );
+    describe_counter!(
+        ALERT_METADATA,
+        "Alerts whose missing title or description was asked of the model, by outcome."
     );
 }
 

@@ -6,8 +6,16 @@
 //! its own.
 //!
 //! Per alert: fingerprint → if an active ticket with that fingerprint was seen within the
-//! dedup window, attach (no triage: a storm of one fingerprint costs one triage) → otherwise
-//! `data.triage` decides alert (open a ticket), notice or discard.
+//! dedup window, attach (no triage: a storm of one fingerprint costs one triage, and no model
+//! call) → otherwise the metadata and enrich stages ([`crate::enrich`]) and `data.triage`
+//! decides alert (open a ticket), notice or discard.
+//!
+//! Without an [`Enricher`] and without a `data.enrich` package, an alert goes straight to
+//! triage: no await, no allocation more than before those stages existed. With them, model
+//! work can take minutes; the lease heartbeat below covers it, as it covers the whole batch.
+//! The runs of enrich tasks are stored after the event is committed, under the ticket the
+//! alert opened or joined (an alert published as a notice or discarded has no ticket, and its
+//! runs are only logged).
 //!
 //! Invariants:
 //! - every time handed to the queue comes from the store's clock ([`EventQueue::now`], read
@@ -24,11 +32,13 @@
 //! [`EventQueue::now`]: heron_core::ports::EventQueue::now
 
 use crate::PolicyHandle;
+use crate::enrich::{Enricher, StageError};
 use crate::metrics::{
     ALERTS, EVENTS_FAILED, EVENTS_IGNORED, EVENTS_PROCESSED, EVENTS_RETRIED, STAGE_SECONDS,
     TICKETS_OPENED,
 };
 use crate::pipeline;
+use heron_core::agent::AgentRun;
 use heron_core::policy::{PolicyEngine, PolicyError};
 use heron_core::ports::{
     AlertBinding, Disposition, Lease, LeasedEvent, PlannedAlert, Store, StoreError,
@@ -79,12 +89,15 @@ pub struct Worker {
     policies: PolicyHandle,
     settings: WorkerSettings,
     wake: Arc<Notify>,
+    /// The model side of the metadata and enrich stages; `None` when no model is configured.
+    enricher: Option<Arc<dyn Enricher>>,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("settings", &self.settings)
+            .field("enricher", &self.enricher.is_some())
             .finish()
     }
 }
@@ -98,6 +111,26 @@ enum PlanError {
     Body(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The model was unavailable for an enrich task; worth retrying later.
+    #[error("{0}")]
+    Enrich(String),
+}
+
+impl From<StageError> for PlanError {
+    fn from(e: StageError) -> Self {
+        match e {
+            StageError::Policy(e) => PlanError::Policy(e),
+            StageError::Unavailable(why) => PlanError::Enrich(why),
+        }
+    }
+}
+
+/// An event's plan: its alerts, and the agent runs of their enrich tasks (by alert index),
+/// stored once the alerts are.
+#[derive(Debug, Default)]
+struct Plan {
+    alerts: Vec<PlannedAlert>,
+    runs: Vec<(usize, AgentRun)>,
 }
 
 /// Re-plans allowed when the store reports that the world changed under the plan (a ticket
@@ -105,17 +138,21 @@ enum PlanError {
 const MAX_REPLANS: usize = 3;
 
 impl Worker {
+    /// `enricher` is the model side of the metadata and enrich stages (`None`: no model is
+    /// configured; enrich tasks are then skipped, see [`crate::enrich`]).
     pub fn new(
         store: Arc<dyn Store>,
         policies: PolicyHandle,
         settings: WorkerSettings,
         wake: Arc<Notify>,
+        enricher: Option<Arc<dyn Enricher>>,
     ) -> Self {
         Self {
             store,
             policies,
             settings,
             wake,
+            enricher,
         }
     }
 
@@ -252,13 +289,15 @@ impl Worker {
         let mut lookups = DedupLookups::default();
         let mut items = Vec::with_capacity(leased.len());
         let mut batch = Vec::with_capacity(leased.len());
+        let mut runs = Vec::with_capacity(leased.len());
         for item in leased {
             match self
                 .plan(policies.as_ref(), &item.event, clock, &mut lookups)
                 .await
             {
                 Ok(plan) => {
-                    batch.push((item.lease.clone(), plan));
+                    batch.push((item.lease.clone(), plan.alerts));
+                    runs.push(plan.runs);
                     items.push(item);
                 }
                 Err(e) => report.count(self.fail(&item, e, clock).await),
@@ -289,10 +328,13 @@ impl Worker {
             }
             Err(e) => return self.one_by_one(items, e, clock, started, report).await,
         };
-        for (item, result) in items.into_iter().zip(results) {
+        for ((item, result), runs) in items.into_iter().zip(results).zip(runs) {
             let outcome = match result {
                 Ok(bindings) => {
                     self.record_completion(&item.event, &bindings);
+                    if !runs.is_empty() {
+                        self.store_runs(&item.event, runs, &bindings).await;
+                    }
                     metrics::histogram!(STAGE_SECONDS, "stage" => "process")
                         .record(started.elapsed());
                     Outcome::Completed(bindings.is_empty())
@@ -356,12 +398,15 @@ impl Worker {
             let store_started = Instant::now();
             let result = self
                 .store
-                .complete_event(&item.lease, plan, clock.now())
+                .complete_event(&item.lease, plan.alerts, clock.now())
                 .await;
             metrics::histogram!(STAGE_SECONDS, "stage" => "commit").record(store_started.elapsed());
             match result {
                 Ok(bindings) => {
                     self.record_completion(event, &bindings);
+                    if !plan.runs.is_empty() {
+                        self.store_runs(event, plan.runs, &bindings).await;
+                    }
                     metrics::histogram!(STAGE_SECONDS, "stage" => "process")
                         .record(started.elapsed());
                     return Outcome::Completed(bindings.is_empty());
@@ -372,6 +417,29 @@ impl Worker {
                 }
                 Err(StoreError::LeaseLost(_)) => return lease_lost(event),
                 Err(e) => return self.fail(&item, PlanError::Store(e), clock).await,
+            }
+        }
+    }
+
+    /// Stores enrich runs under the ticket their alert was bound to. The event is committed
+    /// already: a run that cannot be stored is logged, never a reason to run the event again.
+    async fn store_runs(
+        &self,
+        event: &Event,
+        runs: Vec<(usize, AgentRun)>,
+        bindings: &[AlertBinding],
+    ) {
+        for (index, mut run) in runs {
+            match bindings.get(index) {
+                Some(AlertBinding::Opened(ticket_id) | AlertBinding::Attached(ticket_id)) => {
+                    run.ticket_id = *ticket_id;
+                    if let Err(e) = self.store.save_agent_run(&run).await {
+                        tracing::warn!(event_id = %event.id, run_id = %run.id, error = %e, "could not store an enrich run");
+                    }
+                }
+                _ => {
+                    tracing::info!(event_id = %event.id, run_id = %run.id, status = %run.status, tokens = run.usage.total_tokens, "enrich run not stored: its alert opened no ticket");
+                }
             }
         }
     }
@@ -403,6 +471,7 @@ impl Worker {
     /// spent.
     async fn fail(&self, item: &LeasedEvent, error: PlanError, clock: StoreClock) -> Outcome {
         let event = &item.event;
+        // `Enrich` is transient by construction: it is only raised while attempts remain.
         let permanent = matches!(
             error,
             PlanError::Policy(_) | PlanError::Body(_) | PlanError::Store(StoreError::Invalid(_))
@@ -449,7 +518,7 @@ impl Worker {
         event: &Event,
         clock: StoreClock,
         lookups: &mut DedupLookups,
-    ) -> Result<Vec<PlannedAlert>, PlanError> {
+    ) -> Result<Plan, PlanError> {
         let body: serde_json::Value =
             serde_json::from_str(&event.body).map_err(|e| PlanError::Body(e.to_string()))?;
         if !body.is_object() {
@@ -462,6 +531,7 @@ impl Worker {
         let seen = event.received_at;
         let seen_since = seen - to_chrono(self.settings.dedup_window);
         let mut planned = Vec::with_capacity(output.alerts.len());
+        let mut runs = Vec::new();
         for mut alert in
             pipeline::alerts_from_drafts(event.id, &event.schema, output.alerts, &body, seen)
         {
@@ -500,11 +570,38 @@ impl Worker {
                     seen_since,
                 },
                 Known::NoTarget { .. } => {
+                    // The fast path (no model, no enrich package) takes no await at all.
+                    let (enrich, ticket_id) = if self.enricher.is_none() && !policies.has_enrich() {
+                        (Vec::new(), None)
+                    } else {
+                        let ticket_id = TicketId::new();
+                        let enrich_started = Instant::now();
+                        let may_retry = event.attempts < self.settings.max_attempts;
+                        let enrichment = crate::enrich::enrich_alert(
+                            self.enricher.as_ref(),
+                            policies,
+                            &mut alert,
+                            ticket_id,
+                            clock.now(),
+                            may_retry,
+                        )
+                        .await?;
+                        metrics::histogram!(STAGE_SECONDS, "stage" => "enrich")
+                            .record(enrich_started.elapsed());
+                        let index = planned.len();
+                        runs.extend(enrichment.runs.into_iter().map(|r| (index, r)));
+                        (enrichment.results, Some(ticket_id))
+                    };
                     let triage_started = Instant::now();
-                    let mut disposition = pipeline::triage_alert(policies, &mut alert, seen_since)?;
+                    let mut disposition =
+                        pipeline::triage_alert(policies, &mut alert, seen_since, enrich)?;
                     metrics::histogram!(STAGE_SECONDS, "stage" => "triage")
                         .record(triage_started.elapsed());
                     if let Disposition::Open { ticket, .. } = &mut disposition {
+                        // The enrich runs were recorded under this id.
+                        if let Some(id) = ticket_id {
+                            ticket.id = id;
+                        }
                         // The ticket is opened now, whenever its first alert arrived.
                         ticket.created_at = clock.now();
                         lookups.0.insert(
@@ -520,7 +617,10 @@ impl Worker {
             };
             planned.push(PlannedAlert { alert, disposition });
         }
-        Ok(planned)
+        Ok(Plan {
+            alerts: planned,
+            runs,
+        })
     }
 }
 

@@ -72,6 +72,7 @@ fn setup() -> Setup {
         PolicyHandle::new(Arc::new(RulePolicy)),
         WorkerSettings::default(),
         wake.clone(),
+        None,
     );
     Setup {
         intake: Intake::new(store.clone(), wake),

@@ -82,6 +82,7 @@ fn setup_with(failures: usize, settings: WorkerSettings) -> Setup {
         PolicyHandle::new(policy.clone()),
         settings,
         wake.clone(),
+        None,
     );
     Setup {
         intake: Intake::new(store.clone(), wake),

@@ -531,7 +531,7 @@ fn policy(root: &Path, iterations: usize, python: Option<&Path>) -> anyhow::Resu
                 "tags": alert.tags, "channel": alert.channel, "severity": alert.severity}, "data": event}, "enrich": []}),
             );
         }
-        heron_app::pipeline::triage_alert(&set, alert, chrono::Utc::now())?;
+        heron_app::pipeline::triage_alert(&set, alert, chrono::Utc::now(), Vec::new())?;
         if i >= 1000 {
             samples.push(started.elapsed());
         }

@@ -53,6 +53,8 @@ pub struct AgentParts {
     /// `None` when no model is configured: the agent is disabled.
     pub triage: Option<TriageAgent>,
     pub chat_model: Option<Arc<dyn ChatModel>>,
+    /// The model side of the metadata and enrich stages; `None` when the agent is disabled.
+    pub enricher: Option<Arc<dyn heron_app::Enricher>>,
     /// Chat with the agent about a ticket; `None` when the agent is disabled.
     pub chat: Option<heron_app::ChatService>,
     pub tools: Vec<Arc<dyn Tool>>,
@@ -193,10 +195,21 @@ pub async fn build(
             "no LLM configured (llm_base_url): the triage agent is disabled"
         ),
     }
+    // Enrichment charges the same daily allowance as triage and chat.
+    let enricher = chat_model.as_ref().zip(triage.as_ref()).map(|(model, t)| {
+        Arc::new(heron_app::AgentEnricher::new(
+            model.clone(),
+            tools.clone(),
+            budgets.clone(),
+            t.daily.clone(),
+            s.agent_concurrency,
+        )) as Arc<dyn heron_app::Enricher>
+    });
     let chat = triage
         .as_ref()
         .map(|t| heron_app::ChatService::new(store.clone(), t.agent.clone(), t.daily.clone()));
     Ok(AgentParts {
+        enricher,
         chat,
         embedder: TicketEmbedder::new(embedder),
         triage,

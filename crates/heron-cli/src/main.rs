@@ -388,7 +388,7 @@ fn evaluate(
         heron_app::pipeline::alerts_from_drafts(EventId::new(), schema, output.alerts, body, now);
     let mut results = Vec::new();
     for mut alert in alerts {
-        let disposition = heron_app::pipeline::triage_alert(set, &mut alert, now)?;
+        let disposition = heron_app::pipeline::triage_alert(set, &mut alert, now, Vec::new())?;
         let decision = match disposition {
             Disposition::Open { .. } | Disposition::Attach { .. } => "alert",
             Disposition::Notice { .. } => "notice",

@@ -261,6 +261,7 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             policies.clone(),
             settings.worker.to_app(),
             wake,
+            agent.enricher.clone(),
         );
         spawn_workers(worker, triage_worker(&store, &agent), shutdown.subscribe())
     });
@@ -324,6 +325,7 @@ pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> 
         policies,
         settings.worker.to_app(),
         Arc::new(Notify::new()),
+        agent.enricher.clone(),
     );
     let (shutdown, stop) = watch::channel(false);
     let task = spawn_workers(worker, triage, stop);

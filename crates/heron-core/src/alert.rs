@@ -41,6 +41,26 @@ pub struct Attribute {
     pub link: Option<String>,
 }
 
+/// Where an alert's title or description came from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataSource {
+    /// Set by a policy (ingest, or triage overriding it).
+    #[default]
+    Policy,
+    /// Heron's fallback: `Alert from <schema>`, or an empty description.
+    Default,
+    /// Written by the language model in the metadata stage.
+    Llm,
+}
+
+str_enum!(MetadataSource {
+    Policy => "policy",
+    Default => "default",
+    Llm => "llm",
+});
+
 /// One element of an ingest policy's `alerts` set, already decoded and normalised.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AlertDraft {
@@ -81,6 +101,10 @@ pub struct Alert {
     pub schema: SchemaName,
     pub title: String,
     pub description: String,
+    #[serde(default)]
+    pub title_source: MetadataSource,
+    #[serde(default)]
+    pub description_source: MetadataSource,
     pub attributes: Vec<Attribute>,
     pub tags: Vec<String>,
     pub severity: Severity,

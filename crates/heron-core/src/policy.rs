@@ -1,6 +1,13 @@
 //! The policy port: what the pipeline asks of the Rego engine. Evaluation is synchronous CPU
 //! work (microseconds); implementations must be cheap to share across threads.
+//!
+//! Invariants:
+//! - an [`EnrichTask`] has exactly one prompt (inline text or a named template) and an id
+//!   unique among the tasks of one evaluation, so `data.triage` can find its result by id;
+//! - an engine without a `data.enrich` package answers no tasks and [`PolicyEngine::has_enrich`]
+//!   `false`, so callers can skip building the enrich input at all.
 
+use crate::alert::MetadataSource;
 use crate::{AlertDraft, Attribute, SchemaName, Severity};
 use serde::{Deserialize, Serialize};
 
@@ -35,13 +42,54 @@ pub struct TriageMetadata {
     pub tags: Vec<String>,
     pub channel: Option<String>,
     pub severity: Severity,
+    /// Where the title came from (`policy`, `default` or `llm`), as warren gives it.
+    pub title_source: MetadataSource,
+    pub description_source: MetadataSource,
 }
 
+/// One `data.enrich` task's outcome, as `data.triage` sees it (warren's shape).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrichResult {
     pub id: String,
+    /// The prompt the agent was given (the inline text, or the rendered template).
     pub prompt: String,
+    /// The answer: a string for `format: text`, the parsed value for `format: json`, or
+    /// `{"error": "..."}` when the task could not produce one.
     pub result: serde_json::Value,
+}
+
+/// How a task's answer is handed to `data.triage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnrichFormat {
+    /// The answer's text, as a JSON string.
+    #[default]
+    Text,
+    /// The answer parsed as JSON.
+    Json,
+}
+
+/// Where a task's prompt comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrichPrompt {
+    /// The policy's own text.
+    Inline(String),
+    /// A template loaded with the policies, rendered over the alert and `params`.
+    Template {
+        name: String,
+        params: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// One element of `data.enrich.prompts`, decoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrichTask {
+    /// The policy's `id`, or `task_` and 8 hex digits derived from the task's content (stable
+    /// across runs, so a replay gives the same ids).
+    pub id: String,
+    pub prompt: EnrichPrompt,
+    pub format: EnrichFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -93,4 +141,33 @@ pub trait PolicyEngine: Send + Sync {
     ) -> Result<IngestOutput, PolicyError>;
     fn triage(&self, input: &TriageInput) -> Result<TriageDecision, PolicyError>;
     fn info(&self) -> PolicyInfo;
+    /// Whether a `data.enrich` package exists: when it does not, [`enrich`](Self::enrich)
+    /// answers no tasks and callers need not build its input.
+    fn has_enrich(&self) -> bool {
+        false
+    }
+    /// `data.enrich.prompts` for `alert` (warren's flattened alert JSON). No package: no tasks.
+    fn enrich(&self, alert: &serde_json::Value) -> Result<Vec<EnrichTask>, PolicyError> {
+        let _ = alert;
+        Ok(Vec::new())
+    }
+    /// The text of a task's prompt: the inline text, or its template rendered over `alert`
+    /// and the task's params. An unknown template is [`PolicyError::Output`].
+    fn render_prompt(
+        &self,
+        task: &EnrichTask,
+        alert: &serde_json::Value,
+    ) -> Result<String, PolicyError> {
+        let _ = alert;
+        match &task.prompt {
+            EnrichPrompt::Inline(text) => Ok(text.clone()),
+            EnrichPrompt::Template { name, .. } => Err(PolicyError::Output {
+                query: "data.enrich.prompts".into(),
+                message: format!(
+                    "task {}: no prompt template named {name:?} is loaded",
+                    task.id
+                ),
+            }),
+        }
+    }
 }

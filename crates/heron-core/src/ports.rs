@@ -22,7 +22,7 @@
 //! moreover capped at the database's clock, so "due at once" holds even when the accepting
 //! host's clock runs ahead. SQLite and the in-memory store serve one host: its clock is theirs.
 
-use crate::alert::AlertStatus;
+use crate::alert::{AlertStatus, MetadataSource};
 use crate::{
     Accepted, Alert, AlertId, Attribute, Comment, Event, EventId, EventState, Fingerprint,
     NewEvent, Notice, NoticeId, SchemaName, Severity, Ticket, TicketId, TicketStatus, Timestamp,
@@ -145,6 +145,8 @@ pub struct NewAlert {
     pub schema: SchemaName,
     pub title: String,
     pub description: String,
+    pub title_source: MetadataSource,
+    pub description_source: MetadataSource,
     pub attributes: Vec<Attribute>,
     pub tags: Vec<String>,
     pub severity: Severity,

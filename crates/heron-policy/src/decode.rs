@@ -1,7 +1,7 @@
 //! Turning policy output (regorus values) into domain types, with messages that tell a policy
 //! author exactly which field is wrong.
 
-use heron_core::policy::{Publish, TriageDecision};
+use heron_core::policy::{EnrichFormat, EnrichPrompt, EnrichTask, Publish, TriageDecision};
 use heron_core::{AlertDraft, Attribute, SchemaName, Severity};
 use regorus::Value;
 use serde_json::Value as Json;
@@ -78,6 +78,90 @@ pub(crate) fn decode_triage(output: &Value) -> Result<TriageDecision, String> {
         assignee: optional_string(map.remove("assignee"), "assignee")?,
         attr: decode_attributes(map.remove("attr"), "attr")?,
     })
+}
+
+/// `prompts` (a set, or an array) of task objects. Undefined means no tasks.
+pub(crate) fn decode_enrich(output: &Value) -> Result<Vec<EnrichTask>, String> {
+    let items = match to_json(output)? {
+        Json::Null => return Ok(Vec::new()),
+        Json::Array(items) => items,
+        other => {
+            return Err(format!(
+                "`prompts` must be a set of objects, got {}",
+                kind(&other)
+            ));
+        }
+    };
+    let mut tasks: Vec<EnrichTask> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let task = decode_task(item).map_err(|e| format!("prompts[{i}]: {e}"))?;
+        if tasks.iter().any(|t| t.id == task.id) {
+            return Err(format!(
+                "prompts[{i}]: the id {:?} is used by two tasks; `data.triage` finds results by id",
+                task.id
+            ));
+        }
+        tasks.push(task);
+    }
+    Ok(tasks)
+}
+
+fn decode_task(item: Json) -> Result<EnrichTask, String> {
+    let Json::Object(mut map) = item else {
+        return Err(format!("expected an object, got {}", kind(&item)));
+    };
+    // Derived before anything is taken out, so the id covers the whole task.
+    let auto_id = || format!("task_{:08x}", content_hash(&Json::Object(map.clone())));
+    let id = match optional_string(map.get("id").cloned(), "id")? {
+        Some(id) if !id.trim().is_empty() => id,
+        _ => auto_id(),
+    };
+    let inline = optional_string(map.remove("inline"), "inline")?;
+    let template = optional_string(map.remove("template"), "template")?;
+    let params = match map.remove("params") {
+        None | Some(Json::Null) => serde_json::Map::new(),
+        Some(Json::Object(params)) => params,
+        Some(other) => return Err(format!("`params` must be an object, got {}", kind(&other))),
+    };
+    let prompt = match (inline, template) {
+        (Some(text), None) => {
+            if !params.is_empty() {
+                return Err("`params` only applies to a `template` task".into());
+            }
+            EnrichPrompt::Inline(text)
+        }
+        (None, Some(name)) => EnrichPrompt::Template { name, params },
+        (None, None) => {
+            return Err(
+                "a task needs exactly one of `inline` (the prompt) or `template` \
+                        (a file under prompts/); it has neither"
+                    .into(),
+            );
+        }
+        (Some(_), Some(_)) => {
+            return Err("a task needs exactly one of `inline` or `template`; it has both".into());
+        }
+    };
+    let format = match optional_string(map.remove("format"), "format")?.as_deref() {
+        None | Some("text") => EnrichFormat::Text,
+        Some("json") => EnrichFormat::Json,
+        Some(other) => {
+            return Err(format!(
+                "`format` must be \"text\" or \"json\", got {other:?}"
+            ));
+        }
+    };
+    Ok(EnrichTask { id, prompt, format })
+}
+
+/// FNV-1a over the task's JSON (keys sorted): the same task always gets the same auto id.
+fn content_hash(value: &Json) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in value.to_string().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash >> 32) as u32 ^ hash as u32
 }
 
 /// warren's default when a schema has no ingest package: one alert carrying the raw event.

@@ -1,5 +1,6 @@
 //! Rego policies on regorus: loading a policy folder, evaluating warren-compatible `ingest`,
-//! `triage` packages for the pipeline, and running `test_*` rules.
+//! `enrich` and `triage` packages for the pipeline (with the prompt templates of `enrich`
+//! tasks, see [`prompts`]), and running `test_*` rules.
 //!
 //! Invariants:
 //! - a [`PolicySet`] is immutable once loaded; it is compiled fully at load time, so a set that
@@ -11,6 +12,7 @@
 mod decode;
 pub mod fixtures;
 mod load;
+pub mod prompts;
 mod set;
 pub mod testing;
 

@@ -1,10 +1,12 @@
 //! A compiled policy folder and the pipeline's queries against it.
 
-use crate::decode::{decode_ingest, decode_triage, default_alert};
+use crate::decode::{decode_enrich, decode_ingest, decode_triage, default_alert};
 use crate::load::{LoadOptions, PolicyLoadError, RegoVersion, rego_files};
+use crate::prompts::{self, Template};
 use heron_core::SchemaName;
 use heron_core::policy::{
-    IngestOutput, PolicyEngine, PolicyError, PolicyInfo, TriageDecision, TriageInput,
+    EnrichPrompt, EnrichTask, IngestOutput, PolicyEngine, PolicyError, PolicyInfo, TriageDecision,
+    TriageInput,
 };
 use regorus::{CompiledPolicy, Engine, Value};
 use std::collections::BTreeMap;
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 const TEST_PACKAGE_SUFFIX: &str = "_test";
 const INTERNAL_PATH: &str = "heron_internal.rego";
 const TRIAGE_DECISION: &str = "data.heron_internal.triage_decision";
+const ENRICH_PROMPTS: &str = "data.enrich.prompts";
 
 /// Gathers every output field of `data.triage` into one object, so a decision is one
 /// evaluation; written in syntax valid under both Rego v0 and v1.
@@ -57,6 +60,10 @@ pub struct PolicySet {
     engine: Engine,
     ingest: BTreeMap<String, CompiledPolicy>,
     triage: Option<CompiledPolicy>,
+    /// `data.enrich.prompts`, when the package defines it.
+    enrich: Option<CompiledPolicy>,
+    /// Prompt templates by file name (see [`crate::prompts`]).
+    templates: BTreeMap<String, Template>,
     info: PolicyInfo,
     files: Vec<PathBuf>,
     /// `(path, text)` of every module, for the test runner.
@@ -73,7 +80,8 @@ impl std::fmt::Debug for PolicySet {
 }
 
 impl PolicySet {
-    /// Loads and compiles every `.rego` file under `roots`.
+    /// Loads and compiles every `.rego` file under `roots`, and the prompt templates under
+    /// each root's `prompts/` folder.
     pub fn load(roots: &[PathBuf], options: &LoadOptions) -> Result<Self, PolicyLoadError> {
         let files = rego_files(roots)?;
         if files.is_empty() {
@@ -88,16 +96,68 @@ impl PolicySet {
             })?;
             sources.push((file.to_string_lossy().into_owned(), text));
         }
-        let mut set = Self::from_sources(sources, options)?;
+        let templates = prompts::template_files(roots)?
+            .into_iter()
+            .map(|(name, text, path)| (name, text, Some(path)))
+            .collect();
+        let mut set = Self::build(sources, templates, options)?;
         set.files = files;
         Ok(set)
     }
 
-    /// Compiles policies given as `(path, source)` pairs.
+    /// Compiles policies given as `(path, source)` pairs, without prompt templates.
     pub fn from_sources(
         sources: Vec<(String, String)>,
         options: &LoadOptions,
     ) -> Result<Self, PolicyLoadError> {
+        Self::build(sources, Vec::new(), options)
+    }
+
+    /// Compiles policies given as `(path, source)` pairs, with prompt templates given as
+    /// `(name, text)` pairs.
+    pub fn from_sources_with_templates(
+        sources: Vec<(String, String)>,
+        templates: Vec<(String, String)>,
+        options: &LoadOptions,
+    ) -> Result<Self, PolicyLoadError> {
+        let templates = templates
+            .into_iter()
+            .map(|(name, text)| (name, text, None))
+            .collect();
+        Self::build(sources, templates, options)
+    }
+
+    fn build(
+        sources: Vec<(String, String)>,
+        template_sources: Vec<(String, String, Option<PathBuf>)>,
+        options: &LoadOptions,
+    ) -> Result<Self, PolicyLoadError> {
+        let mut templates = BTreeMap::new();
+        for (name, text, path) in template_sources {
+            let path = path.unwrap_or_else(|| PathBuf::from(prompts::PROMPT_DIR).join(&name));
+            let template = prompts::parse(&text).map_err(|e| PolicyLoadError::Compile {
+                message: format!("{}: {e}", path.display()),
+                path,
+            })?;
+            templates.insert(name, template);
+        }
+        for (name, module) in prompts::static_references(&sources) {
+            if !templates.contains_key(&name) {
+                return Err(PolicyLoadError::Compile {
+                    path: PathBuf::from(&module),
+                    message: format!(
+                        "{module}: the enrich task template {name:?} is not a file under {}/ \
+                         (loaded: {})",
+                        prompts::PROMPT_DIR,
+                        if templates.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            templates.keys().cloned().collect::<Vec<_>>().join(", ")
+                        }
+                    ),
+                });
+            }
+        }
         regorus::utils::limits::set_fallback_execution_timer_config(Some(
             regorus::utils::limits::ExecutionTimerConfig {
                 limit: options.eval_timeout,
@@ -150,6 +210,13 @@ impl PolicySet {
         } else {
             None
         };
+        let enrich = if packages.iter().any(|p| p == "data.enrich") {
+            let entry: regorus::Rc<str> = ENRICH_PROMPTS.into();
+            // A `package enrich` without a `prompts` rule asks for nothing, as in warren.
+            engine.clone().compile_with_entrypoint(&entry).ok()
+        } else {
+            None
+        };
         let info = PolicyInfo {
             packages: packages.clone(),
             ingest_schemas: ingest.keys().cloned().collect(),
@@ -160,6 +227,8 @@ impl PolicySet {
             engine,
             ingest,
             triage,
+            enrich,
+            templates,
             info,
             files: Vec::new(),
             sources,
@@ -238,6 +307,47 @@ impl PolicyEngine for PolicySet {
 
     fn info(&self) -> PolicyInfo {
         self.info.clone()
+    }
+
+    fn has_enrich(&self) -> bool {
+        self.enrich.is_some()
+    }
+
+    fn enrich(&self, alert: &serde_json::Value) -> Result<Vec<EnrichTask>, PolicyError> {
+        let Some(compiled) = &self.enrich else {
+            return Ok(Vec::new());
+        };
+        let output = compiled
+            .eval_with_input(Value::from(alert.clone()))
+            .map_err(|e| PolicyError::Evaluation {
+                query: ENRICH_PROMPTS.into(),
+                message: e.to_string(),
+            })?;
+        decode_enrich(&output).map_err(|message| PolicyError::Output {
+            query: ENRICH_PROMPTS.into(),
+            message,
+        })
+    }
+
+    fn render_prompt(
+        &self,
+        task: &EnrichTask,
+        alert: &serde_json::Value,
+    ) -> Result<String, PolicyError> {
+        match &task.prompt {
+            EnrichPrompt::Inline(text) => Ok(text.clone()),
+            EnrichPrompt::Template { name, params } => match self.templates.get(name) {
+                Some(template) => Ok(template.render(alert, params)),
+                None => Err(PolicyError::Output {
+                    query: ENRICH_PROMPTS.into(),
+                    message: format!(
+                        "task {}: no prompt template named {name:?} under {}/",
+                        task.id,
+                        prompts::PROMPT_DIR
+                    ),
+                }),
+            },
+        }
     }
 }
 

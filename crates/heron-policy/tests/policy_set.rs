@@ -48,6 +48,8 @@ fn triage_input(title: &str) -> TriageInput {
                 tags: vec![],
                 channel: None,
                 severity: Severity::Low,
+                title_source: heron_core::alert::MetadataSource::Policy,
+                description_source: heron_core::alert::MetadataSource::Default,
             },
             data: json!({}),
         },

@@ -678,7 +678,7 @@ async fn insert_counted_ticket(
     Ok(id.map(|id| TicketId::from_uuid(id.0)))
 }
 
-/// Rows per multi-row alert INSERT (15 parameters each, under PostgreSQL's 65,535).
+/// Rows per multi-row alert INSERT (17 parameters each, under PostgreSQL's 65,535).
 const ALERT_ROWS_PER_INSERT: usize = 1_000;
 
 /// Inserts a batch's alerts, a thousand rows per statement.
@@ -689,7 +689,8 @@ async fn insert_alerts(
     for chunk in alerts.chunks(ALERT_ROWS_PER_INSERT) {
         let mut sql = QueryBuilder::<Postgres>::new(
             "INSERT INTO alerts (id, event_id, schema, title, description, attributes, tags, \
-             severity, fingerprint, channel, data, status, ticket_id, notice_id, created_at) ",
+             severity, fingerprint, channel, data, status, ticket_id, notice_id, created_at, \
+             title_source, description_source) ",
         );
         sql.push_values(chunk, |mut row, (alert, binding)| {
             let (ticket_id, notice_id) = match binding {
@@ -711,7 +712,9 @@ async fn insert_alerts(
                 .push_bind(binding.status().as_str())
                 .push_bind(ticket_id)
                 .push_bind(notice_id)
-                .push_bind(alert.created_at);
+                .push_bind(alert.created_at)
+                .push_bind(alert.title_source.as_str())
+                .push_bind(alert.description_source.as_str());
         });
         sql.build().execute(&mut *conn).await.map_err(map)?;
     }

@@ -308,7 +308,7 @@ impl TryFrom<TicketRow> for Ticket {
 /// The alert columns, in the order of the row struct (a literal, for `concat!`).
 macro_rules! alert_columns {
     () => {
-        "id, event_id, schema, title, description, attributes, tags, severity, fingerprint, channel, data, status, ticket_id, notice_id, created_at"
+        "id, event_id, schema, title, description, attributes, tags, severity, fingerprint, channel, data, status, ticket_id, notice_id, created_at, title_source, description_source"
     };
 }
 pub(crate) use alert_columns;
@@ -330,6 +330,8 @@ pub(crate) struct AlertRow {
     ticket_id: Option<DbUuid>,
     notice_id: Option<DbUuid>,
     created_at: DbTime,
+    title_source: String,
+    description_source: String,
 }
 
 impl TryFrom<AlertRow> for Alert {
@@ -341,6 +343,8 @@ impl TryFrom<AlertRow> for Alert {
             schema: schema(row.schema)?,
             title: row.title,
             description: row.description,
+            title_source: parse("title source", &row.title_source)?,
+            description_source: parse("description source", &row.description_source)?,
             attributes: from_json("alert attributes", row.attributes)?,
             tags: from_json("alert tags", row.tags)?,
             severity: parse("severity", &row.severity)?,

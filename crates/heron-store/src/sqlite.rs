@@ -626,8 +626,9 @@ async fn insert_alert(
     };
     sqlx::query(
         "INSERT INTO alerts (id, event_id, schema, title, description, attributes, tags, \
-         severity, fingerprint, channel, data, status, ticket_id, notice_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         severity, fingerprint, channel, data, status, ticket_id, notice_id, created_at, \
+         title_source, description_source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(id_text(alert.id))
     .bind(id_text(alert.event_id))
@@ -644,6 +645,8 @@ async fn insert_alert(
     .bind(ticket_id)
     .bind(notice_id)
     .bind(micros(alert.created_at))
+    .bind(alert.title_source.as_str())
+    .bind(alert.description_source.as_str())
     .execute(&mut *conn)
     .await
     .map_err(map)?;

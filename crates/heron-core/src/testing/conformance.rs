@@ -14,7 +14,7 @@ use crate::agent::{
     AgentRun, AgentStep, BudgetKind, Finding, FindingSeverity, RunPurpose, RunStatus, StepKind,
     Verdict,
 };
-use crate::alert::AlertStatus;
+use crate::alert::{AlertStatus, MetadataSource};
 use crate::investigation::{TriageJob, TriageJobState, TriageLease, TriageOutcome, TriageStats};
 use crate::llm::TokenUsage;
 use crate::ports::{
@@ -121,6 +121,9 @@ pub fn new_alert(
         schema: schema(schema_name),
         title: format!("Port probe {key}"),
         description: "Unprotected port probed".to_owned(),
+        // Not the defaults, so that a store dropping them fails the round trips.
+        title_source: MetadataSource::Llm,
+        description_source: MetadataSource::Default,
         attributes: vec![Attribute {
             key: "ip".to_owned(),
             value: "192.0.2.1".to_owned(),
@@ -1675,6 +1678,11 @@ pub async fn opening_a_ticket_makes_it_the_dedup_target(store: Shared) {
     assert_eq!(stored.status, AlertStatus::Ticketed);
     assert_eq!(stored.ticket_id, Some(new_ticket.id));
     assert_eq!(stored.notice_id, None);
+    assert_eq!(
+        (stored.title_source, stored.description_source),
+        (alert.title_source, alert.description_source),
+        "where the title and description came from is kept"
+    );
     assert_eq!(
         (
             &stored.title,

@@ -361,6 +361,8 @@ fn stored_alert(alert: NewAlert, binding: AlertBinding) -> Alert {
         schema: alert.schema,
         title: alert.title,
         description: alert.description,
+        title_source: alert.title_source,
+        description_source: alert.description_source,
         attributes: alert.attributes,
         tags: alert.tags,
         severity: alert.severity,
