@@ -1164,18 +1164,20 @@ async fn health_readiness_and_metrics_report_the_pipeline(backend: Backend) {
 }
 
 /// A detect fixture holding one JSON object, for each of two different schemas.
+/// Two single-alert payloads of different schemas that the example enrich policy leaves alone
+/// (medium severity): their only model calls are the triage agent's, so a test can script them
+/// in order.
 fn two_single_alert_payloads() -> [(String, String); 2] {
-    let singles: Vec<(String, PathBuf)> = fixtures("detect")
-        .into_iter()
-        .filter(|(_, f)| f.extension().is_some_and(|e| e == "json"))
-        .collect();
-    let first = singles[0].clone();
-    let second = singles
-        .iter()
-        .find(|(schema, _)| *schema != first.0)
-        .expect("a second schema")
-        .clone();
-    [first, second].map(|(schema, file)| (schema, std::fs::read_to_string(file).expect("fixture")))
+    [
+        ("okta", "okta/account_locked.json"),
+        ("wazuh", "wazuh/sshd_brute_force.json"),
+    ]
+    .map(|(schema, file)| (schema.to_owned(), detect_fixture(file)))
+}
+
+fn detect_fixture(file: &str) -> String {
+    std::fs::read_to_string(repo_root().join("policies/testdata/detect").join(file))
+        .expect("fixture")
 }
 
 /// Polls the ticket's agent runs until its triage job is no longer pending or processing.
@@ -1459,6 +1461,77 @@ async fn without_a_model_tickets_are_still_searchable_and_chat_says_the_agent_is
     h.stop().await;
 }
 
+/// The example enrich policy asks for an indicator verdict on a high-severity GuardDuty
+/// finding; the task runs through the real client, its verdict
+/// reaches the triage policy (which raises the ticket to critical) and the run is on the ticket.
+async fn enrich_tasks_run_before_triage_and_their_answers_reach_the_triage_policy(
+    backend: Backend,
+) {
+    use heron_llm::testing::{FakeOpenAi, Reply};
+    let llm = FakeOpenAi::start().await;
+    let h = Harness::start_with(backend, |s| {
+        s.llm_base_url = Some(llm.base_url());
+        s.llm_model = Some("gpt-test".into());
+        s.llm_api_key = Some("sk-test".into());
+    })
+    .await;
+    // Each reply goes to the call it is written for: the enrich task (its prompt comes from
+    // policies/prompts/ioc_verdict.md) and the triage agent run after it.
+    llm.push_chat_for(
+        "Look each indicator up",
+        Reply::text(
+            r#"{"verdict": "malicious", "indicators": [], "reason": "known C2"}"#,
+            (200, 30),
+        ),
+    );
+    llm.push_chat_for(
+        "submit_finding",
+        Reply::tool_calls(&[("t1", "submit_finding", &finding_args(&[]))], (300, 40)),
+    );
+    let (status, _) = h
+        .post(
+            "/hooks/alert/raw/guardduty",
+            "application/json",
+            detect_fixture("guardduty/ec2_c2_dns.json"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    h.drained().await;
+    let tickets = h.all_tickets().await;
+    assert_eq!(tickets.len(), 1);
+    let ticket = &tickets[0];
+    assert_eq!(
+        ticket.severity.to_string(),
+        "critical",
+        "the triage policy raised the high finding on the enrich verdict"
+    );
+    let runs = triage_settled(&h, ticket).await;
+    let purposes: Vec<&str> = runs["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["purpose"].as_str().unwrap_or_default())
+        .collect();
+    assert!(purposes.contains(&"enrich"), "{runs}");
+    assert!(purposes.contains(&"triage"), "{runs}");
+    let enrich = runs["runs"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["purpose"] == "enrich"))
+        .expect("enrich run");
+    assert_eq!(enrich["status"], "completed", "{enrich}");
+    let chats: Vec<_> = llm
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/chat/completions"))
+        .collect();
+    assert_eq!(chats.len(), 2, "one enrich task, one triage run");
+    assert!(
+        chats[0].body.to_string().contains("Look each indicator up"),
+        "enrichment runs before triage"
+    );
+    h.stop().await;
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1494,4 +1567,5 @@ on_every_backend!(
     health_readiness_and_metrics_report_the_pipeline,
     the_agent_investigates_each_new_ticket_once_and_answers_questions_about_it,
     without_a_model_tickets_are_still_searchable_and_chat_says_the_agent_is_disabled,
+    enrich_tasks_run_before_triage_and_their_answers_reach_the_triage_policy,
 );

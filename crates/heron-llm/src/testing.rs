@@ -133,7 +133,9 @@ pub struct Recorded {
 
 #[derive(Debug, Default)]
 struct Scripts {
-    chat: VecDeque<Reply>,
+    /// Chat replies in order, each for the first request that contains its needle (any
+    /// request when it has none).
+    chat: VecDeque<(Option<String>, Reply)>,
     embeddings: VecDeque<Reply>,
     requests: Vec<Recorded>,
 }
@@ -186,7 +188,14 @@ impl FakeOpenAi {
     }
 
     pub fn push_chat(&self, reply: Reply) -> &Self {
-        self.lock().chat.push_back(reply);
+        self.lock().chat.push_back((None, reply));
+        self
+    }
+
+    /// Queues a chat reply for the first request whose JSON body contains `needle`: scripts
+    /// for model calls that run concurrently (enrich tasks, triage) stay deterministic.
+    pub fn push_chat_for(&self, needle: &str, reply: Reply) -> &Self {
+        self.lock().chat.push_back((Some(needle.to_owned()), reply));
         self
     }
 
@@ -278,7 +287,7 @@ async fn answer(
             body: body.clone(),
         });
         match kind {
-            Kind::Chat => scripts.chat.pop_front().unwrap_or_else(|| {
+            Kind::Chat => next_chat_reply(&mut scripts.chat, &body).unwrap_or_else(|| {
                 Reply::json(
                     500,
                     json!({"error": {"message": "the fake's chat script is exhausted",
@@ -303,6 +312,14 @@ async fn answer(
         }
     }
     response
+}
+
+fn next_chat_reply(queue: &mut VecDeque<(Option<String>, Reply)>, body: &Value) -> Option<Reply> {
+    let text = body.to_string();
+    let at = queue
+        .iter()
+        .position(|(needle, _)| needle.as_ref().is_none_or(|n| text.contains(n.as_str())))?;
+    queue.remove(at).map(|(_, reply)| reply)
 }
 
 /// Deterministic unit vectors (one per input) of the requested dimensions.
