@@ -1058,6 +1058,7 @@ async fn openapi_document_covers_every_route(backend: Backend) {
         ("get", "/api/v1/tickets/{id}/agent-runs"),
         ("post", "/api/v1/tickets/{id}/agent-runs"),
         ("get", "/api/v1/tickets/{id}/similar"),
+        ("get", "/api/v1/alerts/{id}/similar"),
         ("post", "/api/v1/tickets/{id}/chat"),
         ("get", "/api/v1/tickets/{id}/chat/stream"),
         ("get", "/api/v1/notices"),
@@ -1425,7 +1426,7 @@ async fn without_a_model_tickets_are_still_searchable_and_chat_says_the_agent_is
     backend: Backend,
 ) {
     let h = Harness::start(backend).await;
-    let [(schema, body), _] = two_single_alert_payloads();
+    let [(schema, body), (other_schema, other_body)] = two_single_alert_payloads();
     let (status, _) = h
         .post(
             &format!("/hooks/alert/raw/{schema}"),
@@ -1458,6 +1459,67 @@ async fn without_a_model_tickets_are_still_searchable_and_chat_says_the_agent_is
             .unwrap_or_default()
             .contains("disabled")
     );
+
+    // Alerts are embedded in the background by the local hashing embedder, and an alert
+    // finds the tickets it resembles other than its own.
+    let (status, _) = h
+        .post(
+            &format!("/hooks/alert/raw/{other_schema}"),
+            "application/json",
+            other_body,
+        )
+        .await;
+    assert_eq!(status, 202);
+    h.drained().await;
+    let store = h.store();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !store
+        .alerts_to_embed(10)
+        .await
+        .expect("waiting alerts")
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "alerts were not embedded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alert = store
+        .list_alerts(&heron_core::ports::AlertQuery {
+            ticket: Some(ticket.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("alerts")
+        .items
+        .remove(0);
+    let other = h
+        .all_tickets()
+        .await
+        .into_iter()
+        .find(|t| t.id != ticket.id)
+        .expect("second ticket");
+    let (status, similar) = h.get(&format!("/api/v1/alerts/{}/similar", alert.id)).await;
+    assert_eq!(status, 200, "{similar}");
+    let found: Vec<&str> = similar
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| s["ticket_id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        found,
+        vec![other.id.to_string()],
+        "its own ticket is left out"
+    );
+    let (status, _) = h
+        .get(&format!(
+            "/api/v1/alerts/{}/similar",
+            heron_core::AlertId::new()
+        ))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = h.get("/api/v1/alerts/not-an-id/similar").await;
+    assert_eq!(status, 400);
     h.stop().await;
 }
 

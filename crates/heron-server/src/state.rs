@@ -53,7 +53,7 @@ pub(crate) struct Inner {
 /// a model is configured).
 #[derive(Clone)]
 pub struct AgentState {
-    pub embedder: heron_app::TicketEmbedder,
+    pub embedder: heron_app::SimilarityEmbedder,
     pub chat: Option<heron_app::ChatService>,
     /// Whether new tickets are investigated (a model is configured).
     pub enabled: bool,
