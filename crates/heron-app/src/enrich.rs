@@ -224,7 +224,13 @@ pub(crate) async fn enrich_alert(
         return Ok(Enrichment::default());
     }
     let Some(enricher) = enricher else {
-        tracing::warn!(alert_id = %alert.id, tasks = tasks.len(), "no language model is configured: the alert's enrich tasks are skipped and triage gets an empty `enrich`");
+        // Once per process at warning level: every alert of a storm would say the same.
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!(alert_id = %alert.id, tasks = tasks.len(), "enrich tasks skipped: no language model is configured");
+        } else {
+            tracing::warn!(alert_id = %alert.id, tasks = tasks.len(), "no language model is configured: enrich tasks are skipped and triage gets an empty `enrich` (counted as skipped in heron_enrich_tasks_total; said once)");
+        }
         metrics::counter!(ENRICH_TASKS, "outcome" => "skipped").increment(tasks.len() as u64);
         return Ok(Enrichment::default());
     };
