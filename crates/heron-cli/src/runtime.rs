@@ -229,6 +229,7 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             allowed_topic_arns: settings.sns.allowed_topic_arns.clone(),
             allow_insecure_urls: settings.sns.allow_insecure_urls,
         },
+        rate_limits: settings.rate_limit.to_server(),
     };
     let agent = crate::agent::build(settings, store.clone()).await?;
     let state = ServerState::new(
@@ -251,11 +252,14 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
     let (shutdown, mut on_shutdown) = watch::channel(false);
     let app = heron_server::router(state);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = on_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = on_shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     let worker = settings.worker.enabled.then(|| {
         let worker = Worker::new(

@@ -34,6 +34,7 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     pub auth: AuthSettings,
     pub sns: SnsSettings,
+    pub rate_limit: RateLimitSettings,
     pub worker: WorkerSettings,
     pub log: LogSettings,
 
@@ -96,6 +97,37 @@ pub struct AuthSettings {
     pub tokens: Vec<String>,
     /// Tokens valid for one schema's webhooks only.
     pub schema_tokens: BTreeMap<String, Vec<String>>,
+}
+
+/// Request rate limits (`[rate_limit]`); a rate of 0 turns that limit off.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Requests per second per bearer token.
+    pub per_token_per_second: u32,
+    /// Requests a token may send at once above its rate (default: one second's worth).
+    pub per_token_burst: u32,
+    /// Requests per second per client address.
+    pub per_source_per_second: u32,
+    pub per_source_burst: u32,
+    /// The client address is the first `X-Forwarded-For` entry (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl RateLimitSettings {
+    pub fn to_server(&self) -> heron_server::RateLimitSettings {
+        let limit = |rate: u32, burst: u32| {
+            std::num::NonZeroU32::new(rate).map(|per_second| heron_server::RateLimit {
+                per_second,
+                burst: std::num::NonZeroU32::new(burst).unwrap_or(per_second),
+            })
+        };
+        heron_server::RateLimitSettings {
+            per_token: limit(self.per_token_per_second, self.per_token_burst),
+            per_source: limit(self.per_source_per_second, self.per_source_burst),
+            trust_forwarded_for: self.trust_forwarded_for,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +233,7 @@ impl Default for Settings {
             max_concurrent_requests: 512,
             auth: AuthSettings::default(),
             sns: SnsSettings::default(),
+            rate_limit: RateLimitSettings::default(),
             worker: WorkerSettings::default(),
             log: LogSettings::default(),
             llm_base_url: None,
@@ -281,6 +314,7 @@ const ENV_KEYS: &[&str] = &[
     "max_concurrent_requests",
     "auth",
     "sns",
+    "rate_limit",
     "worker",
     "log",
 ];
@@ -351,7 +385,7 @@ fn secret_files(lookup: &dyn Fn(&str) -> Option<String>) -> Result<figment::valu
 /// The tables (`[worker]`…) are set field by field (`HERON_WORKER__CONCURRENCY`): a bare
 /// `HERON_LOG` is the log filter variable, not the `[log]` table.
 fn is_setting_env_key(key: &str) -> bool {
-    const TABLES: &[&str] = &["auth", "sns", "worker", "log"];
+    const TABLES: &[&str] = &["auth", "sns", "rate_limit", "worker", "log"];
     let lower = key.to_ascii_lowercase();
     if let Some(base) = lower.strip_suffix("_file")
         && SECRET_FILE_KEYS.contains(&base)

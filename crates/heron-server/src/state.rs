@@ -17,6 +17,7 @@ pub struct ServerSettings {
     pub max_concurrent_requests: usize,
     pub auth: AuthMode,
     pub sns: SnsSettings,
+    pub rate_limits: crate::RateLimitSettings,
 }
 
 impl Default for ServerSettings {
@@ -27,6 +28,7 @@ impl Default for ServerSettings {
             max_concurrent_requests: 512,
             auth: AuthMode::Disabled,
             sns: SnsSettings::default(),
+            rate_limits: crate::RateLimitSettings::default(),
         }
     }
 }
