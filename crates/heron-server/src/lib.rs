@@ -16,6 +16,7 @@ mod limits;
 mod ops;
 mod sns;
 mod state;
+mod web;
 mod webhooks;
 
 pub use auth::{AuthConfig, AuthMode};
@@ -69,6 +70,7 @@ pub fn router(state: ServerState) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())

@@ -1,0 +1,539 @@
+//! The analysts' dashboard: server-rendered pages (askama templates from `web/templates`,
+//! the stylesheet from `web/static`, both compiled into the binary).
+//!
+//! Invariants:
+//! - every value from an alert, a comment or the agent is escaped by the templates (askama
+//!   escapes HTML by default, and no template marks such a value `safe`);
+//! - pages need the same credential as the API: until OpenID Connect sign-in exists, a
+//!   browser signs in with HTTP Basic, the password being an API token; without auth
+//!   (loopback `--no-auth`) they are open like the API;
+//! - pages only read; every change goes through the API.
+
+use crate::state::ServerState;
+use askama::Template;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use heron_core::agent::{AgentRun, Finding};
+use heron_core::ports::{AlertQuery, TicketQuery};
+use heron_core::{Severity, Ticket, TicketId, TicketStatus};
+use serde::{Deserialize, Serialize};
+
+const STYLESHEET: &str = include_str!("../../../web/static/heron.css");
+const PAGE_SIZE: usize = 50;
+/// Alerts shown on a ticket page (the API pages through the rest).
+const ALERTS_SHOWN: usize = 20;
+/// Characters of a tool result shown before it is expanded.
+const PREVIEW_CHARS: usize = 120;
+
+pub(crate) fn routes() -> axum::Router<ServerState> {
+    axum::Router::new()
+        .route("/", get(queue))
+        .route("/tickets/{id}", get(ticket))
+        .route("/static/heron.css", get(stylesheet))
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// A page that could not be shown, as HTML.
+struct PageError {
+    status: StatusCode,
+    heading: &'static str,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    heading: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let body = ErrorPage {
+            heading: self.heading,
+            message: &self.message,
+        }
+        .render()
+        .unwrap_or_else(|_| self.message.clone());
+        let mut response = (self.status, Html(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Heron\", charset=\"UTF-8\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<heron_core::ports::StoreError> for PageError {
+    fn from(e: heron_core::ports::StoreError) -> Self {
+        tracing::error!(error = %e, "a dashboard page could not read the store");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            heading: "Temporarily unavailable",
+            message: "The database could not be read; try again shortly.".into(),
+        }
+    }
+}
+
+fn bad_request(message: String) -> PageError {
+    PageError {
+        status: StatusCode::BAD_REQUEST,
+        heading: "Bad request",
+        message,
+    }
+}
+
+fn signed_in(state: &ServerState, headers: &HeaderMap) -> Result<(), PageError> {
+    state
+        .inner
+        .settings
+        .auth
+        .check_api(headers)
+        .map_err(|_| PageError {
+            status: StatusCode::UNAUTHORIZED,
+            heading: "Sign in",
+            message: "Sign in with any user name and an API token as the password.".into(),
+        })
+}
+
+fn render(page: &impl Template) -> Result<Response, PageError> {
+    page.render()
+        .map(|html| Html(html).into_response())
+        .map_err(|e| {
+            tracing::error!(error = %e, "a dashboard template failed to render");
+            PageError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                heading: "Internal error",
+                message: "The page could not be rendered; see the server log.".into(),
+            }
+        })
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A unit enum's wire name (`true_positive`), for labels.
+fn label(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn or_dash(value: Option<&str>) -> String {
+    value.unwrap_or("—").to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+struct QueueParams {
+    status: Option<String>,
+    severity: Option<String>,
+    assignee: Option<String>,
+    tag: Option<String>,
+    q: Option<String>,
+    before: Option<String>,
+}
+
+/// The filters as typed, for the form's values and the next page's link.
+#[derive(Debug, Default, Serialize)]
+struct Filters {
+    status: String,
+    severity: String,
+    assignee: String,
+    tag: String,
+    q: String,
+}
+
+struct CountView {
+    status: &'static str,
+    count: u64,
+    selected: bool,
+}
+
+struct OptionView {
+    value: &'static str,
+    selected: bool,
+}
+
+struct TicketRow {
+    id: TicketId,
+    title: String,
+    schema: String,
+    severity: String,
+    status: String,
+    assignee: String,
+    alert_count: u64,
+    verdict: String,
+    last_seen: String,
+    last_seen_iso: String,
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+struct QueuePage {
+    counts: Vec<CountView>,
+    status_options: Vec<OptionView>,
+    severity_options: Vec<OptionView>,
+    filters: Filters,
+    tickets: Vec<TicketRow>,
+    next_page: Option<String>,
+}
+
+const STATUSES: [TicketStatus; 4] = [
+    TicketStatus::Open,
+    TicketStatus::Acknowledged,
+    TicketStatus::Resolved,
+    TicketStatus::Archived,
+];
+const SEVERITIES: [Severity; 5] = [
+    Severity::Critical,
+    Severity::High,
+    Severity::Medium,
+    Severity::Low,
+    Severity::Info,
+];
+
+fn blank_to_none(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn verdict_of(ticket: &Ticket) -> String {
+    ticket
+        .finding
+        .as_ref()
+        .and_then(|f| serde_json::from_value::<Finding>(f.clone()).ok())
+        .map(|f| label(&f.verdict))
+        .unwrap_or_else(|| "—".into())
+}
+
+async fn queue(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    params: Result<Query<QueueParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    signed_in(&state, &headers)?;
+    let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
+    let status = match blank_to_none(&params.status) {
+        None => None,
+        Some(s) => Some(
+            s.parse::<TicketStatus>()
+                .map_err(|_| bad_request(format!("unknown status {s:?}")))?,
+        ),
+    };
+    let severity = match blank_to_none(&params.severity) {
+        None => None,
+        Some(s) => Some(
+            s.parse::<Severity>()
+                .map_err(|_| bad_request(format!("unknown severity {s:?}")))?,
+        ),
+    };
+    let before = match blank_to_none(&params.before) {
+        None => None,
+        Some(s) => Some(
+            s.parse::<TicketId>()
+                .map_err(|_| bad_request(format!("bad page cursor {s:?}")))?,
+        ),
+    };
+    let filters = Filters {
+        status: status.map(|s| s.to_string()).unwrap_or_default(),
+        severity: severity.map(|s| s.to_string()).unwrap_or_default(),
+        assignee: blank_to_none(&params.assignee).unwrap_or_default(),
+        tag: blank_to_none(&params.tag).unwrap_or_default(),
+        q: blank_to_none(&params.q).unwrap_or_default(),
+    };
+    let store = &state.inner.store;
+    let page = store
+        .list_tickets(&TicketQuery {
+            status,
+            severity,
+            assignee: blank_to_none(&params.assignee),
+            tag: blank_to_none(&params.tag),
+            text: blank_to_none(&params.q),
+            before,
+            limit: PAGE_SIZE,
+        })
+        .await?;
+    let counted = store.count_tickets_by_status().await?;
+    let counts = STATUSES
+        .iter()
+        .map(|s| CountView {
+            status: s.as_str(),
+            count: counted
+                .iter()
+                .find(|(status, _)| status == s)
+                .map_or(0, |(_, n)| *n),
+            selected: status == Some(*s),
+        })
+        .collect();
+    let next_page = page.next_cursor.as_ref().map(|cursor| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("status", &filters.status),
+            ("severity", &filters.severity),
+            ("assignee", &filters.assignee),
+            ("tag", &filters.tag),
+            ("q", &filters.q),
+        ] {
+            if !value.is_empty() {
+                query.append_pair(key, value);
+            }
+        }
+        query.append_pair("before", cursor);
+        format!("/?{}", query.finish())
+    });
+    let tickets = page
+        .items
+        .iter()
+        .map(|t| TicketRow {
+            id: t.id,
+            title: t.title.clone(),
+            schema: t.schema.to_string(),
+            severity: t.severity.to_string(),
+            status: t.status.to_string(),
+            assignee: or_dash(t.assignee.as_deref()),
+            alert_count: t.alert_count,
+            verdict: verdict_of(t),
+            last_seen: when(t.last_seen),
+            last_seen_iso: t.last_seen.to_rfc3339(),
+        })
+        .collect();
+    render(&QueuePage {
+        counts,
+        status_options: STATUSES
+            .iter()
+            .map(|s| OptionView {
+                value: s.as_str(),
+                selected: status == Some(*s),
+            })
+            .collect(),
+        severity_options: SEVERITIES
+            .iter()
+            .map(|s| OptionView {
+                value: s.as_str(),
+                selected: severity == Some(*s),
+            })
+            .collect(),
+        filters,
+        tickets,
+        next_page,
+    })
+}
+
+struct FindingView {
+    verdict: String,
+    severity: String,
+    confidence: String,
+    summary: String,
+    reason: String,
+    recommendation: String,
+    evidence: Vec<String>,
+}
+
+struct AttributeView {
+    key: String,
+    value: String,
+}
+
+struct AlertView {
+    title: String,
+    schema: String,
+    severity: String,
+    created_at: String,
+    created_at_iso: String,
+    attributes: Vec<AttributeView>,
+    raw: String,
+}
+
+struct CommentView {
+    author: String,
+    source: String,
+    text: String,
+    created_at: String,
+    created_at_iso: String,
+}
+
+struct StepView {
+    index: u32,
+    tool: String,
+    arguments: String,
+    result: String,
+    result_preview: String,
+    error: Option<String>,
+    latency_ms: u64,
+    tokens: u32,
+    bytes_processed: String,
+}
+
+struct RunView {
+    purpose: String,
+    status: String,
+    model: String,
+    tokens: u32,
+    started_at: String,
+    error: Option<String>,
+    steps: Vec<StepView>,
+}
+
+struct TicketView {
+    title: String,
+    description: String,
+    status: String,
+    conclusion: Option<String>,
+    severity: String,
+    assignee: String,
+    schema: String,
+    alert_count: u64,
+    first_seen: String,
+    last_seen: String,
+}
+
+#[derive(Template)]
+#[template(path = "ticket.html")]
+struct TicketPage {
+    ticket: TicketView,
+    finding: Option<FindingView>,
+    alerts: Vec<AlertView>,
+    comments: Vec<CommentView>,
+    runs: Vec<RunView>,
+}
+
+fn run_view(run: &AgentRun) -> RunView {
+    RunView {
+        purpose: label(&run.purpose),
+        status: label(&run.status),
+        model: run.model.clone(),
+        tokens: run.usage.total_tokens,
+        started_at: when(run.started_at),
+        error: run.error.clone(),
+        steps: run
+            .steps
+            .iter()
+            .map(|s| {
+                let result = s.result.clone().unwrap_or_default();
+                StepView {
+                    index: s.index,
+                    tool: s.tool.clone().unwrap_or_else(|| "(model)".into()),
+                    arguments: s
+                        .arguments
+                        .as_ref()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                    result_preview: result.chars().take(PREVIEW_CHARS).collect(),
+                    result,
+                    error: s.error.clone(),
+                    latency_ms: s.latency_ms,
+                    tokens: s.tokens.total_tokens,
+                    bytes_processed: s.bytes_processed.map(|b| b.to_string()).unwrap_or_default(),
+                }
+            })
+            .collect(),
+    }
+}
+
+async fn ticket(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Result<Response, PageError> {
+    signed_in(&state, &headers)?;
+    let id: TicketId = raw
+        .parse()
+        .map_err(|_| bad_request(format!("{raw:?} is not a ticket id")))?;
+    let store = &state.inner.store;
+    let Some(t) = store.get_ticket(id).await? else {
+        return Err(PageError {
+            status: StatusCode::NOT_FOUND,
+            heading: "Not found",
+            message: format!("There is no ticket {id}."),
+        });
+    };
+    let alerts = store
+        .list_alerts(&AlertQuery {
+            ticket: Some(id),
+            limit: ALERTS_SHOWN,
+            ..AlertQuery::default()
+        })
+        .await?
+        .items;
+    let comments = store.list_comments(id).await?;
+    let runs = store.list_agent_runs(id).await?;
+    let finding = t
+        .finding
+        .as_ref()
+        .and_then(|f| serde_json::from_value::<Finding>(f.clone()).ok())
+        .map(|f| FindingView {
+            verdict: label(&f.verdict),
+            severity: label(&f.severity),
+            confidence: format!("{:.0} %", f.confidence * 100.0),
+            summary: f.summary,
+            reason: f.reason,
+            recommendation: f.recommendation,
+            evidence: f.evidence,
+        });
+    render(&TicketPage {
+        ticket: TicketView {
+            title: t.title.clone(),
+            description: t.description.clone(),
+            status: t.status.to_string(),
+            conclusion: t.conclusion.map(|c| c.to_string()),
+            severity: t.severity.to_string(),
+            assignee: or_dash(t.assignee.as_deref()),
+            schema: t.schema.to_string(),
+            alert_count: t.alert_count,
+            first_seen: when(t.first_seen),
+            last_seen: when(t.last_seen),
+        },
+        finding,
+        alerts: alerts
+            .iter()
+            .map(|a| AlertView {
+                title: a.title.clone(),
+                schema: a.schema.to_string(),
+                severity: a.severity.to_string(),
+                created_at: when(a.created_at),
+                created_at_iso: a.created_at.to_rfc3339(),
+                attributes: a
+                    .attributes
+                    .iter()
+                    .map(|attr| AttributeView {
+                        key: attr.key.clone(),
+                        value: attr.value.clone(),
+                    })
+                    .collect(),
+                raw: serde_json::to_string_pretty(&a.data).unwrap_or_default(),
+            })
+            .collect(),
+        comments: comments
+            .iter()
+            .map(|c| CommentView {
+                author: c.author.clone(),
+                source: c.source.to_string(),
+                text: c.text.clone(),
+                created_at: when(c.created_at),
+                created_at_iso: c.created_at.to_rfc3339(),
+            })
+            .collect(),
+        runs: runs.iter().map(run_view).collect(),
+    })
+}

@@ -1,0 +1,233 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The dashboard pages through the router, on the in-memory store: what they show, what
+//! they escape, who may see them.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{Duration, Utc};
+use heron_app::{Intake, PolicyHandle};
+use heron_core::agent::{AgentStep, RunPurpose, RunStatus, StepKind};
+use heron_core::llm::TokenUsage;
+use heron_core::policy::{
+    IngestOutput, PolicyEngine, PolicyError, PolicyInfo, TriageDecision, TriageInput,
+};
+use heron_core::ports::*;
+use heron_core::testing::InMemoryStore;
+use heron_core::testing::conformance::{agent_run, new_alert, new_event, new_ticket_for};
+use heron_core::*;
+use heron_server::{AuthConfig, AuthMode, ServerSettings, ServerState};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+const HOSTILE: &str = "<script>alert('x')</script>";
+
+struct NoPolicies;
+
+impl PolicyEngine for NoPolicies {
+    fn ingest(&self, _: &SchemaName, _: &serde_json::Value) -> Result<IngestOutput, PolicyError> {
+        Ok(IngestOutput::default())
+    }
+    fn triage(&self, _: &TriageInput) -> Result<TriageDecision, PolicyError> {
+        Ok(TriageDecision::default())
+    }
+    fn info(&self) -> PolicyInfo {
+        PolicyInfo::default()
+    }
+}
+
+async fn app(auth: AuthMode) -> (axum::Router, TicketId) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store: Arc<dyn Store> = Arc::new(InMemoryStore::new());
+    // One ticket whose alert carries hostile text everywhere an analyst will look.
+    let now = Utc::now() - Duration::seconds(5);
+    let accepted = store
+        .accept_event(new_event("guardduty", None, now))
+        .await
+        .unwrap();
+    let leased = store
+        .lease_events(1, now, now + Duration::seconds(60), 5)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut alert = new_alert(accepted.event_id, "guardduty", "hostile", now);
+    alert.title = format!("Port probe {HOSTILE}");
+    alert.attributes[0].value = HOSTILE.to_owned();
+    alert.data = serde_json::json!({"note": HOSTILE});
+    let mut ticket = new_ticket_for(&alert);
+    ticket.title = alert.title.clone();
+    let ticket_id = ticket.id;
+    store
+        .complete_event(
+            &leased.lease,
+            vec![PlannedAlert {
+                alert,
+                disposition: Disposition::Open {
+                    ticket,
+                    seen_since: now - Duration::hours(1),
+                },
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .add_comment(Comment {
+            id: CommentId::new(),
+            ticket_id,
+            source: CommentSource::Api,
+            author: "mallory".into(),
+            text: format!("see {HOSTILE}"),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let mut run = agent_run(ticket_id, now, 500);
+    run.purpose = RunPurpose::Triage;
+    run.status = RunStatus::Completed;
+    run.steps.push(AgentStep {
+        index: 3,
+        kind: StepKind::Tool,
+        tool: Some("otx_ipv4".into()),
+        arguments: Some(serde_json::json!({"target": HOSTILE})),
+        result: Some(format!("pulse named {HOSTILE}")),
+        error: None,
+        latency_ms: 42,
+        tokens: TokenUsage::default(),
+        bytes_processed: Some(1024),
+    });
+    store.save_agent_run(&run).await.unwrap();
+    let mut finished = store.get_ticket(ticket_id).await.unwrap().unwrap();
+    finished.finding = serde_json::to_value(run.finding.clone()).ok();
+    store.update_ticket(&finished).await.unwrap();
+
+    let settings = ServerSettings {
+        auth,
+        ..ServerSettings::default()
+    };
+    let intake = Intake::new(store.clone(), Arc::new(Notify::new()));
+    let state = ServerState::new(
+        store.clone(),
+        intake,
+        PolicyHandle::new(Arc::new(NoPolicies)),
+        settings,
+        None,
+    )
+    .unwrap();
+    (heron_server::router(state), ticket_id)
+}
+
+async fn get(app: &axum::Router, path: &str, auth: Option<&str>) -> (StatusCode, String) {
+    let mut request = Request::get(path);
+    if let Some(value) = auth {
+        request = request.header("authorization", value);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn the_queue_lists_tickets_with_counts_and_escapes_hostile_titles() {
+    let (app, ticket_id) = app(AuthMode::Disabled).await;
+    let (status, html) = get(&app, "/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("href=\"/tickets/{ticket_id}\"")),
+        "{html}"
+    );
+    assert!(html.contains("open <strong>1</strong>"), "{html}");
+    assert!(
+        !html.contains(HOSTILE),
+        "raw markup must never reach the page"
+    );
+    assert!(
+        html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
+        "{html}"
+    );
+
+    let (status, html) = get(&app, "/?status=resolved", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No tickets match."), "{html}");
+    let (status, html) = get(&app, "/?q=probe&severity=high", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&ticket_id.to_string()));
+    let (status, html) = get(&app, "/?status=bogus", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("unknown status"), "{html}");
+}
+
+#[tokio::test]
+async fn the_ticket_page_shows_alerts_conversation_and_agent_steps_escaped() {
+    let (app, ticket_id) = app(AuthMode::Disabled).await;
+    let (status, html) = get(&app, &format!("/tickets/{ticket_id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !html.contains(HOSTILE),
+        "raw markup must never reach the page"
+    );
+    for shown in [
+        "Port probe",
+        "mallory",
+        "otx_ipv4",
+        "42 ms",
+        "1024",
+        "id=\"step-2\"",
+        "href=\"#step-2\"",
+        "Raw JSON",
+        "true_positive",
+    ] {
+        assert!(html.contains(shown), "{shown} missing:\n{html}");
+    }
+
+    let (status, _) = get(&app, &format!("/tickets/{}", TicketId::new()), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&app, "/tickets/not-an-id", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn pages_need_an_api_token_as_the_basic_password_when_auth_is_on() {
+    use base64::Engine as _;
+    let auth = AuthMode::Tokens(AuthConfig {
+        tokens: vec!["page-token".into()],
+        ..AuthConfig::default()
+    });
+    let (app, _) = app(auth).await;
+    let response = app
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let basic = |password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"))
+        )
+    };
+    assert_eq!(
+        get(&app, "/", Some(&basic("page-token"))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&app, "/", Some(&basic("wrong"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // The stylesheet is public: the sign-in page needs it.
+    let (status, css) = get(&app, "/static/heron.css", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(css.contains("prefers-color-scheme: dark"));
+}
