@@ -33,7 +33,81 @@ pub(crate) fn routes() -> axum::Router<ServerState> {
     axum::Router::new()
         .route("/", get(queue))
         .route("/tickets/{id}", get(ticket))
+        .route("/live/tickets", get(live_tickets))
         .route("/static/heron.css", get(stylesheet))
+        .route("/static/heron.js", get(script))
+}
+
+const SCRIPT: &str = include_str!("../../../web/static/heron.js");
+/// How often a live page's stream looks for new tickets.
+const LIVE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct LiveParams {
+    /// The newest ticket the page shows; absent when it shows none.
+    after: Option<String>,
+}
+
+/// Server-Sent Events for an open queue page: a `tickets` event with the number of tickets
+/// newer than the page's newest, whenever that number changes. Ticket ids are time-ordered
+/// (UUIDv7), so "newer" is "greater id".
+async fn live_tickets(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    params: Result<Query<LiveParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    signed_in(&state, &headers)?;
+    let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
+    let after = match blank_to_none(&params.after) {
+        None => None,
+        Some(s) => Some(
+            s.parse::<TicketId>()
+                .map_err(|_| bad_request(format!("bad ticket id {s:?}")))?,
+        ),
+    };
+    let store = state.inner.store.clone();
+    let stream = futures_util::stream::unfold(0usize, move |announced| {
+        let store = store.clone();
+        async move {
+            loop {
+                tokio::time::sleep(LIVE_POLL).await;
+                let newer = match store
+                    .list_tickets(&TicketQuery {
+                        limit: PAGE_SIZE,
+                        ..TicketQuery::default()
+                    })
+                    .await
+                {
+                    Ok(page) => page
+                        .items
+                        .iter()
+                        .filter(|t| after.is_none_or(|after| t.id > after))
+                        .count(),
+                    // The stream ends; the browser reconnects on its own.
+                    Err(_) => return None,
+                };
+                if newer != announced {
+                    let event = Event::default().event("tickets").data(newer.to_string());
+                    return Some((Ok::<_, std::convert::Infallible>(event), newer));
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn stylesheet() -> Response {
@@ -194,6 +268,10 @@ struct QueuePage {
     filters: Filters,
     tickets: Vec<TicketRow>,
     next_page: Option<String>,
+    /// The newest ticket shown (live updates count from it); empty when none is.
+    newest: String,
+    /// Live updates run on the first page only.
+    live: bool,
 }
 
 const STATUSES: [TicketStatus; 4] = [
@@ -335,6 +413,15 @@ async fn queue(
             })
             .collect(),
         filters,
+        live: before.is_none(),
+        newest: if before.is_none() {
+            page.items
+                .first()
+                .map(|t| t.id.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        },
         tickets,
         next_page,
     })

@@ -38,6 +38,43 @@ impl PolicyEngine for NoPolicies {
 }
 
 async fn app(auth: AuthMode) -> (axum::Router, TicketId) {
+    let (app, _, id) = app_and_store(auth).await;
+    (app, id)
+}
+
+/// Opens one more plain ticket.
+async fn open_ticket(store: &Arc<dyn Store>, key: &str) -> TicketId {
+    let now = Utc::now();
+    let accepted = store
+        .accept_event(new_event("guardduty", None, now))
+        .await
+        .unwrap();
+    let leased = store
+        .lease_events(1, now, now + Duration::seconds(60), 5)
+        .await
+        .unwrap()
+        .remove(0);
+    let alert = new_alert(accepted.event_id, "guardduty", key, now);
+    let ticket = new_ticket_for(&alert);
+    let id = ticket.id;
+    store
+        .complete_event(
+            &leased.lease,
+            vec![PlannedAlert {
+                alert,
+                disposition: Disposition::Open {
+                    ticket,
+                    seen_since: now - Duration::hours(1),
+                },
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    id
+}
+
+async fn app_and_store(auth: AuthMode) -> (axum::Router, Arc<dyn Store>, TicketId) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store: Arc<dyn Store> = Arc::new(InMemoryStore::new());
     // One ticket whose alert carries hostile text everywhere an analyst will look.
@@ -115,7 +152,7 @@ async fn app(auth: AuthMode) -> (axum::Router, TicketId) {
         None,
     )
     .unwrap();
-    (heron_server::router(state), ticket_id)
+    (heron_server::router(state), store, ticket_id)
 }
 
 async fn get(app: &axum::Router, path: &str, auth: Option<&str>) -> (StatusCode, String) {
@@ -230,4 +267,52 @@ async fn pages_need_an_api_token_as_the_basic_password_when_auth_is_on() {
     let (status, css) = get(&app, "/static/heron.css", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(css.contains("prefers-color-scheme: dark"));
+}
+
+#[tokio::test]
+async fn an_open_queue_hears_of_tickets_newer_than_its_newest() {
+    let (app, store, first) = app_and_store(AuthMode::Disabled).await;
+    let (_, html) = get(&app, "/", None).await;
+    assert!(
+        html.contains(&format!("data-live-after=\"{first}\"")),
+        "{html}"
+    );
+    let (_, older_page) = get(&app, &format!("/?before={first}"), None).await;
+    assert!(
+        !older_page.contains("data-live-after"),
+        "no live updates on older pages"
+    );
+
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get(format!("/live/tickets?after={first}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    open_ticket(&store, "newer").await;
+    let mut body = response.into_body();
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let frame = body.frame().await.expect("a frame").expect("no error");
+            if let Ok(data) = frame.into_data() {
+                let text = String::from_utf8_lossy(&data).into_owned();
+                if text.contains("event: tickets") {
+                    return text;
+                }
+            }
+        }
+    })
+    .await
+    .expect("an event within the poll interval");
+    assert!(frame.contains("data: 1"), "{frame}");
 }
