@@ -33,6 +33,8 @@ pub(crate) fn routes() -> axum::Router<ServerState> {
     axum::Router::new()
         .route("/", get(queue))
         .route("/tickets/{id}", get(ticket))
+        .route("/alerts", get(alerts_page))
+        .route("/events", get(events_page))
         .route("/live/tickets", get(live_tickets))
         .route("/static/heron.css", get(stylesheet))
         .route("/static/heron.js", get(script))
@@ -622,5 +624,159 @@ async fn ticket(
             })
             .collect(),
         runs: runs.iter().map(run_view).collect(),
+    })
+}
+
+struct NoticeView {
+    title: String,
+    schema: String,
+    severity: String,
+    channel: String,
+    ticket: Option<TicketId>,
+    created_at: String,
+    created_at_iso: String,
+}
+
+struct UnboundAlertView {
+    title: String,
+    schema: String,
+    severity: String,
+    status: String,
+    created_at: String,
+    created_at_iso: String,
+}
+
+#[derive(Template)]
+#[template(path = "alerts.html")]
+struct AlertsPage {
+    notices: Vec<NoticeView>,
+    alerts: Vec<UnboundAlertView>,
+}
+
+async fn alerts_page(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    signed_in(&state, &headers)?;
+    let store = &state.inner.store;
+    let notices = store
+        .list_notices(&heron_core::ports::NoticeQuery {
+            limit: PAGE_SIZE,
+            ..Default::default()
+        })
+        .await?
+        .items;
+    let alerts = store
+        .list_alerts(&AlertQuery {
+            unbound: true,
+            limit: PAGE_SIZE,
+            ..AlertQuery::default()
+        })
+        .await?
+        .items;
+    render(&AlertsPage {
+        notices: notices
+            .iter()
+            .map(|n| NoticeView {
+                title: n.title.clone(),
+                schema: n.schema.to_string(),
+                severity: n.severity.to_string(),
+                channel: or_dash(n.channel.as_deref()),
+                ticket: n.ticket_id,
+                created_at: when(n.created_at),
+                created_at_iso: n.created_at.to_rfc3339(),
+            })
+            .collect(),
+        alerts: alerts
+            .iter()
+            .map(|a| UnboundAlertView {
+                title: a.title.clone(),
+                schema: a.schema.to_string(),
+                severity: a.severity.to_string(),
+                status: label(&a.status),
+                created_at: when(a.created_at),
+                created_at_iso: a.created_at.to_rfc3339(),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsParams {
+    state: Option<String>,
+}
+
+struct EventView {
+    id: String,
+    schema: String,
+    source: String,
+    attempts: u32,
+    error: Option<String>,
+    body: String,
+    received_at: String,
+    received_at_iso: String,
+}
+
+#[derive(Template)]
+#[template(path = "events.html")]
+struct EventsPage {
+    state: String,
+    states: Vec<OptionView>,
+    events: Vec<EventView>,
+}
+
+/// Event bodies shown in full up to this many characters.
+const BODY_CHARS: usize = 8_192;
+
+async fn events_page(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    params: Result<Query<EventsParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    use heron_core::EventState;
+    signed_in(&state, &headers)?;
+    let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
+    let wanted = blank_to_none(&params.state).unwrap_or_else(|| "failed".into());
+    let event_state: EventState = wanted
+        .parse()
+        .map_err(|_| bad_request(format!("unknown event state {wanted:?}")))?;
+    let events = state
+        .inner
+        .store
+        .list_events(&heron_core::ports::EventQuery {
+            state: Some(event_state),
+            limit: PAGE_SIZE,
+            ..Default::default()
+        })
+        .await?
+        .items;
+    render(&EventsPage {
+        states: ["failed", "ignored", "pending", "processing", "processed"]
+            .into_iter()
+            .map(|value| OptionView {
+                value,
+                selected: value == event_state.as_str(),
+            })
+            .collect(),
+        state: event_state.to_string(),
+        events: events
+            .iter()
+            .map(|e| {
+                let mut body: String = e.body.chars().take(BODY_CHARS).collect();
+                if body.len() < e.body.len() {
+                    body.push_str("\n… (cut; the API has the whole body)");
+                }
+                EventView {
+                    id: e.id.to_string(),
+                    schema: e.schema.to_string(),
+                    source: e.source.to_string(),
+                    attempts: e.attempts,
+                    error: e.last_error.clone(),
+                    body,
+                    received_at: when(e.received_at),
+                    received_at_iso: e.received_at.to_rfc3339(),
+                }
+            })
+            .collect(),
     })
 }

@@ -316,3 +316,41 @@ async fn an_open_queue_hears_of_tickets_newer_than_its_newest() {
     .expect("an event within the poll interval");
     assert!(frame.contains("data: 1"), "{frame}");
 }
+
+#[tokio::test]
+async fn failed_events_and_unbound_alerts_have_their_pages_with_errors_escaped() {
+    let (app, store, _) = app_and_store(AuthMode::Disabled).await;
+    let now = Utc::now();
+    let mut event = new_event("okta", None, now);
+    event.body = format!(r#"{{"note": "{HOSTILE}"}}"#);
+    let accepted = store.accept_event(event).await.unwrap();
+    let leased = store
+        .lease_events(1, now, now + Duration::seconds(60), 5)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(leased.event.id, accepted.event_id);
+    store
+        .fail_event(&leased.lease, &format!("policy error near {HOSTILE}"), None)
+        .await
+        .unwrap();
+
+    let (status, html) = get(&app, "/events", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&accepted.event_id.to_string()), "{html}");
+    assert!(html.contains("policy error near"), "{html}");
+    assert!(
+        !html.contains(HOSTILE),
+        "raw markup must never reach the page"
+    );
+    let (status, html) = get(&app, "/events?state=processed", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains(&accepted.event_id.to_string()));
+    let (status, _) = get(&app, "/events?state=lost", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, html) = get(&app, "/alerts", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No notices."), "{html}");
+    assert!(html.contains("Every alert is on a ticket."), "{html}");
+}
