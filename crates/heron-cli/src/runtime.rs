@@ -230,6 +230,7 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             allow_insecure_urls: settings.sns.allow_insecure_urls,
         },
         rate_limits: settings.rate_limit.to_server(),
+        oidc: oidc(settings)?,
     };
     let agent = crate::agent::build(settings, store.clone()).await?;
     let state = ServerState::new(
@@ -352,6 +353,29 @@ fn triage_worker(store: &Arc<dyn Store>, agent: &crate::agent::AgentParts) -> Tr
         agent.triage_settings.clone(),
         Arc::new(Notify::new()),
     )
+}
+
+/// Dashboard sign-in, when an issuer is configured; the other OIDC settings are then
+/// required.
+fn oidc(settings: &Settings) -> anyhow::Result<Option<Arc<heron_server::Oidc>>> {
+    let Some(issuer) = &settings.oidc_issuer else {
+        return Ok(None);
+    };
+    let required = |value: &Option<String>, key: &str| {
+        value
+            .clone()
+            .with_context(|| format!("oidc_issuer is set: {key} is required too"))
+    };
+    let session_secret = required(&settings.session_secret, "session_secret")?;
+    let oidc = heron_server::Oidc::new(heron_server::OidcSettings {
+        issuer: issuer.clone(),
+        client_id: required(&settings.oidc_client_id, "oidc_client_id")?,
+        client_secret: settings.oidc_client_secret.clone(),
+        redirect_url: required(&settings.oidc_redirect_url, "oidc_redirect_url")?,
+        session_secret: session_secret.into_bytes(),
+        secure_cookies: !settings.addr.ip().is_loopback(),
+    })?;
+    Ok(Some(oidc))
 }
 
 fn alert_embedding_worker(

@@ -35,6 +35,14 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sns: SnsSettings,
     pub rate_limit: RateLimitSettings,
+    /// OpenID Connect issuer for dashboard sign-in (unset: pages take an API token).
+    pub oidc_issuer: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<String>,
+    /// This server's `/auth/callback`, as registered with the IdP.
+    pub oidc_redirect_url: Option<String>,
+    /// Signs dashboard sessions (≥ 32 bytes); the same on every instance behind one address.
+    pub session_secret: Option<String>,
     pub worker: WorkerSettings,
     pub log: LogSettings,
 
@@ -234,6 +242,11 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             sns: SnsSettings::default(),
             rate_limit: RateLimitSettings::default(),
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_redirect_url: None,
+            session_secret: None,
             worker: WorkerSettings::default(),
             log: LogSettings::default(),
             llm_base_url: None,
@@ -321,6 +334,8 @@ const ENV_KEYS: &[&str] = &[
 
 /// Prefixes of the flat agent keys (`HERON_LLM_BASE_URL` → `llm_base_url`).
 const ENV_PREFIXES: &[&str] = &[
+    "oidc_",
+    "session_",
     "llm_",
     "embedding_",
     "tool_",
@@ -338,6 +353,8 @@ pub const SECRET_FILE_KEYS: &[&str] = &[
     "llm_api_key",
     "otx_api_key",
     "urlscan_api_key",
+    "oidc_client_secret",
+    "session_secret",
     "auth__tokens",
 ];
 
@@ -548,6 +565,8 @@ impl Settings {
             &mut shown.llm_api_key,
             &mut shown.otx_api_key,
             &mut shown.urlscan_api_key,
+            &mut shown.oidc_client_secret,
+            &mut shown.session_secret,
         ]
         .into_iter()
         .flatten()

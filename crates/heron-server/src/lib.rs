@@ -13,6 +13,7 @@ mod api;
 mod auth;
 mod error;
 mod limits;
+mod oidc;
 mod ops;
 mod sns;
 mod state;
@@ -22,6 +23,7 @@ mod webhooks;
 pub use auth::{AuthConfig, AuthMode};
 pub use error::ApiError;
 pub use limits::{RateLimit, RateLimitSettings};
+pub use oidc::{Oidc, OidcError, OidcSettings};
 pub use sns::SnsSettings;
 pub use state::{AgentState, ServerSettings, ServerState, StateError};
 

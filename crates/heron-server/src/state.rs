@@ -18,6 +18,8 @@ pub struct ServerSettings {
     pub auth: AuthMode,
     pub sns: SnsSettings,
     pub rate_limits: crate::RateLimitSettings,
+    /// Dashboard sign-in; `None`: pages take an API token (HTTP Basic) only.
+    pub oidc: Option<std::sync::Arc<crate::Oidc>>,
 }
 
 impl Default for ServerSettings {
@@ -29,6 +31,7 @@ impl Default for ServerSettings {
             auth: AuthMode::Disabled,
             sns: SnsSettings::default(),
             rate_limits: crate::RateLimitSettings::default(),
+            oidc: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::state::ServerState;
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
@@ -36,6 +36,9 @@ pub(crate) fn routes() -> axum::Router<ServerState> {
         .route("/alerts", get(alerts_page))
         .route("/events", get(events_page))
         .route("/live/tickets", get(live_tickets))
+        .route("/auth/login", get(login))
+        .route("/auth/callback", get(callback))
+        .route("/auth/logout", axum::routing::post(logout))
         .route("/static/heron.css", get(stylesheet))
         .route("/static/heron.js", get(script))
 }
@@ -67,10 +70,11 @@ struct LiveParams {
 async fn live_tickets(
     State(state): State<ServerState>,
     headers: HeaderMap,
+    uri: Uri,
     params: Result<Query<LiveParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    signed_in(&state, &headers)?;
+    signed_in(&state, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     let after = match blank_to_none(&params.after) {
         None => None,
@@ -128,6 +132,8 @@ struct PageError {
     status: StatusCode,
     heading: &'static str,
     message: String,
+    /// Set for a redirect (303), e.g. to sign in.
+    location: Option<String>,
 }
 
 #[derive(Template)]
@@ -135,13 +141,28 @@ struct PageError {
 struct ErrorPage<'a> {
     heading: &'a str,
     message: &'a str,
+    viewer: Viewer,
+}
+
+/// Who is looking at a page; `csrf` is set for an OpenID Connect session (which can sign
+/// out with it), empty otherwise.
+#[derive(Debug, Clone, Default)]
+struct Viewer {
+    user: String,
+    csrf: String,
 }
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        if let Some(location) = &self.location
+            && let Ok(value) = HeaderValue::from_str(location)
+        {
+            return (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response();
+        }
         let body = ErrorPage {
             heading: self.heading,
             message: &self.message,
+            viewer: Viewer::default(),
         }
         .render()
         .unwrap_or_else(|_| self.message.clone());
@@ -163,6 +184,7 @@ impl From<heron_core::ports::StoreError> for PageError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             heading: "Temporarily unavailable",
             message: "The database could not be read; try again shortly.".into(),
+            location: None,
         }
     }
 }
@@ -172,20 +194,53 @@ fn bad_request(message: String) -> PageError {
         status: StatusCode::BAD_REQUEST,
         heading: "Bad request",
         message,
+        location: None,
     }
 }
 
-fn signed_in(state: &ServerState, headers: &HeaderMap) -> Result<(), PageError> {
-    state
-        .inner
-        .settings
-        .auth
-        .check_api(headers)
-        .map_err(|_| PageError {
-            status: StatusCode::UNAUTHORIZED,
+/// The viewer of a page: an OpenID Connect session, else an API token (HTTP Basic password
+/// or bearer), else — with OpenID Connect configured — a redirect to sign in, or a Basic
+/// challenge without it. Without auth (loopback `--no-auth`) everyone is `local`.
+fn signed_in(state: &ServerState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, PageError> {
+    let settings = &state.inner.settings;
+    if matches!(settings.auth, crate::AuthMode::Disabled) {
+        return Ok(Viewer {
+            user: "local".into(),
+            csrf: String::new(),
+        });
+    }
+    if let Some(oidc) = &settings.oidc
+        && let Some(session) =
+            crate::oidc::cookie(headers, crate::oidc::SESSION_COOKIE).and_then(|c| oidc.session(c))
+    {
+        return Ok(Viewer {
+            user: session.user,
+            csrf: session.csrf,
+        });
+    }
+    if settings.auth.check_api(headers).is_ok() {
+        return Ok(Viewer {
+            user: "api token".into(),
+            csrf: String::new(),
+        });
+    }
+    if settings.oidc.is_some() {
+        let next = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("next", next);
+        return Err(PageError {
+            status: StatusCode::SEE_OTHER,
             heading: "Sign in",
-            message: "Sign in with any user name and an API token as the password.".into(),
-        })
+            message: "Sign in to continue.".into(),
+            location: Some(format!("/auth/login?{}", query.finish())),
+        });
+    }
+    Err(PageError {
+        status: StatusCode::UNAUTHORIZED,
+        heading: "Sign in",
+        message: "Sign in with any user name and an API token as the password.".into(),
+        location: None,
+    })
 }
 
 fn render(page: &impl Template) -> Result<Response, PageError> {
@@ -197,6 +252,7 @@ fn render(page: &impl Template) -> Result<Response, PageError> {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 heading: "Internal error",
                 message: "The page could not be rendered; see the server log.".into(),
+                location: None,
             }
         })
 }
@@ -264,6 +320,7 @@ struct TicketRow {
 #[derive(Template)]
 #[template(path = "queue.html")]
 struct QueuePage {
+    viewer: Viewer,
     counts: Vec<CountView>,
     status_options: Vec<OptionView>,
     severity_options: Vec<OptionView>,
@@ -310,9 +367,10 @@ fn verdict_of(ticket: &Ticket) -> String {
 async fn queue(
     State(state): State<ServerState>,
     headers: HeaderMap,
+    uri: Uri,
     params: Result<Query<QueueParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    signed_in(&state, &headers)?;
+    let viewer = signed_in(&state, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     let status = match blank_to_none(&params.status) {
         None => None,
@@ -399,6 +457,7 @@ async fn queue(
         })
         .collect();
     render(&QueuePage {
+        viewer,
         counts,
         status_options: STATUSES
             .iter()
@@ -500,6 +559,7 @@ struct TicketView {
 #[derive(Template)]
 #[template(path = "ticket.html")]
 struct TicketPage {
+    viewer: Viewer,
     ticket: TicketView,
     finding: Option<FindingView>,
     alerts: Vec<AlertView>,
@@ -543,9 +603,10 @@ fn run_view(run: &AgentRun) -> RunView {
 async fn ticket(
     State(state): State<ServerState>,
     headers: HeaderMap,
+    uri: Uri,
     Path(raw): Path<String>,
 ) -> Result<Response, PageError> {
-    signed_in(&state, &headers)?;
+    let viewer = signed_in(&state, &headers, &uri)?;
     let id: TicketId = raw
         .parse()
         .map_err(|_| bad_request(format!("{raw:?} is not a ticket id")))?;
@@ -555,6 +616,7 @@ async fn ticket(
             status: StatusCode::NOT_FOUND,
             heading: "Not found",
             message: format!("There is no ticket {id}."),
+            location: None,
         });
     };
     let alerts = store
@@ -581,6 +643,7 @@ async fn ticket(
             evidence: f.evidence,
         });
     render(&TicketPage {
+        viewer,
         ticket: TicketView {
             title: t.title.clone(),
             description: t.description.clone(),
@@ -649,6 +712,7 @@ struct UnboundAlertView {
 #[derive(Template)]
 #[template(path = "alerts.html")]
 struct AlertsPage {
+    viewer: Viewer,
     notices: Vec<NoticeView>,
     alerts: Vec<UnboundAlertView>,
 }
@@ -656,8 +720,9 @@ struct AlertsPage {
 async fn alerts_page(
     State(state): State<ServerState>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Result<Response, PageError> {
-    signed_in(&state, &headers)?;
+    let viewer = signed_in(&state, &headers, &uri)?;
     let store = &state.inner.store;
     let notices = store
         .list_notices(&heron_core::ports::NoticeQuery {
@@ -675,6 +740,7 @@ async fn alerts_page(
         .await?
         .items;
     render(&AlertsPage {
+        viewer,
         notices: notices
             .iter()
             .map(|n| NoticeView {
@@ -720,6 +786,7 @@ struct EventView {
 #[derive(Template)]
 #[template(path = "events.html")]
 struct EventsPage {
+    viewer: Viewer,
     state: String,
     states: Vec<OptionView>,
     events: Vec<EventView>,
@@ -731,10 +798,11 @@ const BODY_CHARS: usize = 8_192;
 async fn events_page(
     State(state): State<ServerState>,
     headers: HeaderMap,
+    uri: Uri,
     params: Result<Query<EventsParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
     use heron_core::EventState;
-    signed_in(&state, &headers)?;
+    let viewer = signed_in(&state, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     let wanted = blank_to_none(&params.state).unwrap_or_else(|| "failed".into());
     let event_state: EventState = wanted
@@ -751,6 +819,7 @@ async fn events_page(
         .await?
         .items;
     render(&EventsPage {
+        viewer,
         states: ["failed", "ignored", "pending", "processing", "processed"]
             .into_iter()
             .map(|value| OptionView {
@@ -779,4 +848,159 @@ async fn events_page(
             })
             .collect(),
     })
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginParams {
+    next: Option<String>,
+}
+
+fn oidc_of(state: &ServerState) -> Result<&std::sync::Arc<crate::Oidc>, PageError> {
+    state.inner.settings.oidc.as_ref().ok_or_else(|| PageError {
+        status: StatusCode::NOT_FOUND,
+        heading: "Not found",
+        message: "OpenID Connect sign-in is not configured.".into(),
+        location: None,
+    })
+}
+
+fn provider_error(e: crate::OidcError) -> PageError {
+    tracing::warn!(error = %e, "OpenID Connect sign-in failed");
+    let (status, message) = match &e {
+        crate::OidcError::Refused(_) => (StatusCode::FORBIDDEN, e.to_string()),
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "The identity provider could not be reached; try again shortly.".to_owned(),
+        ),
+    };
+    PageError {
+        status,
+        heading: "Sign-in failed",
+        message,
+        location: None,
+    }
+}
+
+/// Starts a sign-in: a login cookie and a redirect to the identity provider.
+async fn login(
+    State(state): State<ServerState>,
+    params: Result<Query<LoginParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let oidc = oidc_of(&state)?;
+    let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
+    let (url, cookie) = oidc
+        .start(params.next.as_deref().unwrap_or("/"))
+        .await
+        .map_err(provider_error)?;
+    let set = crate::oidc::set_cookie(
+        crate::oidc::LOGIN_COOKIE,
+        &cookie,
+        crate::oidc::LOGIN_MAX_AGE,
+        oidc.secure_cookies(),
+    );
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    if let (Ok(location), Ok(set)) = (HeaderValue::from_str(&url), HeaderValue::from_str(&set)) {
+        headers.insert(header::LOCATION, location);
+        headers.insert(header::SET_COOKIE, set);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackParams {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The identity provider's redirect back: a session cookie, then where the user was going.
+async fn callback(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    params: Result<Query<CallbackParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let oidc = oidc_of(&state)?;
+    let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
+    if let Some(error) = params.error {
+        return Err(PageError {
+            status: StatusCode::FORBIDDEN,
+            heading: "Sign-in failed",
+            message: format!(
+                "The identity provider said: {error} {}",
+                params.error_description.unwrap_or_default()
+            ),
+            location: None,
+        });
+    }
+    let (Some(code), Some(returned_state)) = (params.code, params.state) else {
+        return Err(bad_request("the callback needs code and state".into()));
+    };
+    let (session, cookie, next) = oidc
+        .finish(
+            crate::oidc::cookie(&headers, crate::oidc::LOGIN_COOKIE),
+            &code,
+            &returned_state,
+        )
+        .await
+        .map_err(provider_error)?;
+    tracing::info!(user = %session.user, "signed in to the dashboard");
+    let secure = oidc.secure_cookies();
+    let session_cookie = crate::oidc::set_cookie(
+        crate::oidc::SESSION_COOKIE,
+        &cookie,
+        crate::oidc::SESSION_MAX_AGE,
+        secure,
+    );
+    let clear_login = crate::oidc::set_cookie(crate::oidc::LOGIN_COOKIE, "", 0, secure);
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let out = response.headers_mut();
+    if let (Ok(location), Ok(session_cookie), Ok(clear_login)) = (
+        HeaderValue::from_str(&next),
+        HeaderValue::from_str(&session_cookie),
+        HeaderValue::from_str(&clear_login),
+    ) {
+        out.insert(header::LOCATION, location);
+        out.append(header::SET_COOKIE, session_cookie);
+        out.append(header::SET_COOKIE, clear_login);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+struct LogoutForm {
+    csrf: String,
+}
+
+/// Ends the session; the form must carry the session's CSRF token.
+async fn logout(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    form: Result<axum::Form<LogoutForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let oidc = oidc_of(&state)?;
+    let session =
+        crate::oidc::cookie(&headers, crate::oidc::SESSION_COOKIE).and_then(|c| oidc.session(c));
+    let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
+    match session {
+        Some(session) if session.csrf == form.csrf => {
+            let clear =
+                crate::oidc::set_cookie(crate::oidc::SESSION_COOKIE, "", 0, oidc.secure_cookies());
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(clear) = HeaderValue::from_str(&clear) {
+                response.headers_mut().insert(header::SET_COOKIE, clear);
+            }
+            response
+                .headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/"));
+            Ok(response)
+        }
+        _ => Err(PageError {
+            status: StatusCode::FORBIDDEN,
+            heading: "Forbidden",
+            message: "The form is stale or not from this site; reload the page.".into(),
+            location: None,
+        }),
+    }
 }
