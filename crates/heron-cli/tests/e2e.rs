@@ -43,6 +43,23 @@ async fn fresh_postgres() -> String {
     format!("{prefix}/{name}")
 }
 
+async fn drop_database(url: &str) {
+    use sqlx::Connection;
+    let Ok(base) = std::env::var("HERON_TEST_DATABASE_URL") else {
+        return;
+    };
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
 struct Harness {
     server: Option<RunningServer>,
     settings: Settings,
@@ -201,6 +218,10 @@ impl Harness {
     async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
+        }
+        // A passing test leaves no database behind (a failing one keeps it to look at).
+        if let Some(url) = &self.settings.database_url {
+            drop_database(url).await;
         }
     }
 }

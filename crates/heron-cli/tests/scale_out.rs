@@ -382,4 +382,14 @@ async fn killed_and_restarted_servers_and_workers_process_every_acknowledged_eve
     for process in servers.iter_mut().chain(workers.iter_mut()) {
         process.stop_gracefully();
     }
+    drop(conn);
+    let base = std::env::var("HERON_TEST_DATABASE_URL").unwrap();
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    let name = db.rsplit_once('/').unwrap().1;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
 }
