@@ -556,9 +556,19 @@ struct TicketView {
     last_seen: String,
 }
 
+struct SimilarView {
+    id: TicketId,
+    title: String,
+    status: String,
+    conclusion: String,
+    verdict: String,
+    score: String,
+}
+
 #[derive(Template)]
 #[template(path = "ticket.html")]
 struct TicketPage {
+    similar: Vec<SimilarView>,
     viewer: Viewer,
     ticket: TicketView,
     finding: Option<FindingView>,
@@ -600,6 +610,46 @@ fn run_view(run: &AgentRun) -> RunView {
     }
 }
 
+/// Past tickets like this one, when the ticket has been embedded (its triage job embeds it);
+/// the page never waits on an embedding model.
+async fn similar_to(state: &ServerState, ticket: &Ticket) -> Vec<SimilarView> {
+    let Some(agent) = &state.inner.agent else {
+        return Vec::new();
+    };
+    let store = &state.inner.store;
+    let model = agent.embedder.model();
+    let found = match store.get_ticket_embedding(ticket.id, model).await {
+        Ok(Some(vector)) => {
+            store
+                .similar_tickets(model, &vector, 5, Some(ticket.id))
+                .await
+        }
+        Ok(None) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(found) => found
+            .into_iter()
+            .map(|s| SimilarView {
+                id: s.ticket_id,
+                title: s.title,
+                status: s.status.to_string(),
+                conclusion: s.conclusion.map(|c| c.to_string()).unwrap_or_default(),
+                verdict: s
+                    .finding
+                    .and_then(|f| serde_json::from_value::<Finding>(f).ok())
+                    .map(|f| label(&f.verdict))
+                    .unwrap_or_default(),
+                score: format!("{:.2}", s.score),
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(ticket_id = %ticket.id, error = %e, "similar tickets could not be read for the ticket page");
+            Vec::new()
+        }
+    }
+}
+
 async fn ticket(
     State(state): State<ServerState>,
     headers: HeaderMap,
@@ -629,6 +679,7 @@ async fn ticket(
         .items;
     let comments = store.list_comments(id).await?;
     let runs = store.list_agent_runs(id).await?;
+    let similar = similar_to(&state, &t).await;
     let finding = t
         .finding
         .as_ref()
@@ -644,6 +695,7 @@ async fn ticket(
         });
     render(&TicketPage {
         viewer,
+        similar,
         ticket: TicketView {
             title: t.title.clone(),
             description: t.description.clone(),

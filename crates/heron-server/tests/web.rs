@@ -75,6 +75,11 @@ async fn open_ticket(store: &Arc<dyn Store>, key: &str) -> TicketId {
 }
 
 async fn app_and_store(auth: AuthMode) -> (axum::Router, Arc<dyn Store>, TicketId) {
+    let (state, store, id) = state_and_store(auth).await;
+    (heron_server::router(state), store, id)
+}
+
+async fn state_and_store(auth: AuthMode) -> (ServerState, Arc<dyn Store>, TicketId) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store: Arc<dyn Store> = Arc::new(InMemoryStore::new());
     // One ticket whose alert carries hostile text everywhere an analyst will look.
@@ -152,7 +157,7 @@ async fn app_and_store(auth: AuthMode) -> (axum::Router, Arc<dyn Store>, TicketI
         None,
     )
     .unwrap();
-    (heron_server::router(state), store, ticket_id)
+    (state, store, ticket_id)
 }
 
 async fn get(app: &axum::Router, path: &str, auth: Option<&str>) -> (StatusCode, String) {
@@ -353,4 +358,52 @@ async fn failed_events_and_unbound_alerts_have_their_pages_with_errors_escaped()
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("No notices."), "{html}");
     assert!(html.contains("Every alert is on a ticket."), "{html}");
+}
+
+#[tokio::test]
+async fn the_ticket_page_lists_similar_past_tickets_with_their_conclusions() {
+    let (state, store, first) = state_and_store(AuthMode::Disabled).await;
+    let embedder = Arc::new(heron_core::testing::FakeEmbedder::new(4));
+    let state = state.with_agent(heron_server::AgentState {
+        embedder: heron_app::SimilarityEmbedder::new(embedder.clone()),
+        chat: None,
+        enabled: false,
+        tools: Vec::new(),
+    });
+    let app = heron_server::router(state);
+    let past = open_ticket(&store, "past").await;
+    let mut resolved = store.get_ticket(past).await.unwrap().unwrap();
+    resolved
+        .apply(
+            &TicketChange {
+                status: Some(TicketStatus::Resolved),
+                conclusion: Some(Conclusion::FalsePositive),
+                reason: Some("scanner".into()),
+                ..TicketChange::default()
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    store.update_ticket(&resolved).await.unwrap();
+    let model = heron_core::llm::Embedder::name(embedder.as_ref()).to_owned();
+    store
+        .put_ticket_embedding(first, &model, &[1.0, 0.0, 0.0, 0.0])
+        .await
+        .unwrap();
+    store
+        .put_ticket_embedding(past, &model, &[0.9, 0.1, 0.0, 0.0])
+        .await
+        .unwrap();
+
+    let (status, html) = get(&app, &format!("/tickets/{first}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("href=\"/tickets/{past}\"")),
+        "{html}"
+    );
+    assert!(
+        html.contains("false_positive"),
+        "the past ticket's conclusion"
+    );
+    assert!(html.contains("0.99"), "its similarity");
 }
