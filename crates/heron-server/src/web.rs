@@ -33,6 +33,7 @@ pub(crate) fn routes() -> axum::Router<ServerState> {
     axum::Router::new()
         .route("/", get(queue))
         .route("/tickets/{id}", get(ticket))
+        .route("/tickets/{id}/actions", axum::routing::post(ticket_action))
         .route("/alerts", get(alerts_page))
         .route("/events", get(events_page))
         .route("/live/tickets", get(live_tickets))
@@ -144,8 +145,26 @@ struct ErrorPage<'a> {
     viewer: Viewer,
 }
 
-/// Who is looking at a page; `csrf` is set for an OpenID Connect session (which can sign
-/// out with it), empty otherwise.
+/// The CSRF token of pages served without auth (loopback `--no-auth`): a page on another
+/// site can still post to 127.0.0.1, so forms there need a token too. Random per process.
+static LOCAL_CSRF: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 24];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    format!(
+        "local-{}-{}",
+        hex_encode(&bytes),
+        uuid::Uuid::new_v4().simple()
+    )
+});
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Who is looking at a page; `csrf` is set when the viewer may act from the pages (an
+/// OpenID Connect session, or no auth on loopback), empty for an API token over Basic
+/// (a browser sends Basic credentials with any site's form, so those viewers only read).
 #[derive(Debug, Clone, Default)]
 struct Viewer {
     user: String,
@@ -206,7 +225,7 @@ fn signed_in(state: &ServerState, headers: &HeaderMap, uri: &Uri) -> Result<View
     if matches!(settings.auth, crate::AuthMode::Disabled) {
         return Ok(Viewer {
             user: "local".into(),
-            csrf: String::new(),
+            csrf: LOCAL_CSRF.clone(),
         });
     }
     if let Some(oidc) = &settings.oidc
@@ -544,6 +563,9 @@ struct RunView {
 }
 
 struct TicketView {
+    id: TicketId,
+    /// The assignee for the form (empty when none).
+    assignee_value: String,
     title: String,
     description: String,
     status: String,
@@ -568,6 +590,8 @@ struct SimilarView {
 #[derive(Template)]
 #[template(path = "ticket.html")]
 struct TicketPage {
+    severities: Vec<&'static str>,
+    conclusions: Vec<&'static str>,
     similar: Vec<SimilarView>,
     viewer: Viewer,
     ticket: TicketView,
@@ -695,8 +719,19 @@ async fn ticket(
         });
     render(&TicketPage {
         viewer,
+        severities: SEVERITIES.iter().map(|s| s.as_str()).collect(),
+        conclusions: [
+            "intended",
+            "unaffected",
+            "false_positive",
+            "true_positive",
+            "escalated",
+        ]
+        .into(),
         similar,
         ticket: TicketView {
+            id: t.id,
+            assignee_value: t.assignee.clone().unwrap_or_default(),
             title: t.title.clone(),
             description: t.description.clone(),
             status: t.status.to_string(),
@@ -1055,4 +1090,130 @@ async fn logout(
             location: None,
         }),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionForm {
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    assignee: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    conclusion: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    text: String,
+}
+
+fn app_error(e: heron_app::AppError) -> PageError {
+    use heron_app::AppError;
+    let (status, heading) = match &e {
+        AppError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+        AppError::Conflict(_) | AppError::Lifecycle(_) => (StatusCode::CONFLICT, "Not done"),
+        AppError::Invalid(_) => (StatusCode::BAD_REQUEST, "Not done"),
+        AppError::Unavailable(_) | AppError::Internal(_) => {
+            tracing::error!(error = %e, "a dashboard action failed");
+            return PageError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                heading: "Temporarily unavailable",
+                message: "The change could not be stored; try again shortly.".into(),
+                location: None,
+            };
+        }
+    };
+    PageError {
+        status,
+        heading,
+        message: e.to_string(),
+        location: None,
+    }
+}
+
+/// One change to a ticket from its page, as the signed-in user; back to the page after.
+async fn ticket_action(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(raw): Path<String>,
+    form: Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    use heron_core::{CommentSource, Conclusion, TicketChange};
+    let viewer = signed_in(&state, &headers, &uri)?;
+    let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
+    if viewer.csrf.is_empty()
+        || !crate::oidc::constant_eq(viewer.csrf.as_bytes(), form.csrf.as_bytes())
+    {
+        return Err(PageError {
+            status: StatusCode::FORBIDDEN,
+            heading: "Forbidden",
+            message: if viewer.csrf.is_empty() {
+                "Sign in through the identity provider to change tickets from the pages (an API token over Basic only reads).".into()
+            } else {
+                "The form is stale or not from this site; reload the page.".into()
+            },
+            location: None,
+        });
+    }
+    let id: TicketId = raw
+        .parse()
+        .map_err(|_| bad_request(format!("{raw:?} is not a ticket id")))?;
+    let actor = heron_app::Actor {
+        name: viewer.user.clone(),
+        source: CommentSource::Web,
+    };
+    let tickets = &state.inner.tickets;
+    let change = match form.action.as_str() {
+        "comment" => {
+            tickets
+                .add_comment(id, &actor, &form.text)
+                .await
+                .map_err(app_error)?;
+            None
+        }
+        "acknowledge" => Some(TicketChange {
+            status: Some(TicketStatus::Acknowledged),
+            ..TicketChange::default()
+        }),
+        "reopen" => Some(TicketChange {
+            status: Some(TicketStatus::Open),
+            ..TicketChange::default()
+        }),
+        "assign" => Some(TicketChange {
+            assignee: Some(Some(form.assignee.trim().to_owned()).filter(|a| !a.is_empty())),
+            ..TicketChange::default()
+        }),
+        "severity" => Some(TicketChange {
+            severity: Some(
+                form.severity
+                    .parse::<Severity>()
+                    .map_err(|_| bad_request(format!("unknown severity {:?}", form.severity)))?,
+            ),
+            ..TicketChange::default()
+        }),
+        "resolve" => Some(TicketChange {
+            status: Some(TicketStatus::Resolved),
+            conclusion: Some(
+                form.conclusion
+                    .parse::<Conclusion>()
+                    .map_err(|_| bad_request("choose a conclusion".into()))?,
+            ),
+            reason: Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty()),
+            ..TicketChange::default()
+        }),
+        other => return Err(bad_request(format!("unknown action {other:?}"))),
+    };
+    if let Some(change) = change {
+        tickets
+            .update(id, change, &actor)
+            .await
+            .map_err(app_error)?;
+    }
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/tickets/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
 }

@@ -407,3 +407,157 @@ async fn the_ticket_page_lists_similar_past_tickets_with_their_conclusions() {
     );
     assert!(html.contains("0.99"), "its similarity");
 }
+
+async fn post_form(app: &axum::Router, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post(path)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn actions_on_the_ticket_page_need_the_pages_csrf_token_and_follow_the_lifecycle() {
+    let (app, store, id) = app_and_store(AuthMode::Disabled).await;
+    let (_, html) = get(&app, &format!("/tickets/{id}"), None).await;
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("action forms with a CSRF token")
+        .to_owned();
+    let path = format!("/tickets/{id}/actions");
+
+    let (status, _) = post_form(
+        &app,
+        &path,
+        &[("csrf", "forged"), ("action", "acknowledge")],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a form from elsewhere does nothing"
+    );
+    assert_eq!(
+        store.get_ticket(id).await.unwrap().unwrap().status,
+        TicketStatus::Open
+    );
+
+    let (status, _) = post_form(&app, &path, &[("csrf", &csrf), ("action", "acknowledge")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = post_form(
+        &app,
+        &path,
+        &[("csrf", &csrf), ("action", "assign"), ("assignee", "bob")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, html) = post_form(
+        &app,
+        &path,
+        &[("csrf", &csrf), ("action", "resolve"), ("conclusion", "")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+    let (status, _) = post_form(
+        &app,
+        &path,
+        &[
+            ("csrf", &csrf),
+            ("action", "resolve"),
+            ("conclusion", "false_positive"),
+            ("reason", "scanner"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, html) =
+        post_form(&app, &path, &[("csrf", &csrf), ("action", "acknowledge")]).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a resolved ticket cannot be acknowledged: {html}"
+    );
+    let (status, _) = post_form(
+        &app,
+        &path,
+        &[
+            ("csrf", &csrf),
+            ("action", "comment"),
+            ("text", "closing: <b>scanner</b>"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    let ticket = store.get_ticket(id).await.unwrap().unwrap();
+    assert_eq!(ticket.status, TicketStatus::Resolved);
+    assert_eq!(ticket.conclusion, Some(Conclusion::FalsePositive));
+    assert_eq!(ticket.assignee.as_deref(), Some("bob"));
+    let comments = store.list_comments(id).await.unwrap();
+    assert!(
+        comments.iter().any(|c| c.source == CommentSource::Web
+            && c.author == "local"
+            && c.text.contains("scanner")),
+        "{comments:?}"
+    );
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.source == CommentSource::System && c.author == "local"),
+        "each change is recorded with who made it"
+    );
+    let (_, html) = get(&app, &format!("/tickets/{id}"), None).await;
+    assert!(
+        html.contains("&#60;b&#62;scanner") || html.contains("&lt;b&gt;scanner"),
+        "comments are escaped"
+    );
+    assert!(
+        html.contains("Reopen"),
+        "a resolved ticket offers to reopen"
+    );
+}
+
+#[tokio::test]
+async fn an_api_token_viewer_reads_but_cannot_act_from_the_pages() {
+    use base64::Engine as _;
+    let auth = AuthMode::Tokens(AuthConfig {
+        tokens: vec!["page-token".into()],
+        ..AuthConfig::default()
+    });
+    let (app, _, id) = app_and_store(auth).await;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:page-token")
+    );
+    let (status, html) = get(&app, &format!("/tickets/{id}"), Some(&basic)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !html.contains("/actions"),
+        "no action forms for a Basic viewer"
+    );
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post(format!("/tickets/{id}/actions"))
+                .header("authorization", &basic)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from("csrf=&action=acknowledge"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
