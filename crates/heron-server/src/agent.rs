@@ -32,10 +32,14 @@ pub(crate) fn routes() -> OpenApiRouter<ServerState> {
         .routes(routes!(chat_stream))
 }
 
-/// `/api/v1/tickets/{id}/chat` and `…/chat/stream`.
+/// `/api/v1/tickets/{id}/chat` and `…/chat/stream`, and the dashboard's `/tickets/{id}/chat…`.
 pub(crate) fn is_chat_path(path: &str) -> bool {
-    path.starts_with("/api/v1/tickets/")
+    (path.starts_with("/api/v1/tickets/") || path.starts_with("/tickets/"))
         && (path.ends_with("/chat") || path.ends_with("/chat/stream"))
+}
+
+pub(crate) fn chat_service_of(state: &ServerState) -> Option<&ChatService> {
+    state.inner.agent.as_ref()?.chat.as_ref()
 }
 
 fn agent(state: &ServerState) -> Result<&AgentState, ApiError> {
@@ -299,18 +303,25 @@ async fn chat_stream(
         return Err(ApiError::BadRequest("the question is empty".into()));
     }
     let who = actor(&headers)?;
+    Ok(chat_events(service, ticket.id, who, params.question))
+}
+
+/// Runs a chat in its own task and streams it: `step` events, then `answer`, then `done`,
+/// or `error`. A client that goes away does not cut the run half-way, so the question, the
+/// run and the answer are always stored together. Shared by the API and the dashboard.
+pub(crate) fn chat_events(
+    service: ChatService,
+    ticket_id: TicketId,
+    who: heron_app::Actor,
+    question: String,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<SseEvent>();
-    // The chat runs in its own task: a client that goes away does not cut a run half-way,
-    // so the question, the run and the answer are always stored together.
     tokio::spawn(async move {
         let steps = tx.clone();
         let on_step = move |step: &AgentStep| {
             let _ = steps.send(json_event("step", step));
         };
-        match service
-            .ask(ticket.id, &who, &params.question, &on_step)
-            .await
-        {
+        match service.ask(ticket_id, &who, &question, &on_step).await {
             Ok(reply) => {
                 if let Some(answer) = &reply.answer {
                     let _ = tx.send(json_event("answer", answer));
@@ -337,7 +348,7 @@ async fn chat_stream(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (Ok(event), rx))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 fn json_event(name: &str, value: &impl Serialize) -> SseEvent {

@@ -34,6 +34,8 @@ pub(crate) fn routes() -> axum::Router<ServerState> {
         .route("/", get(queue))
         .route("/tickets/{id}", get(ticket))
         .route("/tickets/{id}/actions", axum::routing::post(ticket_action))
+        .route("/tickets/{id}/chat", get(chat_page).post(chat_ask))
+        .route("/tickets/{id}/chat/stream", get(chat_stream))
         .route("/alerts", get(alerts_page))
         .route("/events", get(events_page))
         .route("/live/tickets", get(live_tickets))
@@ -1216,4 +1218,154 @@ async fn ticket_action(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "chat.html")]
+struct ChatPage {
+    viewer: Viewer,
+    id: TicketId,
+    title: String,
+    enabled: bool,
+    comments: Vec<CommentView>,
+}
+
+fn comment_view(c: &heron_core::Comment) -> CommentView {
+    CommentView {
+        author: c.author.clone(),
+        source: c.source.to_string(),
+        text: c.text.clone(),
+        created_at: when(c.created_at),
+        created_at_iso: c.created_at.to_rfc3339(),
+    }
+}
+
+async fn existing(state: &ServerState, raw: &str) -> Result<Ticket, PageError> {
+    let id: TicketId = raw
+        .parse()
+        .map_err(|_| bad_request(format!("{raw:?} is not a ticket id")))?;
+    state
+        .inner
+        .store
+        .get_ticket(id)
+        .await?
+        .ok_or_else(|| PageError {
+            status: StatusCode::NOT_FOUND,
+            heading: "Not found",
+            message: format!("There is no ticket {id}."),
+            location: None,
+        })
+}
+
+/// The conversation with the agent about a ticket, and a question form.
+async fn chat_page(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(raw): Path<String>,
+) -> Result<Response, PageError> {
+    let viewer = signed_in(&state, &headers, &uri)?;
+    let t = existing(&state, &raw).await?;
+    let comments = state.inner.store.list_comments(t.id).await?;
+    render(&ChatPage {
+        viewer,
+        id: t.id,
+        title: t.title,
+        enabled: crate::agent::chat_service_of(&state).is_some(),
+        comments: comments
+            .iter()
+            .filter(|c| c.source != heron_core::CommentSource::System)
+            .map(comment_view)
+            .collect(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatForm {
+    csrf: String,
+    question: String,
+}
+
+fn check_csrf(viewer: &Viewer, presented: &str) -> Result<(), PageError> {
+    if viewer.csrf.is_empty()
+        || !crate::oidc::constant_eq(viewer.csrf.as_bytes(), presented.as_bytes())
+    {
+        return Err(PageError {
+            status: StatusCode::FORBIDDEN,
+            heading: "Forbidden",
+            message: "The form is stale or not from this site, or this sign-in only reads; reload the page.".into(),
+            location: None,
+        });
+    }
+    Ok(())
+}
+
+fn chat_disabled() -> PageError {
+    PageError {
+        status: StatusCode::CONFLICT,
+        heading: "Agent disabled",
+        message: "The agent is disabled: no language model is configured.".into(),
+        location: None,
+    }
+}
+
+/// Without JavaScript: ask, wait for the whole answer (bounded by the agent's wall time),
+/// then back to the conversation.
+async fn chat_ask(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(raw): Path<String>,
+    form: Result<axum::Form<ChatForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let viewer = signed_in(&state, &headers, &uri)?;
+    let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
+    check_csrf(&viewer, &form.csrf)?;
+    let t = existing(&state, &raw).await?;
+    let service = crate::agent::chat_service_of(&state).ok_or_else(chat_disabled)?;
+    let actor = heron_app::Actor {
+        name: viewer.user,
+        source: heron_core::CommentSource::Web,
+    };
+    service
+        .ask(t.id, &actor, &form.question, &|_| {})
+        .await
+        .map_err(app_error)?;
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/tickets/{}/chat", t.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatStreamParams {
+    csrf: String,
+    question: String,
+}
+
+/// With JavaScript: the same question, answered as Server-Sent Events (the API's events).
+/// It is a GET because `EventSource` only sends GETs; the CSRF token rides in the query.
+async fn chat_stream(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(raw): Path<String>,
+    params: Result<Query<ChatStreamParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let viewer = signed_in(&state, &headers, &uri)?;
+    let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
+    check_csrf(&viewer, &params.csrf)?;
+    let t = existing(&state, &raw).await?;
+    if params.question.trim().is_empty() {
+        return Err(bad_request("the question is empty".into()));
+    }
+    let service = crate::agent::chat_service_of(&state)
+        .ok_or_else(chat_disabled)?
+        .clone();
+    let actor = heron_app::Actor {
+        name: viewer.user,
+        source: heron_core::CommentSource::Web,
+    };
+    Ok(crate::agent::chat_events(service, t.id, actor, params.question).into_response())
 }

@@ -561,3 +561,80 @@ async fn an_api_token_viewer_reads_but_cannot_act_from_the_pages() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_question_on_the_chat_page_is_answered_with_or_without_javascript() {
+    use heron_core::testing::ScriptedChatModel;
+    let (state, store, id) = state_and_store(AuthMode::Disabled).await;
+    let model = Arc::new(ScriptedChatModel::new(vec![
+        ScriptedChatModel::text("It is a port probe from a scanner.", 30),
+        ScriptedChatModel::text("Nothing else happened.", 20),
+    ]));
+    let daily = Arc::new(heron_app::StoreDailyTokens::new(1_000_000));
+    let chat = heron_app::ChatService::new(
+        store.clone(),
+        Arc::new(heron_agent::Agent::new(
+            model,
+            Vec::new(),
+            heron_agent::Budgets::default(),
+            daily.clone(),
+        )),
+        daily,
+    );
+    let app = heron_server::router(state.with_agent(heron_server::AgentState {
+        embedder: heron_app::SimilarityEmbedder::new(Arc::new(
+            heron_core::testing::FakeEmbedder::new(4),
+        )),
+        chat: Some(chat),
+        enabled: true,
+        tools: Vec::new(),
+    }));
+    let (status, html) = get(&app, &format!("/tickets/{id}/chat"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a question form")
+        .to_owned();
+
+    // Without JavaScript: a form post, then the conversation.
+    let (status, _) = post_form(
+        &app,
+        &format!("/tickets/{id}/chat"),
+        &[("csrf", &csrf), ("question", "What is <this>?")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, html) = get(&app, &format!("/tickets/{id}/chat"), None).await;
+    assert!(
+        html.contains("It is a port probe from a scanner."),
+        "{html}"
+    );
+    assert!(!html.contains("What is <this>?"), "the question is escaped");
+
+    // With JavaScript: the stream of the same events as the API.
+    let (status, _) = get(
+        &app,
+        &format!("/tickets/{id}/chat/stream?question=more&csrf=forged"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("question", "Anything else?")
+        .append_pair("csrf", &csrf)
+        .finish();
+    let (status, events) = get(&app, &format!("/tickets/{id}/chat/stream?{query}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(events.contains("event: answer"), "{events}");
+    assert!(events.contains("Nothing else happened."), "{events}");
+    assert!(events.contains("event: done"), "{events}");
+    let comments = store.list_comments(id).await.unwrap();
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.author == "local" && c.text == "Anything else?"),
+        "the question is recorded under the viewer: {comments:?}"
+    );
+}
