@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod pages;
 mod similar;
 mod workers;
 
@@ -76,6 +77,13 @@ enum Command {
     },
     /// Bytes sent to the LLM per step of a triage run, for the example payloads.
     PromptSize,
+    /// Dashboard page times at 10,000 tickets on PostgreSQL.
+    Pages {
+        #[arg(long, default_value_t = 10_000)]
+        tickets: usize,
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
     /// Queue drain rate with 1 and with 2 `heron worker` processes on one PostgreSQL.
     Workers {
         #[arg(long, default_value_t = 30_000)]
@@ -150,6 +158,10 @@ fn main() -> anyhow::Result<()> {
             } => {
                 let url = database_url(cli.database_url)?;
                 agent::storm(&cli.root, &url, alerts, fingerprints.max(1), clients).await
+            }
+            Command::Pages { tickets, requests } => {
+                let url = database_url(cli.database_url)?;
+                pages::run(&url, tickets.max(100), requests.max(10)).await
             }
             Command::Workers { events, heron } => {
                 let url = database_url(cli.database_url)?;
