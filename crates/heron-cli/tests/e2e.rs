@@ -1697,6 +1697,54 @@ async fn a_token_over_its_rate_limit_gets_429_with_retry_after_and_stores_nothin
     h.stop().await;
 }
 
+async fn nesting_past_the_json_depth_limit_and_oversized_headers_are_refused(backend: Backend) {
+    let h = Harness::start(backend).await;
+    // 200 nested arrays: past the parser's depth limit (128), refused at intake.
+    let deep = format!("{{\"a\": {}1{}}}", "[".repeat(200), "]".repeat(200));
+    let (status, error) = h
+        .post("/hooks/alert/raw/guardduty", "application/json", deep)
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["code"], "invalid_json");
+    // 100 levels are fine.
+    let ok = format!("{{\"a\": {}1{}}}", "[".repeat(100), "]".repeat(100));
+    let (status, _) = h
+        .post("/hooks/alert/raw/guardduty", "application/json", ok)
+        .await;
+    assert_eq!(status, 202);
+    // A request with a huge header block is refused by the HTTP layer.
+    let big = "x".repeat(512 * 1024);
+    let response = h
+        .http
+        .post(format!("{}/hooks/alert/raw/guardduty", h.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .header("x-padding", big)
+        .body("{}")
+        .send()
+        .await;
+    // Either the HTTP layer answers 431 (or 400), or it closes the connection on it.
+    if let Ok(r) = response {
+        assert!(
+            r.status().as_u16() == 431 || r.status().as_u16() == 400,
+            "{}",
+            r.status()
+        );
+    }
+    h.drained().await;
+    let events = h
+        .store()
+        .list_events(&heron_core::ports::EventQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .items;
+    assert_eq!(events.len(), 1, "only the acceptable body was stored");
+    h.stop().await;
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1734,4 +1782,5 @@ on_every_backend!(
     without_a_model_tickets_are_still_searchable_and_chat_says_the_agent_is_disabled,
     enrich_tasks_run_before_triage_and_their_answers_reach_the_triage_policy,
     a_token_over_its_rate_limit_gets_429_with_retry_after_and_stores_nothing,
+    nesting_past_the_json_depth_limit_and_oversized_headers_are_refused,
 );
