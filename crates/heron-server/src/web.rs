@@ -3,11 +3,14 @@
 //!
 //! Invariants:
 //! - every value from an alert, a comment or the agent is escaped by the templates (askama
-//!   escapes HTML by default, and no template marks such a value `safe`);
-//! - pages need the same credential as the API: until OpenID Connect sign-in exists, a
-//!   browser signs in with HTTP Basic, the password being an API token; without auth
-//!   (loopback `--no-auth`) they are open like the API;
-//! - pages only read; every change goes through the API.
+//!   escapes HTML by default, and no template marks such a value `safe`); the script inserts
+//!   text as text;
+//! - a viewer is an OpenID Connect session ([`crate::oidc`]), an API token over HTTP Basic
+//!   (read only: browsers attach Basic credentials to any site's form), or anyone on a
+//!   loopback `--no-auth` server;
+//! - every state-changing request carries the viewer's CSRF token, and changes go through
+//!   the same `heron-app` use cases as the API, recorded under the viewer's name;
+//! - pages work without JavaScript; the script only adds live notices and streamed chat.
 
 use crate::state::ServerState;
 use askama::Template;
