@@ -126,13 +126,17 @@ enum PolicyCommand {
         /// Print every test with its result and duration.
         #[arg(short, long)]
         verbose: bool,
-        /// Only tests whose `package.rule` name matches this regular expression.
-        #[arg(long)]
+        /// Only tests whose `data.package.rule` name matches this regular expression.
+        #[arg(short = 'r', long)]
         run: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
-        #[arg(long)]
+        /// Parse policies as Rego v0 (modules with `import rego.v1` stay v1).
+        #[arg(long, alias = "v0-compatible")]
         rego_v0: bool,
+        /// Exit 1 when no test ran (a misspelt --run, an empty folder).
+        #[arg(long)]
+        fail_on_empty: bool,
         /// Report which policy lines the tests evaluated.
         #[arg(long)]
         coverage: bool,
@@ -285,6 +289,7 @@ fn policy(config: Option<&std::path::Path>, command: PolicyCommand) -> anyhow::R
             run,
             format,
             rego_v0,
+            fail_on_empty,
             coverage,
             threshold,
             detect,
@@ -337,9 +342,16 @@ fn policy(config: Option<&std::path::Path>, command: PolicyCommand) -> anyhow::R
                 }
                 _ => false,
             };
+            let ran = report.results.len() - report.count(Outcome::Skipped);
+            if fail_on_empty && ran == 0 {
+                eprintln!("no test ran (--fail-on-empty)");
+            }
             let code = if report.count(Outcome::Error) > 0 {
                 2
-            } else if report.count(Outcome::Fail) > 0 || under_threshold {
+            } else if report.count(Outcome::Fail) > 0
+                || under_threshold
+                || (fail_on_empty && ran == 0)
+            {
                 1
             } else {
                 0
@@ -426,7 +438,9 @@ fn parse_percent(raw: &str) -> Result<f64, String> {
 fn print_test_report(report: &heron_policy::testing::TestReport, verbose: bool) {
     let mut current_file = None;
     for result in &report.results {
-        let show = verbose || result.outcome != Outcome::Pass;
+        // Like `opa test`: failures and errors always, every test with -v; print() output
+        // of a test is shown whenever the test is.
+        let show = verbose || matches!(result.outcome, Outcome::Fail | Outcome::Error);
         if !show {
             continue;
         }
@@ -434,33 +448,30 @@ fn print_test_report(report: &heron_policy::testing::TestReport, verbose: bool) 
             out!("{}:", result.file);
             current_file = Some(&result.file);
         }
-        let label = match result.outcome {
-            Outcome::Pass => "PASS",
-            Outcome::Fail => "FAIL",
-            Outcome::Error => "ERROR",
-        };
         out!(
-            "data.{}.{}: {label} ({:.3}ms)",
+            "data.{}.{}: {} ({:.3}ms)",
             result.package,
             result.name,
+            result.outcome.label(),
             result.duration.as_secs_f64() * 1000.0
         );
-        if result.outcome != Outcome::Pass {
-            for line in &result.output {
-                out!("  {line}");
+        for case in &result.cases {
+            if verbose || case.outcome != Outcome::Pass {
+                out!("  {}: {}", case.name.join(" / "), case.outcome.label());
             }
+        }
+        for line in &result.output {
+            out!("  {line}");
         }
     }
     let total = report.results.len();
     out!("{}", "-".repeat(80));
     out!("PASS: {}/{}", report.count(Outcome::Pass), total);
-    let failed = report.count(Outcome::Fail);
-    if failed > 0 {
-        out!("FAIL: {failed}/{total}");
-    }
-    let errors = report.count(Outcome::Error);
-    if errors > 0 {
-        out!("ERROR: {errors}/{total}");
+    for outcome in [Outcome::Fail, Outcome::Error, Outcome::Skipped] {
+        let n = report.count(outcome);
+        if n > 0 {
+            out!("{}: {n}/{total}", outcome.label());
+        }
     }
     if let Some(coverage) = &report.coverage {
         for file in &coverage.files {
