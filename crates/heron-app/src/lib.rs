@@ -22,6 +22,7 @@ mod intake;
 pub mod metrics;
 pub mod pipeline;
 mod policies;
+pub mod replay;
 mod tickets;
 pub mod triage;
 mod worker;
