@@ -31,7 +31,7 @@ pub use chat::{AGENT_AUTHOR, ChatReply, ChatService, MAX_QUESTION_BYTES};
 pub use enrich::{AgentEnricher, AlertText, EnrichError, Enricher, TaskRun};
 pub use error::{AppError, AppResult};
 pub use intake::Intake;
-pub use policies::PolicyHandle;
+pub use policies::{PolicyHandle, ReloadError, ReloadStatus};
 pub use tickets::{Actor, TicketService};
 pub use triage::{
     StoreDailyTokens, TicketEmbedder, TriageAgent, TriageSettings, TriageWorker, ticket_context,

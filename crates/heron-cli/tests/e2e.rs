@@ -1063,6 +1063,7 @@ async fn openapi_document_covers_every_route(backend: Backend) {
         ("get", "/api/v1/notices"),
         ("post", "/api/v1/notices/{id}/escalate"),
         ("get", "/api/v1/policies"),
+        ("post", "/api/v1/policies/reload"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),

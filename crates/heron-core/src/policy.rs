@@ -171,3 +171,16 @@ pub trait PolicyEngine: Send + Sync {
         }
     }
 }
+
+/// Why a fresh policy set was refused on reload: it does not compile, or its own `test_*`
+/// rules do not pass. The message is for people (file:line first when there is one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyLoadFailure(pub String);
+
+/// Loads the configured policies afresh for a reload: compiled, and checked against the
+/// set's own `test_*` rules, so only a set that passes them is ever handed out. Synchronous
+/// CPU and file work; callers run it off the async threads.
+pub trait PolicyLoader: Send + Sync {
+    fn load(&self) -> Result<std::sync::Arc<dyn PolicyEngine>, PolicyLoadFailure>;
+}

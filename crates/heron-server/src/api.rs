@@ -46,6 +46,7 @@ pub(crate) fn routes() -> OpenApiRouter<ServerState> {
         .routes(routes!(list_notices))
         .routes(routes!(escalate_notice))
         .routes(routes!(policies))
+        .routes(routes!(reload_policies))
 }
 
 const DEFAULT_LIMIT: usize = 50;
@@ -434,13 +435,76 @@ async fn escalate_notice(
     Ok((StatusCode::CREATED, Json(ticket)))
 }
 
-/// The loaded policy set: packages and the schemas with an ingest policy.
+/// The policy set in force and how its reloads went.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PoliciesView {
+    #[serde(flatten)]
+    info: heron_core::policy::PolicyInfo,
+    reload: ReloadView,
+}
+
+/// What the last reloads did. `last_error` is set while the newest policies on disk are
+/// refused (they do not compile or their own tests fail) and an older set is in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReloadView {
+    /// Whether this process can reload (it was started from a policy folder).
+    reloadable: bool,
+    /// Sets loaded so far, the first one included.
+    generation: u64,
+    loaded_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `watch`, `api` or `sighup`.
+    last_trigger: Option<String>,
+    last_error: Option<String>,
+    reloads_ok: u64,
+    reloads_failed: u64,
+}
+
+fn policies_view(handle: &heron_app::PolicyHandle) -> PoliciesView {
+    let status = handle.status();
+    PoliciesView {
+        info: handle.current().info(),
+        reload: ReloadView {
+            reloadable: handle.is_reloadable(),
+            generation: status.generation,
+            loaded_at: status.loaded_at,
+            last_attempt_at: status.last_attempt_at,
+            last_trigger: status.last_trigger,
+            last_error: status.last_error,
+            reloads_ok: status.reloads_ok,
+            reloads_failed: status.reloads_failed,
+        },
+    }
+}
+
+/// The loaded policy set (packages, the schemas with an ingest policy) and its reload status.
 #[utoipa::path(get, path = "/api/v1/policies", tag = "ops",
-    responses((status = 200, body = heron_core::policy::PolicyInfo)), security(("bearer" = [])))]
-async fn policies(
+    responses((status = 200, body = PoliciesView)), security(("bearer" = [])))]
+async fn policies(State(state): State<ServerState>, headers: HeaderMap) -> ApiResult<PoliciesView> {
+    state.inner.settings.auth.check_api(&headers)?;
+    Ok(Json(policies_view(&state.inner.policies)))
+}
+
+/// Loads the policy folder again: the new set is compiled and its own `test_*` rules run,
+/// and only then is it swapped in. A refused set leaves the one in force (422 with the
+/// error, also kept in `GET /api/v1/policies`).
+#[utoipa::path(post, path = "/api/v1/policies/reload", tag = "ops",
+    responses((status = 200, body = PoliciesView),
+        (status = 409, body = ErrorBody, description = "started without a policy folder"),
+        (status = 422, body = ErrorBody, description = "the new set was refused")),
+    security(("bearer" = [])))]
+async fn reload_policies(
     State(state): State<ServerState>,
     headers: HeaderMap,
-) -> ApiResult<heron_core::policy::PolicyInfo> {
+) -> ApiResult<PoliciesView> {
     state.inner.settings.auth.check_api(&headers)?;
-    Ok(Json(state.inner.policies.current().info()))
+    let handle = state.inner.policies.clone();
+    let outcome = tokio::task::spawn_blocking(move || handle.reload("api"))
+        .await
+        .map_err(|e| ApiError::Internal(format!("policy reload task: {e}")))?;
+    match outcome {
+        Ok(_) => Ok(Json(policies_view(&state.inner.policies))),
+        Err(e @ heron_app::ReloadError::NotReloadable) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ heron_app::ReloadError::Refused(_)) => Err(ApiError::Unprocessable(e.to_string())),
+    }
 }
