@@ -131,10 +131,12 @@ pub fn watch_folders(
     Ok(watcher)
 }
 
-/// Reloads on SIGHUP until `stop`.
+/// Reloads on SIGHUP until `stop`. The handler is installed before this returns, so a SIGHUP
+/// sent once the server is up never falls back to the default action (exit). Must be called
+/// inside the runtime.
 pub fn reload_on_sighup(handle: PolicyHandle, mut stop: watch::Receiver<bool>) {
     #[cfg(unix)]
-    tokio::spawn(async move {
+    {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(s) => s,
@@ -143,14 +145,16 @@ pub fn reload_on_sighup(handle: PolicyHandle, mut stop: watch::Receiver<bool>) {
                 return;
             }
         };
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                got = hangup.recv() => if got.is_none() { return },
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    got = hangup.recv() => if got.is_none() { return },
+                }
+                reload_in_background(&handle, "sighup").await;
             }
-            reload_in_background(&handle, "sighup").await;
-        }
-    });
+        });
+    }
     #[cfg(not(unix))]
     let _ = (handle, stop);
 }

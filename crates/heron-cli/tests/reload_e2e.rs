@@ -370,3 +370,49 @@ async fn a_server_started_with_watching_off_still_reloads_through_the_api() {
     );
     server.server.shutdown().await.unwrap();
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("load.rego"), policy("v1")).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut settings = Settings {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        policies: vec![policies.clone()],
+        ..Settings::default()
+    };
+    settings.auth.tokens = vec![TOKEN.into()];
+    settings.policy_watch_debounce_ms = 0;
+    let running = runtime::start_server(&settings).await.unwrap();
+    let server = Server {
+        base: format!("http://{}", running.addr),
+        server: running,
+        http: reqwest::Client::new(),
+    };
+    std::fs::write(
+        policies.join("extra.rego"),
+        "package ingest.extra\n\nalerts contains {\"title\": \"x\"}\n",
+    )
+    .unwrap();
+    // This test process is the server: signal it.
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let after = server
+        .policies_until("SIGHUP to reload", |b| b["reload"]["generation"] == 2)
+        .await;
+    assert_eq!(after["reload"]["last_trigger"], "sighup");
+    assert!(
+        after["ingest_schemas"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("extra"))
+    );
+    server.server.shutdown().await.unwrap();
+}
