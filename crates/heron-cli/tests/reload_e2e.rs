@@ -36,6 +36,7 @@ test_one_alert_per_event if {
 }
 "#;
 
+#[cfg(feature = "postgres-tests")]
 async fn fresh_postgres() -> String {
     use sqlx::Connection;
     let base = std::env::var("HERON_TEST_DATABASE_URL")
