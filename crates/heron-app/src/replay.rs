@@ -8,6 +8,11 @@
 //! ticket. The two sides are then compared alert by alert (an alert is identified by its
 //! event and its position among that event's alerts).
 //!
+//! Cost: ingest dominates (one policy evaluation per event and side). When both sets report
+//! the same [`PolicyEngine::ingest_digest`] (the change is in triage or enrich only), ingest
+//! runs once per event for both sides. Ingest of a page runs on several threads; the two
+//! simulations (sequential by nature: dedup depends on the order) run beside each other.
+//!
 //! Invariants:
 //! - replay only reads: it is given an [`EventHistory`], which has no method that writes, and
 //!   it keeps its simulated tickets in memory;
@@ -19,7 +24,7 @@
 
 use crate::pipeline;
 use heron_core::policy::{PolicyEngine, Publish};
-use heron_core::ports::{Disposition, EventHistory, EventScan, StoreError};
+use heron_core::ports::{Disposition, EventHistory, EventScan, NewAlert, StoreError};
 use heron_core::{Event, EventId, EventState, Fingerprint, SchemaName, Severity, Timestamp};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -36,6 +41,8 @@ pub struct ReplaySettings {
     pub dedup_window: std::time::Duration,
     /// Example event ids kept per kind of change.
     pub examples: usize,
+    /// Threads evaluating ingest (the two simulations take one each after it).
+    pub threads: usize,
 }
 
 impl Default for ReplaySettings {
@@ -46,6 +53,7 @@ impl Default for ReplaySettings {
             page_size: 2_000,
             dedup_window: std::time::Duration::from_secs(24 * 3600),
             examples: 5,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -157,6 +165,25 @@ struct Side {
     tickets: u64,
 }
 
+/// What ingest made of one event (alerts with fingerprints), or why it failed.
+type Ingested = Result<Vec<NewAlert>, String>;
+
+/// Ingest for one event: the alerts exactly as the worker would make them.
+fn ingest(policies: &dyn PolicyEngine, replayed: &Replayed) -> Ingested {
+    let body = replayed.body.as_ref().map_err(Clone::clone)?;
+    let event = &replayed.event;
+    let output = policies
+        .ingest(&event.schema, body)
+        .map_err(|e| e.to_string())?;
+    Ok(pipeline::alerts_from_drafts(
+        event.id,
+        &event.schema,
+        output.alerts,
+        body,
+        event.received_at,
+    ))
+}
+
 impl Side {
     fn new(policies: Arc<dyn PolicyEngine>, window: std::time::Duration) -> Self {
         Self {
@@ -167,29 +194,28 @@ impl Side {
         }
     }
 
-    fn run_page(&mut self, page: &[Replayed]) -> Vec<EventOutcome> {
-        page.iter().map(|r| self.run(r)).collect()
+    fn run_page(&mut self, page: &[Replayed], ingested: &[Ingested]) -> Vec<EventOutcome> {
+        page.iter()
+            .zip(ingested)
+            .map(|(r, alerts)| self.run(r, alerts))
+            .collect()
     }
 
-    fn run(&mut self, replayed: &Replayed) -> EventOutcome {
-        let body = replayed.body.as_ref().map_err(Clone::clone)?;
-        let event = &replayed.event;
-        let output = self
-            .policies
-            .ingest(&event.schema, body)
-            .map_err(|e| e.to_string())?;
-        let seen = event.received_at;
-        let alerts =
-            pipeline::alerts_from_drafts(event.id, &event.schema, output.alerts, body, seen);
+    /// Deduplication and triage of one event's alerts, in order. An event whose triage
+    /// fails opens nothing (the worker would not commit it).
+    fn run(&mut self, replayed: &Replayed, ingested: &Ingested) -> EventOutcome {
+        let alerts = ingested.as_ref().map_err(Clone::clone)?;
+        let seen = replayed.event.received_at;
+        let since = seen.checked_sub_signed(self.window).unwrap_or(seen);
         let mut outcomes = Vec::with_capacity(alerts.len());
-        for mut alert in alerts {
-            let since = seen.checked_sub_signed(self.window).unwrap_or(seen);
+        let mut opened_here: Vec<Fingerprint> = Vec::new();
+        for alert in alerts {
             if let Some((ticket, last_seen)) = self.open.get_mut(&alert.fingerprint)
                 && *last_seen >= since
             {
                 *last_seen = (*last_seen).max(seen);
                 outcomes.push(AlertOutcome {
-                    fingerprint: alert.fingerprint,
+                    fingerprint: alert.fingerprint.clone(),
                     publish: Publish::Alert,
                     severity: alert.severity,
                     ticket: Some(*ticket),
@@ -197,13 +223,25 @@ impl Side {
                 });
                 continue;
             }
-            let disposition = pipeline::triage_alert(&*self.policies, &mut alert, seen, Vec::new())
-                .map_err(|e| e.to_string())?;
+            // Only an alert that would open a ticket is triaged (and copied: triage may
+            // rewrite it).
+            let mut alert = alert.clone();
+            let disposition =
+                match pipeline::triage_alert(&*self.policies, &mut alert, seen, Vec::new()) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        for fingerprint in opened_here {
+                            self.open.remove(&fingerprint);
+                        }
+                        return Err(e.to_string());
+                    }
+                };
             let (publish, ticket) = match disposition {
                 Disposition::Open { .. } | Disposition::Attach { .. } => {
                     self.tickets += 1;
                     self.open
                         .insert(alert.fingerprint.clone(), (self.tickets, seen));
+                    opened_here.push(alert.fingerprint.clone());
                     (Publish::Alert, Some(self.tickets))
                 }
                 Disposition::Notice { .. } => (Publish::Notice, None),
@@ -219,6 +257,47 @@ impl Side {
         }
         Ok(outcomes)
     }
+}
+
+/// Ingest of a page on `threads` threads: for the current set, and for the candidate unless
+/// `shared` (equal ingest digests: the candidate's alerts are the current ones).
+fn ingest_page(
+    page: &[Replayed],
+    current: &dyn PolicyEngine,
+    candidate: &dyn PolicyEngine,
+    shared: bool,
+    threads: usize,
+) -> (Vec<Ingested>, Option<Vec<Ingested>>) {
+    let chunk = page.len().div_ceil(threads.max(1)).max(1);
+    let parts: Vec<(Vec<Ingested>, Option<Vec<Ingested>>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = page
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let now: Vec<Ingested> = part.iter().map(|r| ingest(current, r)).collect();
+                    let next =
+                        (!shared).then(|| part.iter().map(|r| ingest(candidate, r)).collect());
+                    (now, next)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(part) => part,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    let mut now = Vec::with_capacity(page.len());
+    let mut next = (!shared).then(|| Vec::with_capacity(page.len()));
+    for (a, b) in parts {
+        now.extend(a);
+        if let (Some(next), Some(b)) = (next.as_mut(), b) {
+            next.extend(b);
+        }
+    }
+    (now, next)
 }
 
 /// Accumulates the comparison, per schema.
@@ -388,6 +467,11 @@ pub async fn replay(
         limit: settings.page_size,
     };
     let limit = heron_core::ports::scan_limit(settings.page_size);
+    // Equal ingest digests: ingest once per event, for both sides.
+    let shared = matches!(
+        (current.ingest_digest(), candidate.ingest_digest()),
+        (Some(a), Some(b)) if a == b
+    );
     let mut sides = Some((
         Side::new(current, settings.dedup_window),
         Side::new(candidate, settings.dedup_window),
@@ -414,18 +498,25 @@ pub async fn replay(
             .take()
             .ok_or_else(|| ReplayError::Task("lost the replay state".into()))?;
         let page = Arc::new(page);
-        let (page_now, page_cand) = (page.clone(), page.clone());
-        let now_task = tokio::task::spawn_blocking(move || {
-            let outcomes = now.run_page(&page_now);
-            (now, outcomes)
-        });
-        let cand_task = tokio::task::spawn_blocking(move || {
-            let outcomes = cand.run_page(&page_cand);
-            (cand, outcomes)
-        });
-        let (now_done, cand_done) = tokio::join!(now_task, cand_task);
-        let (now, now_outcomes) = now_done.map_err(|e| ReplayError::Task(e.to_string()))?;
-        let (cand, cand_outcomes) = cand_done.map_err(|e| ReplayError::Task(e.to_string()))?;
+        let threads = settings.threads;
+        let work = page.clone();
+        let (now, cand, now_outcomes, cand_outcomes) = tokio::task::spawn_blocking(move || {
+            let (ingested_now, ingested_cand) =
+                ingest_page(&work, &*now.policies, &*cand.policies, shared, threads);
+            let ingested_cand = ingested_cand.as_ref().unwrap_or(&ingested_now);
+            // The two simulations are independent: one on this thread, one beside it.
+            let (now_outcomes, cand_outcomes) = std::thread::scope(|scope| {
+                let candidate = scope.spawn(|| cand.run_page(&work, ingested_cand));
+                let current = now.run_page(&work, &ingested_now);
+                match candidate.join() {
+                    Ok(c) => (current, c),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            });
+            (now, cand, now_outcomes, cand_outcomes)
+        })
+        .await
+        .map_err(|e| ReplayError::Task(e.to_string()))?;
         for ((replayed, a), b) in page.iter().zip(&now_outcomes).zip(&cand_outcomes) {
             let tally = tallies.entry(replayed.event.schema.clone()).or_default();
             compare(tally, replayed.event.id, a, b, settings.examples);

@@ -74,7 +74,17 @@ pub async fn run(root: &Path, base_url: &str, events: usize, page: usize) -> any
     let options = heron_policy::LoadOptions::default();
     let policies = vec![root.join("policies")];
     let current = Arc::new(heron_policy::PolicySet::load(&policies, &options)?);
-    let candidate = Arc::new(heron_policy::PolicySet::load(&policies, &options)?);
+    // The candidate: the examples plus one triage rule, as a tuning change would add.
+    let copy = tempfile::tempdir()?;
+    copy_dir(&root.join("policies"), copy.path())?;
+    std::fs::write(
+        copy.path().join("tuning.rego"),
+        "package triage\n\npublish := \"discard\" if input.alert.metadata.title == \"bench: never\"\n",
+    )?;
+    let candidate = Arc::new(heron_policy::PolicySet::load(
+        &[copy.path().to_path_buf()],
+        &options,
+    )?);
     let started = Instant::now();
     let report = heron_app::replay::replay(
         store,
@@ -88,6 +98,7 @@ pub async fn run(root: &Path, base_url: &str, events: usize, page: usize) -> any
     .await
     .context("replay")?;
     let replay_secs = started.elapsed().as_secs_f64();
+    let changed = report.changed();
     let alerts: u64 = report.schemas.iter().map(|s| s.current.alerts).sum();
     let tickets: u64 = report.schemas.iter().map(|s| s.current.tickets).sum();
     println!(
@@ -96,9 +107,25 @@ pub async fn run(root: &Path, base_url: &str, events: usize, page: usize) -> any
     );
     println!(
         "replay:           {} events ({alerts} alerts, {tickets} simulated tickets per side) in \
-         {replay_secs:.2} s = {:.0} events/s (target ≥ 20,000)",
+         {replay_secs:.2} s = {:.0} events/s (target ≥ 20,000); {} threads; changes found: \
+         {changed}",
         report.events,
-        report.events as f64 / replay_secs
+        report.events as f64 / replay_secs,
+        heron_app::replay::ReplaySettings::default().threads,
     );
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
     Ok(())
 }

@@ -141,6 +141,12 @@ pub trait PolicyEngine: Send + Sync {
     ) -> Result<IngestOutput, PolicyError>;
     fn triage(&self, input: &TriageInput) -> Result<TriageDecision, PolicyError>;
     fn info(&self) -> PolicyInfo;
+    /// A digest of everything [`ingest`](Self::ingest) depends on, when the engine can tell:
+    /// two engines with equal digests make the same alerts from every event, so a caller
+    /// comparing them (replay) may evaluate ingest once. `None` (the default): unknown.
+    fn ingest_digest(&self) -> Option<u64> {
+        None
+    }
     /// Whether a `data.enrich` package exists: when it does not, [`enrich`](Self::enrich)
     /// answers no tasks and callers need not build its input.
     fn has_enrich(&self) -> bool {

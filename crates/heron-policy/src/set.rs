@@ -69,6 +69,7 @@ pub struct PolicySet {
     /// `(path, text)` of every module, for the test runner.
     sources: Vec<(String, String)>,
     version: RegoVersion,
+    ingest_digest: Option<u64>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -217,6 +218,7 @@ impl PolicySet {
         } else {
             None
         };
+        let ingest_digest = ingest_digest(&engine, options.version);
         let info = PolicyInfo {
             packages: packages.clone(),
             ingest_schemas: ingest.keys().cloned().collect(),
@@ -233,6 +235,7 @@ impl PolicySet {
             files: Vec::new(),
             sources,
             version: options.version,
+            ingest_digest,
         })
     }
 
@@ -309,6 +312,10 @@ impl PolicyEngine for PolicySet {
         self.info.clone()
     }
 
+    fn ingest_digest(&self) -> Option<u64> {
+        self.ingest_digest
+    }
+
     fn has_enrich(&self) -> bool {
         self.enrich.is_some()
     }
@@ -349,6 +356,46 @@ impl PolicyEngine for PolicySet {
             },
         }
     }
+}
+
+/// A digest of the modules ingest can depend on: every module except those of `triage`,
+/// `enrich` and test packages (`*_test`), in path order, with the syntax version. `None` when
+/// a kept module refers to an excluded package (then ingest may depend on any module, and
+/// the set cannot say what its ingest depends on).
+fn ingest_digest(engine: &Engine, version: RegoVersion) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut engine = engine.clone();
+    let excluded = |package: &str| {
+        package == "triage"
+            || package.starts_with("triage.")
+            || package == "enrich"
+            || package.starts_with("enrich.")
+            || package.ends_with("_test")
+    };
+    let mut kept = Vec::new();
+    let mut excluded_packages = Vec::new();
+    for module in engine.get_modules().iter() {
+        let package = module.package.refr.span().text().to_owned();
+        let source = &module.package.span.source;
+        if excluded(&package) {
+            excluded_packages.push(package);
+        } else {
+            kept.push((source.file().clone(), source.contents().clone()));
+        }
+    }
+    for (_, text) in &kept {
+        for package in &excluded_packages {
+            let root = package.split('.').next().unwrap_or(package);
+            if text.contains(&format!("data.{root}")) {
+                return None;
+            }
+        }
+    }
+    kept.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (version == RegoVersion::V0).hash(&mut hasher);
+    kept.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Puts regorus's `--> file:line:col` location first, compiler-style

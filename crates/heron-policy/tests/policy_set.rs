@@ -365,3 +365,38 @@ mod fixture_folders {
         assert!(report.results[0].output[0].contains("no fixtures"));
     }
 }
+
+#[test]
+fn the_ingest_digest_changes_with_ingest_modules_only() {
+    let triage = "package triage\n\npublish := \"notice\"\n";
+    let test = "package ingest.demo_test\n\ntest_x if true\n";
+    let digest = |sources: &[(&str, &str)]| set(sources).unwrap().ingest_digest();
+    let base = digest(&[("demo.rego", INGEST), ("triage.rego", triage)]);
+    assert!(base.is_some());
+    assert_eq!(
+        digest(&[
+            ("demo.rego", INGEST),
+            ("triage.rego", "package triage\n\npublish := \"discard\"\n"),
+            ("demo_test.rego", test),
+        ]),
+        base,
+        "triage and tests do not change what ingest makes"
+    );
+    assert_ne!(
+        digest(&[
+            ("demo.rego", &INGEST.replace("login", "logon")),
+            ("triage.rego", triage)
+        ]),
+        base
+    );
+    let peeking = "package ingest.peek\n\nalerts contains {\"title\": data.triage.publish}\n";
+    assert_eq!(
+        digest(&[
+            ("demo.rego", INGEST),
+            ("peek.rego", peeking),
+            ("triage.rego", triage)
+        ]),
+        None,
+        "an ingest module that reads triage cannot be shared"
+    );
+}
