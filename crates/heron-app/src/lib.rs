@@ -25,6 +25,7 @@ mod policies;
 pub mod replay;
 mod tickets;
 pub mod triage;
+pub mod tuning;
 mod worker;
 
 pub use chat::{AGENT_AUTHOR, ChatReply, ChatService, MAX_QUESTION_BYTES};

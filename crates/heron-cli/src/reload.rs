@@ -7,7 +7,9 @@
 use crate::runtime::load_policies;
 use crate::settings::Settings;
 use heron_app::PolicyHandle;
-use heron_core::policy::{PolicyEngine, PolicyLoadFailure, PolicyLoader};
+use heron_core::policy::{
+    PolicyEngine, PolicyLoadFailure, PolicyLoader, PolicyTrial, PolicyWorkbench,
+};
 use heron_policy::testing::Outcome;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +33,46 @@ impl FolderLoader {
 impl PolicyLoader for FolderLoader {
     fn load(&self) -> Result<Arc<dyn PolicyEngine>, PolicyLoadFailure> {
         let set = load_policies(&self.settings).map_err(|e| PolicyLoadFailure(format!("{e:#}")))?;
+        tested(set).map(|(set, _)| set as Arc<dyn PolicyEngine>)
+    }
+}
+
+/// Tuning drafts are tried on the configured folders, with their files placed under the
+/// first one.
+impl PolicyWorkbench for FolderLoader {
+    fn trial(&self, extra: &[(String, String)]) -> Result<PolicyTrial, PolicyLoadFailure> {
+        let root = self
+            .settings
+            .policies
+            .first()
+            .cloned()
+            .unwrap_or_else(|| std::path::PathBuf::from("policies"));
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(path, text)| (root.join(path).to_string_lossy().into_owned(), text.clone()))
+            .collect();
+        let options = heron_policy::LoadOptions {
+            version: crate::runtime::rego_version(&self.settings)
+                .map_err(|e| PolicyLoadFailure(format!("{e:#}")))?,
+            eval_timeout: Duration::from_millis(self.settings.policy_timeout_ms.max(1)),
+        };
+        let set =
+            heron_policy::PolicySet::load_with_extra(&self.settings.policies, &extra, &options)
+                .map_err(|e| PolicyLoadFailure(e.to_string()))?;
+        let (set, total) = tested(set)?;
+        Ok(PolicyTrial {
+            engine: set,
+            tests_passed: total,
+            tests_total: total,
+        })
+    }
+}
+
+/// The set if all its tests pass (with how many ran), else which ones do not.
+fn tested(
+    set: heron_policy::PolicySet,
+) -> Result<(Arc<heron_policy::PolicySet>, usize), PolicyLoadFailure> {
+    {
         let report = heron_policy::testing::run(&set, |_| true);
         if !report.passed() {
             let failing: Vec<String> = report
@@ -60,7 +102,7 @@ impl PolicyLoader for FolderLoader {
                 failing.join("; ")
             )));
         }
-        Ok(Arc::new(set))
+        Ok((Arc::new(set), report.count(Outcome::Pass)))
     }
 }
 

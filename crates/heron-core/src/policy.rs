@@ -190,3 +190,18 @@ pub struct PolicyLoadFailure(pub String);
 pub trait PolicyLoader: Send + Sync {
     fn load(&self) -> Result<std::sync::Arc<dyn PolicyEngine>, PolicyLoadFailure>;
 }
+
+/// A policy set tried out with extra files: compiled and tested, never put in force.
+pub struct PolicyTrial {
+    pub engine: std::sync::Arc<dyn PolicyEngine>,
+    pub tests_passed: usize,
+    pub tests_total: usize,
+}
+
+/// Tries changes to the configured policies without applying them (tuning drafts): the
+/// configured folders plus `extra` `(relative path, text)` files, compiled, with every
+/// `test_*` rule run. A set that does not compile or whose tests do not all pass is a
+/// [`PolicyLoadFailure`]. Synchronous; callers run it off the async threads.
+pub trait PolicyWorkbench: Send + Sync {
+    fn trial(&self, extra: &[(String, String)]) -> Result<PolicyTrial, PolicyLoadFailure>;
+}

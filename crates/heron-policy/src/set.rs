@@ -20,11 +20,20 @@ const TRIAGE_DECISION: &str = "data.heron_internal.triage_decision";
 const ENRICH_PROMPTS: &str = "data.enrich.prompts";
 
 /// Gathers every output field of `data.triage` into one object, so a decision is one
-/// evaluation; written in syntax valid under both Rego v0 and v1.
+/// evaluation; Rego v1 (`import rego.v1`), which a v0 engine accepts too.
+///
+/// `suppress` (a Heron extension: a partial set, so any number of files can add to it
+/// without conflicting) discards the alert whatever `publish` says: tuning drafts use it.
 const TRIAGE_WRAPPER: &str = r#"package heron_internal
 
+import rego.v1
+
+default triage_suppressed := false
+triage_suppressed if count(data.triage.suppress) > 0
+
 default triage_publish := "alert"
-triage_publish := data.triage.publish
+triage_publish := "discard" if triage_suppressed
+triage_publish := data.triage.publish if not triage_suppressed
 
 default triage_title := null
 triage_title := data.triage.title
@@ -97,6 +106,35 @@ impl PolicySet {
             })?;
             sources.push((file.to_string_lossy().into_owned(), text));
         }
+        let templates = prompts::template_files(roots)?
+            .into_iter()
+            .map(|(name, text, path)| (name, text, Some(path)))
+            .collect();
+        let mut set = Self::build(sources, templates, options)?;
+        set.files = files;
+        Ok(set)
+    }
+
+    /// [`load`](Self::load) with `extra` `(path, source)` modules added (a change being
+    /// tried out); an extra path that names a loaded file replaces it.
+    pub fn load_with_extra(
+        roots: &[PathBuf],
+        extra: &[(String, String)],
+        options: &LoadOptions,
+    ) -> Result<Self, PolicyLoadError> {
+        let files = rego_files(roots)?;
+        let mut sources = Vec::with_capacity(files.len() + extra.len());
+        for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|source| PolicyLoadError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            let path = file.to_string_lossy().into_owned();
+            if !extra.iter().any(|(p, _)| *p == path) {
+                sources.push((path, text));
+            }
+        }
+        sources.extend(extra.iter().cloned());
         let templates = prompts::template_files(roots)?
             .into_iter()
             .map(|(name, text, path)| (name, text, Some(path)))

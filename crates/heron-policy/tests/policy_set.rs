@@ -400,3 +400,38 @@ fn the_ingest_digest_changes_with_ingest_modules_only() {
         "an ingest module that reads triage cannot be shared"
     );
 }
+
+#[test]
+fn a_suppress_entry_discards_whatever_publish_says_and_several_files_can_add_them() {
+    let triage = "package triage\n\npublish := \"notice\"\n";
+    let one = "package triage\n\nsuppress contains \"ticket 1\" if input.alert.metadata.title == \"Login\"\n";
+    let two = "package triage\n\nsuppress contains \"ticket 2\" if input.alert.metadata.title == \"Other\"\n";
+    let set = set(&[("t.rego", triage), ("s1.rego", one), ("s2.rego", two)]).unwrap();
+    assert_eq!(
+        set.triage(&triage_input("Login")).unwrap().publish,
+        Publish::Discard
+    );
+    assert_eq!(
+        set.triage(&triage_input("Other")).unwrap().publish,
+        Publish::Discard
+    );
+    assert_eq!(
+        set.triage(&triage_input("Third")).unwrap().publish,
+        Publish::Notice
+    );
+    let v0 = PolicySet::from_sources(
+        vec![(
+            "t.rego".into(),
+            "package triage\n\npublish = \"notice\" { true }\n".into(),
+        )],
+        &LoadOptions {
+            version: RegoVersion::V0,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        v0.triage(&triage_input("x")).unwrap().publish,
+        Publish::Notice
+    );
+}
