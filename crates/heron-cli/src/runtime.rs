@@ -158,6 +158,9 @@ fn reloadable_policies(
     Ok((policies, watcher))
 }
 
+/// How far back a tuning draft's replay looks.
+pub const TUNING_REPLAY_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// A running server (and, unless disabled, its in-process worker).
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -266,6 +269,11 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
         chat: agent.chat.clone(),
         enabled: agent.triage.is_some(),
         tools: agent.tool_names(),
+    })
+    .with_tuning(heron_server::TuningState {
+        workbench: Arc::new(crate::reload::FolderLoader::new(settings)),
+        replay_window: TUNING_REPLAY_WINDOW,
+        dedup_window: settings.worker.to_app().dedup_window,
     });
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await

@@ -1058,6 +1058,7 @@ async fn openapi_document_covers_every_route(backend: Backend) {
         ("get", "/api/v1/tickets/{id}/agent-runs"),
         ("post", "/api/v1/tickets/{id}/agent-runs"),
         ("get", "/api/v1/tickets/{id}/similar"),
+        ("get", "/api/v1/tickets/{id}/tuning"),
         ("post", "/api/v1/tickets/{id}/chat"),
         ("get", "/api/v1/tickets/{id}/chat/stream"),
         ("get", "/api/v1/notices"),

@@ -417,3 +417,163 @@ async fn sighup_reloads_the_policies() {
     );
     server.server.shutdown().await.unwrap();
 }
+
+impl Server {
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// From a false positive resolved over the API to a validated draft over the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_false_positive_gets_a_validated_tuning_draft_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("auth.rego"),
+        "package ingest.auth\n\nalerts contains {\"title\": sprintf(\"Login by %s\", [input.user]), \"attrs\": [{\"key\": \"user\", \"value\": input.user}]} if input.kind == \"login\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("load_test.rego"),
+        "package x_test\n\ntest_ok if true\n",
+    )
+    .unwrap();
+    let server = start(dir.path(), None).await;
+    for user in ["svc-backup", "alice", "svc-backup"] {
+        let (status, _) = server
+            .post(
+                "/hooks/alert/raw/auth",
+                json!({"kind": "login", "user": user}),
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    let store = server.server.store.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.queue_stats(chrono::Utc::now()).await.unwrap().pending > 0
+        || store
+            .queue_stats(chrono::Utc::now())
+            .await
+            .unwrap()
+            .processing
+            > 0
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, tickets) = server.get("/api/v1/tickets").await;
+    let find = |title: &str| {
+        tickets["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["title"] == title)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let backup = find("Login by svc-backup");
+    let alice = find("Login by alice");
+
+    let (status, body) = server
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/tickets/{backup}/tuning"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "an open ticket gets no draft: {body}");
+    let (status, body) = server
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/tickets/{backup}"),
+            Some(json!({"status": "resolved", "conclusion": "false_positive", "reason": "backup job"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, draft) = server
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/tickets/{backup}/tuning"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{draft}");
+    assert_eq!(
+        draft["matched_on"],
+        json!([{"key": "user", "value": "svc-backup"}])
+    );
+    assert_eq!(draft["validation"]["tests_passed"], 2);
+    assert_eq!(draft["validation"]["events_changed"], 2);
+    assert!(
+        draft["patch"]
+            .as_str()
+            .unwrap()
+            .contains("+++ b/policies/tuning/")
+    );
+    let (status, _) = server
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/tickets/{alice}/tuning"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // Applied as the patch says, the watch reloads it and the next backup login is discarded.
+    std::fs::create_dir_all(policies.join("tuning")).unwrap();
+    for (path, text) in [("rule_path", "rule"), ("test_path", "test")] {
+        std::fs::write(
+            policies.join(draft[path].as_str().unwrap()),
+            draft[text].as_str().unwrap(),
+        )
+        .unwrap();
+    }
+    server
+        .policies_until("the draft to be reloaded", |b| {
+            b["reload"]["generation"].as_u64().unwrap() >= 2 && b["reload"]["last_error"].is_null()
+        })
+        .await;
+    let (status, accepted) = server
+        .post(
+            "/hooks/alert/raw/auth",
+            json!({"kind": "login", "user": "svc-backup"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let event_id: EventId = accepted["event_id"].as_str().unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = store.get_event(event_id).await.unwrap().unwrap();
+        if event.state == EventState::Processed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{event:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let alerts = all_alerts(&store).await;
+    let newest = alerts.iter().find(|a| a.event_id == event_id).unwrap();
+    assert_eq!(newest.status, heron_core::alert::AlertStatus::Discarded);
+    server.server.shutdown().await.unwrap();
+}

@@ -47,6 +47,7 @@ pub(crate) fn routes() -> OpenApiRouter<ServerState> {
         .routes(routes!(escalate_notice))
         .routes(routes!(policies))
         .routes(routes!(reload_policies))
+        .routes(routes!(ticket_tuning))
 }
 
 const DEFAULT_LIMIT: usize = 50;
@@ -506,5 +507,55 @@ async fn reload_policies(
         Ok(_) => Ok(Json(policies_view(&state.inner.policies))),
         Err(e @ heron_app::ReloadError::NotReloadable) => Err(ApiError::Conflict(e.to_string())),
         Err(e @ heron_app::ReloadError::Refused(_)) => Err(ApiError::Unprocessable(e.to_string())),
+    }
+}
+
+/// A tuning draft for a ticket resolved as `false_positive` or `intended`: a narrow
+/// `suppress` rule for `package triage` matched on the attributes its alerts share, a test
+/// from one of them, and a replay of the schema's stored events saying what it would change;
+/// computed on request and shown only when it compiles and every test passes. 409 for other
+/// tickets (or without a policy folder), 422 when the draft is not valid.
+#[utoipa::path(get, path = "/api/v1/tickets/{id}/tuning", tag = "tickets",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object, description = "{ticket_id, schema, author, matched_on, rule_path, rule, test_path, test, patch, validation: {compiled, tests_passed, tests_total, events_changed, replay}}"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn ticket_tuning(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    use heron_app::tuning::{TuningError, TuningSettings, draft};
+    state.inner.settings.auth.check_api(&headers)?;
+    let ticket_id: TicketId = id(&raw, "ticket")?;
+    let Some(tuning) = state.inner.tuning.clone() else {
+        return Err(ApiError::Conflict(
+            "tuning drafts need the policy folder; this process has none".into(),
+        ));
+    };
+    let since = chrono::Duration::from_std(tuning.replay_window)
+        .ok()
+        .and_then(|w| chrono::Utc::now().checked_sub_signed(w));
+    let result = draft(
+        state.inner.store.clone(),
+        state.inner.policies.current(),
+        tuning.workbench,
+        ticket_id,
+        &TuningSettings {
+            since,
+            dedup_window: tuning.dedup_window,
+        },
+    )
+    .await;
+    match result {
+        Ok(draft) => serde_json::to_value(&draft)
+            .map(Json)
+            .map_err(|e| ApiError::Internal(e.to_string())),
+        Err(e @ TuningError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ (TuningError::NotTunable(_) | TuningError::NoAlerts(_))) => {
+            Err(ApiError::Conflict(e.to_string()))
+        }
+        Err(e @ TuningError::Invalid(_)) => Err(ApiError::Unprocessable(e.to_string())),
+        Err(TuningError::Store(e)) => Err(heron_app::AppError::from(e).into()),
     }
 }

@@ -20,7 +20,7 @@ mod webhooks;
 pub use auth::{AuthConfig, AuthMode};
 pub use error::ApiError;
 pub use sns::SnsSettings;
-pub use state::{AgentState, ServerSettings, ServerState, StateError};
+pub use state::{AgentState, ServerSettings, ServerState, StateError, TuningState};
 
 use api::BearerAuth;
 use axum::Router;
