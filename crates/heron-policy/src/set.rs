@@ -396,8 +396,8 @@ impl PolicyEngine for PolicySet {
     }
 }
 
-/// A digest of the modules ingest can depend on: every module except those of `triage`,
-/// `enrich` and test packages (`*_test`), in path order, with the syntax version. `None` when
+/// A digest of the modules ingest can depend on: the text of every module except those of
+/// `triage`, `enrich` and test packages (`*_test`), sorted, with the syntax version. `None` when
 /// a kept module refers to an excluded package (then ingest may depend on any module, and
 /// the set cannot say what its ingest depends on).
 fn ingest_digest(engine: &Engine, version: RegoVersion) -> Option<u64> {
@@ -418,10 +418,11 @@ fn ingest_digest(engine: &Engine, version: RegoVersion) -> Option<u64> {
         if excluded(&package) {
             excluded_packages.push(package);
         } else {
-            kept.push((source.file().clone(), source.contents().clone()));
+            // The text only: the same modules loaded from another folder are the same.
+            kept.push(source.contents().clone());
         }
     }
-    for (_, text) in &kept {
+    for text in &kept {
         for package in &excluded_packages {
             let root = package.split('.').next().unwrap_or(package);
             if text.contains(&format!("data.{root}")) {

@@ -435,3 +435,10 @@ fn a_suppress_entry_discards_whatever_publish_says_and_several_files_can_add_the
         Publish::Notice
     );
 }
+
+#[test]
+fn the_same_ingest_modules_from_another_folder_have_the_same_digest() {
+    let a = set(&[("/srv/heron/policies/demo.rego", INGEST)]).unwrap();
+    let b = set(&[("/tmp/candidate/demo.rego", INGEST)]).unwrap();
+    assert_eq!(a.ingest_digest(), b.ingest_digest());
+}
