@@ -176,6 +176,7 @@ async fn a_draft_for_a_seeded_false_positive_compiles_passes_and_changes_exactly
         seeded.store.clone(),
         current(),
         Arc::new(Workbench),
+        None,
         seeded.backup_ticket,
         &settings(),
     )
@@ -264,6 +265,7 @@ async fn only_tickets_resolved_as_false_positive_or_intended_get_a_draft() {
         seeded.store.clone(),
         current(),
         Arc::new(Workbench),
+        None,
         seeded.alice_ticket,
         &settings(),
     )
@@ -274,6 +276,7 @@ async fn only_tickets_resolved_as_false_positive_or_intended_get_a_draft() {
         seeded.store.clone(),
         current(),
         Arc::new(Workbench),
+        None,
         TicketId::new(),
         &settings(),
     )
@@ -301,6 +304,7 @@ async fn a_draft_that_breaks_an_existing_test_is_not_shown() {
         seeded.store.clone(),
         current(),
         Arc::new(FailingWorkbench),
+        None,
         seeded.backup_ticket,
         &settings(),
     )
@@ -309,5 +313,92 @@ async fn a_draft_that_breaks_an_existing_test_is_not_shown() {
     match error {
         TuningError::Invalid(message) => assert!(message.contains("test_backup_alerts")),
         other => panic!("{other}"),
+    }
+}
+
+mod with_a_model {
+    use super::*;
+    use heron_core::llm::ChatModel;
+    use heron_llm::testing::{FakeOpenAi, Reply};
+    use heron_llm::{LlmSettings, OpenAiChat};
+
+    fn model(server: &FakeOpenAi) -> Arc<dyn ChatModel> {
+        let mut settings = LlmSettings::new(server.base_url(), "gpt-test");
+        settings.timeout = std::time::Duration::from_secs(5);
+        settings.max_retries = 0;
+        Arc::new(OpenAiChat::new(settings).unwrap())
+    }
+
+    fn answer(rule: &str) -> Reply {
+        Reply::text(&serde_json::json!({ "rule": rule }).to_string(), (100, 50))
+    }
+
+    #[tokio::test]
+    async fn the_model_writes_the_rule_and_an_invalid_one_is_retried_with_its_error() {
+        let seeded = seed().await;
+        let server = FakeOpenAi::start().await;
+        let entry = format!("ticket {}", seeded.backup_ticket);
+        // First answer: the wrong package. Second: a valid rule, matching on the user only.
+        server.push_chat(answer("package ingest.auth\n\nx := 1\n"));
+        let valid = format!(
+            "package triage\n\nsuppress contains {entry:?} if {{\n\tinput.alert.schema == \"auth\"\n\tsome a in input.alert.metadata.attributes\n\ta.key == \"ip\"\n\ta.value == \"10.0.0.9\"\n}}\n"
+        );
+        server.push_chat(answer(&valid));
+        let draft = draft(
+            seeded.store.clone(),
+            current(),
+            Arc::new(Workbench),
+            Some(model(&server)),
+            seeded.backup_ticket,
+            &settings(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(draft.author, "model");
+        assert_eq!(draft.rule, valid);
+        assert_eq!(draft.validation.events_changed, 3);
+        let requests = server.requests();
+        assert_eq!(requests.len(), 2);
+        let retry = requests[1].body.to_string();
+        assert!(
+            retry.contains("package triage"),
+            "the error reaches the model: {retry}"
+        );
+        let first = requests[0].body.to_string();
+        assert!(
+            first.contains("=== DATA ===") && first.contains("svc-backup"),
+            "{first}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_model_that_stays_invalid_is_dropped_for_the_deterministic_draft() {
+        let seeded = seed().await;
+        let server = FakeOpenAi::start().await;
+        let entry = format!("ticket {}", seeded.backup_ticket);
+        // Compiles, but a conflict-free rule that does not match the alert fails Heron's
+        // test; then an answer that is not JSON.
+        server.push_chat(answer(&format!(
+            "package triage\n\nsuppress contains {entry:?} if input.alert.schema == \"other\"\n"
+        )));
+        server.push_chat(Reply::text("I would suppress svc-backup.", (10, 5)));
+        let draft = draft(
+            seeded.store.clone(),
+            current(),
+            Arc::new(Workbench),
+            Some(model(&server)),
+            seeded.backup_ticket,
+            &settings(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(draft.author, "deterministic");
+        let why = draft.model_error.unwrap();
+        assert!(
+            why.contains("no valid draft after 2 tries") && why.contains("not JSON"),
+            "{why}"
+        );
+        assert_eq!(draft.validation.events_changed, 3);
+        assert_eq!(server.requests().len(), 2);
     }
 }

@@ -272,6 +272,7 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
     })
     .with_tuning(heron_server::TuningState {
         workbench: Arc::new(crate::reload::FolderLoader::new(settings)),
+        model: agent.chat_model.clone(),
         replay_window: TUNING_REPLAY_WINDOW,
         dedup_window: settings.worker.to_app().dedup_window,
     });

@@ -540,6 +540,7 @@ async fn ticket_tuning(
         state.inner.store.clone(),
         state.inner.policies.current(),
         tuning.workbench,
+        tuning.model,
         ticket_id,
         &TuningSettings {
             since,

@@ -55,6 +55,8 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct TuningState {
     pub workbench: Arc<dyn heron_core::policy::PolicyWorkbench>,
+    /// Writes the draft when configured (validated like any draft).
+    pub model: Option<Arc<dyn heron_core::llm::ChatModel>>,
     /// Replay the events of this long before now.
     pub replay_window: std::time::Duration,
     pub dedup_window: std::time::Duration,
