@@ -128,7 +128,10 @@ pub async fn draft(
         .iter()
         .map(|a| as_triage_sees_it(&*current, a))
         .collect();
-    let files = build(&ticket, &seen);
+    let Some(first) = seen.first() else {
+        return Err(TuningError::NoAlerts(ticket_id));
+    };
+    let files = build(&ticket, first, &seen);
     let mut model_error = None;
     if let Some(model) = model {
         match model_rule(
@@ -418,8 +421,8 @@ fn one_line(text: &str, max: usize) -> String {
     flat.chars().take(max).collect()
 }
 
-fn build(ticket: &Ticket, alerts: &[NewAlert]) -> DraftFiles {
-    let first = &alerts[0];
+/// The draft's files from the ticket's alerts (`first` is one of `alerts`).
+fn build(ticket: &Ticket, first: &NewAlert, alerts: &[NewAlert]) -> DraftFiles {
     let schema = first.schema.clone();
     // Attributes every alert carries with the same value, in the first alert's order.
     let mut shared: Vec<Attribute> = Vec::new();
