@@ -2,7 +2,8 @@
 //! which they reach a language model.
 //!
 //! Both stages run only for an alert that will be triaged: the first of its fingerprint with
-//! no active ticket. An alert that attaches to a ticket costs no model call.
+//! no active ticket. An alert that attaches to a ticket costs no model call, and alerts of a
+//! new fingerprint in concurrent batches share one enrichment ([`EnrichmentFlights`]).
 //!
 //! - Metadata: an alert whose title is the default (`Alert from <schema>`) or whose
 //!   description is empty gets them from one plain model call; the source becomes `llm`. A
@@ -22,14 +23,17 @@
 use crate::metrics::{ALERT_METADATA, ENRICH_TASKS};
 use async_trait::async_trait;
 use heron_agent::{Agent, Budgets, DailyTokens};
+use heron_core::Fingerprint;
 use heron_core::agent::{AgentRun, Tool};
 use heron_core::alert::MetadataSource;
 use heron_core::llm::ChatModel;
 use heron_core::policy::{EnrichFormat, EnrichPrompt, EnrichResult, PolicyEngine, PolicyError};
 use heron_core::ports::NewAlert;
 use heron_core::{TicketId, Timestamp};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
 
 /// A title and description the model wrote; `None` where it wrote nothing usable.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -220,7 +224,13 @@ pub(crate) async fn enrich_alert(
         return Ok(Enrichment::default());
     }
     let Some(enricher) = enricher else {
-        tracing::warn!(alert_id = %alert.id, tasks = tasks.len(), "no language model is configured: the alert's enrich tasks are skipped and triage gets an empty `enrich`");
+        // Once per process at warning level: every alert of a storm would say the same.
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!(alert_id = %alert.id, tasks = tasks.len(), "enrich tasks skipped: no language model is configured");
+        } else {
+            tracing::warn!(alert_id = %alert.id, tasks = tasks.len(), "no language model is configured: enrich tasks are skipped and triage gets an empty `enrich` (counted as skipped in heron_enrich_tasks_total; said once)");
+        }
         metrics::counter!(ENRICH_TASKS, "outcome" => "skipped").increment(tasks.len() as u64);
         return Ok(Enrichment::default());
     };
@@ -337,6 +347,187 @@ async fn fill_metadata(enricher: &dyn Enricher, alert: &mut NewAlert) {
         Err(e) => {
             tracing::warn!(alert_id = %alert.id, error = %e, "the model could not describe the alert; keeping the default title and description");
             metrics::counter!(ALERT_METADATA, "outcome" => "failed").increment(1);
+        }
+    }
+}
+
+/// How long a finished enrichment is reused for later alerts of its fingerprint: long enough
+/// for the first alert's event to commit its ticket (after which alerts attach and need no
+/// enrichment), short enough that a recurring fingerprint is looked at afresh.
+pub(crate) const SHARED_ENRICHMENT_TTL: Duration = Duration::from_secs(600);
+
+/// Finished flights kept before expired ones are swept.
+const MAX_FLIGHTS: usize = 4_096;
+
+/// What one alert's enrichment gives the other alerts of its fingerprint.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedEnrichment {
+    title: Option<String>,
+    description: Option<String>,
+    results: Vec<EnrichResult>,
+}
+
+impl SharedEnrichment {
+    fn of(alert: &NewAlert, enrichment: &Enrichment) -> Self {
+        Self {
+            title: (alert.title_source == MetadataSource::Llm).then(|| alert.title.clone()),
+            description: (alert.description_source == MetadataSource::Llm)
+                .then(|| alert.description.clone()),
+            results: enrichment.results.clone(),
+        }
+    }
+
+    /// The first alert's model-written title and description where this one lacks them,
+    /// and its tasks' results; no runs (they are the first alert's).
+    fn apply(&self, alert: &mut NewAlert) -> Enrichment {
+        if alert.title_source == MetadataSource::Default
+            && let Some(title) = &self.title
+        {
+            alert.title = title.clone();
+            alert.title_source = MetadataSource::Llm;
+        }
+        if alert.description.trim().is_empty()
+            && let Some(description) = &self.description
+        {
+            alert.description = description.clone();
+            alert.description_source = MetadataSource::Llm;
+        }
+        Enrichment {
+            results: self.results.clone(),
+            runs: Vec::new(),
+        }
+    }
+}
+
+/// `None` while the first alert is being enriched; then its outcome, or `Err(why)` when the
+/// model was unavailable.
+type FlightOutcome = Option<Result<SharedEnrichment, String>>;
+
+struct Flight {
+    started: Instant,
+    outcome: watch::Receiver<FlightOutcome>,
+}
+
+impl Flight {
+    /// Still running with its first alert's worker alive, or finished well and fresh.
+    fn usable(&self) -> bool {
+        match &*self.outcome.borrow() {
+            Some(Ok(_)) => self.started.elapsed() < SHARED_ENRICHMENT_TTL,
+            Some(Err(_)) => false,
+            None => self.outcome.has_changed().is_ok(),
+        }
+    }
+}
+
+/// One enrichment per fingerprint at a time in this process.
+///
+/// Concurrent batches each see a new fingerprint as having no ticket until the first of them
+/// commits one; without this, every batch of a storm leased in that window would pay for the
+/// same model calls. The first alert of a fingerprint enriches; the others wait for it and
+/// take its results (and its model-written title and description), and so does any alert of
+/// the fingerprint for [`SHARED_ENRICHMENT_TTL`] after. Waiting cannot deadlock: an
+/// enrichment never waits on another fingerprint. An unavailable model fails the waiters'
+/// attempts too (the queue retries them); a policy error, or a first alert that stopped
+/// without an outcome, lets each waiter enrich on its own.
+#[derive(Default)]
+pub(crate) struct EnrichmentFlights {
+    flights: Mutex<HashMap<Fingerprint, Flight>>,
+}
+
+impl std::fmt::Debug for EnrichmentFlights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrichmentFlights").finish_non_exhaustive()
+    }
+}
+
+enum Role {
+    Leader(watch::Sender<FlightOutcome>),
+    Follower(watch::Receiver<FlightOutcome>),
+}
+
+impl EnrichmentFlights {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Fingerprint, Flight>> {
+        // Inserts and removals cannot be left half done.
+        self.flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn join(&self, fingerprint: &Fingerprint) -> Role {
+        let mut flights = self.lock();
+        if let Some(flight) = flights.get(fingerprint)
+            && flight.usable()
+        {
+            return Role::Follower(flight.outcome.clone());
+        }
+        if flights.len() >= MAX_FLIGHTS {
+            flights.retain(|_, flight| flight.usable());
+        }
+        let (sender, outcome) = watch::channel(None);
+        flights.insert(
+            fingerprint.clone(),
+            Flight {
+                started: Instant::now(),
+                outcome,
+            },
+        );
+        Role::Leader(sender)
+    }
+
+    fn forget(&self, fingerprint: &Fingerprint) {
+        self.lock().remove(fingerprint);
+    }
+
+    /// [`enrich_alert`], once per fingerprint at a time (see the type's documentation). An
+    /// event on its last attempt enriches on its own: it must not fail for an outage.
+    pub(crate) async fn enrich(
+        &self,
+        enricher: Option<&Arc<dyn Enricher>>,
+        policies: &dyn PolicyEngine,
+        alert: &mut NewAlert,
+        ticket_id: TicketId,
+        now: Timestamp,
+        may_retry: bool,
+    ) -> Result<Enrichment, StageError> {
+        if !may_retry {
+            return enrich_alert(enricher, policies, alert, ticket_id, now, may_retry).await;
+        }
+        let fingerprint = alert.fingerprint.clone();
+        match self.join(&fingerprint) {
+            Role::Leader(sender) => {
+                let outcome =
+                    enrich_alert(enricher, policies, alert, ticket_id, now, may_retry).await;
+                match &outcome {
+                    Ok(enrichment) => {
+                        let _ = sender.send(Some(Ok(SharedEnrichment::of(alert, enrichment))));
+                    }
+                    Err(StageError::Unavailable(why)) => {
+                        let _ = sender.send(Some(Err(why.clone())));
+                        self.forget(&fingerprint);
+                    }
+                    // Dropping the sender lets the waiters enrich on their own.
+                    Err(StageError::Policy(_)) => self.forget(&fingerprint),
+                }
+                outcome
+            }
+            Role::Follower(mut outcome) => {
+                let shared = outcome
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|o| o.clone());
+                match shared {
+                    Some(Ok(shared)) => {
+                        metrics::counter!(ENRICH_TASKS, "outcome" => "shared")
+                            .increment(shared.results.len() as u64);
+                        Ok(shared.apply(alert))
+                    }
+                    Some(Err(why)) => Err(StageError::Unavailable(why)),
+                    None => {
+                        enrich_alert(enricher, policies, alert, ticket_id, now, may_retry).await
+                    }
+                }
+            }
         }
     }
 }

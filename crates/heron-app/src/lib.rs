@@ -16,6 +16,7 @@
 
 pub mod agent_tools;
 mod chat;
+pub mod embedding;
 mod enrich;
 mod error;
 mod intake;
@@ -29,12 +30,11 @@ pub mod tuning;
 mod worker;
 
 pub use chat::{AGENT_AUTHOR, ChatReply, ChatService, MAX_QUESTION_BYTES};
+pub use embedding::{AlertEmbeddingSettings, AlertEmbeddingWorker, SimilarityEmbedder};
 pub use enrich::{AgentEnricher, AlertText, EnrichError, Enricher, TaskRun};
 pub use error::{AppError, AppResult};
 pub use intake::Intake;
 pub use policies::{PolicyHandle, ReloadError, ReloadStatus};
 pub use tickets::{Actor, TicketService};
-pub use triage::{
-    StoreDailyTokens, TicketEmbedder, TriageAgent, TriageSettings, TriageWorker, ticket_context,
-};
+pub use triage::{StoreDailyTokens, TriageAgent, TriageSettings, TriageWorker, ticket_context};
 pub use worker::{Worker, WorkerSettings};

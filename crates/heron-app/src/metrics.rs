@@ -18,6 +18,7 @@ pub const BIGQUERY_BYTES: &str = "heron_bigquery_bytes_processed_total";
 pub const AGENT_STEPS: &str = "heron_agent_steps_total";
 pub const ENRICH_TASKS: &str = "heron_enrich_tasks_total";
 pub const ALERT_METADATA: &str = "heron_alert_metadata_total";
+pub const ALERT_EMBEDDINGS: &str = "heron_alert_embeddings_total";
 pub const POLICY_RELOADS: &str = "heron_policy_reloads_total";
 pub const POLICY_RELOAD_FAILING: &str = "heron_policy_reload_failing";
 pub const POLICY_GENERATION: &str = "heron_policy_generation";
@@ -90,6 +91,10 @@ pub fn describe() {
     describe_gauge!(
         TRIAGE_QUEUE_DEPTH,
         "Triage jobs by state (pending, processing, failed)."
+    );
+    describe_counter!(
+        ALERT_EMBEDDINGS,
+        "Alerts taken off the embedding list, by outcome (embedded, skipped)."
     );
     describe_counter!(AGENT_RUNS, "Agent runs ended, by purpose and status.");
     describe_counter!(

@@ -17,10 +17,10 @@
 //! - an embedding failure never fails the triage: the ticket is only missing from similarity
 //!   search, and a warning says so.
 
+use crate::embedding::SimilarityEmbedder;
 use heron_agent::{Agent, DailyTokens};
 use heron_core::agent::RunStatus;
 use heron_core::investigation::{TriageLease, TriageOutcome};
-use heron_core::llm::Embedder;
 use heron_core::ports::{AlertQuery, Store, StoreError};
 use heron_core::{Ticket, Timestamp};
 use serde_json::{Value, json};
@@ -60,42 +60,6 @@ impl Default for TriageSettings {
             backoff_max: Duration::from_secs(600),
             max_age: Duration::from_secs(24 * 3600),
         }
-    }
-}
-
-/// The embedder a ticket's vector comes from (the configured model or the local hashing one).
-#[derive(Clone)]
-pub struct TicketEmbedder {
-    embedder: Arc<dyn Embedder>,
-}
-
-impl TicketEmbedder {
-    pub fn new(embedder: Arc<dyn Embedder>) -> Self {
-        Self { embedder }
-    }
-
-    /// The name vectors are stored and searched under.
-    pub fn model(&self) -> &str {
-        self.embedder.name()
-    }
-
-    /// What a ticket is compared by: its title, description, schema and attributes.
-    pub fn text_of(ticket: &Ticket) -> String {
-        let mut text = format!(
-            "{}\n{}\nschema: {}\n",
-            ticket.title, ticket.description, ticket.schema
-        );
-        for attribute in &ticket.attributes {
-            text.push_str(&format!("{}: {}\n", attribute.key, attribute.value));
-        }
-        text
-    }
-
-    pub async fn embed(&self, ticket: &Ticket) -> Result<Vec<f32>, heron_core::llm::LlmError> {
-        let mut embeddings = self.embedder.embed(&[Self::text_of(ticket)]).await?;
-        embeddings.vectors.pop().ok_or_else(|| {
-            heron_core::llm::LlmError::Protocol("the embedder returned no vector".into())
-        })
     }
 }
 
@@ -150,7 +114,7 @@ pub struct TriageAgent {
 #[derive(Clone)]
 pub struct TriageWorker {
     store: Arc<dyn Store>,
-    embedder: TicketEmbedder,
+    embedder: SimilarityEmbedder,
     agent: Option<TriageAgent>,
     settings: TriageSettings,
     wake: Arc<Notify>,
@@ -159,7 +123,7 @@ pub struct TriageWorker {
 impl TriageWorker {
     pub fn new(
         store: Arc<dyn Store>,
-        embedder: TicketEmbedder,
+        embedder: SimilarityEmbedder,
         agent: Option<TriageAgent>,
         settings: TriageSettings,
         wake: Arc<Notify>,

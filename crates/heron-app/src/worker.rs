@@ -32,7 +32,7 @@
 //! [`EventQueue::now`]: heron_core::ports::EventQueue::now
 
 use crate::PolicyHandle;
-use crate::enrich::{Enricher, StageError};
+use crate::enrich::{Enricher, EnrichmentFlights, StageError};
 use crate::metrics::{
     ALERTS, EVENTS_FAILED, EVENTS_IGNORED, EVENTS_PROCESSED, EVENTS_RETRIED, STAGE_SECONDS,
     TICKETS_OPENED,
@@ -91,6 +91,8 @@ pub struct Worker {
     wake: Arc<Notify>,
     /// The model side of the metadata and enrich stages; `None` when no model is configured.
     enricher: Option<Arc<dyn Enricher>>,
+    /// Shared by every loop of this worker: one enrichment per fingerprint at a time.
+    flights: Arc<EnrichmentFlights>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -153,6 +155,7 @@ impl Worker {
             settings,
             wake,
             enricher,
+            flights: Arc::default(),
         }
     }
 
@@ -577,15 +580,17 @@ impl Worker {
                         let ticket_id = TicketId::new();
                         let enrich_started = Instant::now();
                         let may_retry = event.attempts < self.settings.max_attempts;
-                        let enrichment = crate::enrich::enrich_alert(
-                            self.enricher.as_ref(),
-                            policies,
-                            &mut alert,
-                            ticket_id,
-                            clock.now(),
-                            may_retry,
-                        )
-                        .await?;
+                        let enrichment = self
+                            .flights
+                            .enrich(
+                                self.enricher.as_ref(),
+                                policies,
+                                &mut alert,
+                                ticket_id,
+                                clock.now(),
+                                may_retry,
+                            )
+                            .await?;
                         metrics::histogram!(STAGE_SECONDS, "stage" => "enrich")
                             .record(enrich_started.elapsed());
                         let index = planned.len();

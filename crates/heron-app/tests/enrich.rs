@@ -251,6 +251,96 @@ async fn an_alert_that_joins_an_open_ticket_makes_no_model_call() {
     );
 }
 
+/// The scripted model, answering after a pause: long enough for other batches to start.
+struct SlowModel(Arc<ScriptedChatModel>);
+
+#[async_trait::async_trait]
+impl heron_core::llm::ChatModel for SlowModel {
+    fn model(&self) -> &str {
+        self.0.model()
+    }
+    async fn chat(&self, request: heron_core::llm::ChatRequest) -> Result<ChatResponse, LlmError> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.0.chat(request).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_of_one_new_fingerprint_share_one_enrichment() {
+    // One reply only: a second enrichment would get "the script is exhausted".
+    let model = Arc::new(ScriptedChatModel::new(vec![ScriptedChatModel::text(
+        r#"{"verdict": "malicious"}"#,
+        40,
+    )]));
+    let store: Arc<dyn Store> = Arc::new(InMemoryStore::new());
+    let wake = Arc::new(Notify::new());
+    let enricher: Arc<dyn Enricher> = Arc::new(AgentEnricher::new(
+        Arc::new(SlowModel(model.clone())),
+        Vec::new(),
+        Budgets::default(),
+        Arc::new(InMemoryDailyTokens::new(1_000_000)),
+        2,
+    ));
+    let worker = Worker::new(
+        store.clone(),
+        policies(true),
+        WorkerSettings {
+            batch_size: 1,
+            ..WorkerSettings::default()
+        },
+        wake.clone(),
+        Some(enricher),
+    );
+    let s = Setup {
+        intake: Intake::new(store.clone(), wake),
+        store,
+        worker,
+        model,
+    };
+    for _ in 0..6 {
+        send(&s, serde_json::json!({"rule": "storm", "about": "x"})).await;
+    }
+    // Six batches of one event at once: none sees a ticket for the fingerprint yet.
+    let batches: Vec<_> = (0..6)
+        .map(|_| {
+            let worker = s.worker.clone();
+            tokio::spawn(async move { worker.run_once().await.unwrap() })
+        })
+        .collect();
+    for batch in batches {
+        assert_eq!(batch.await.unwrap(), 1, "each batch took one event");
+    }
+
+    assert_eq!(s.model.requests().len(), 1, "one enrichment for the storm");
+    let tickets = s
+        .store
+        .list_tickets(&TicketQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(tickets.len(), 1, "the database keeps one ticket");
+    assert_eq!(tickets[0].alert_count, 6);
+    assert_eq!(tickets[0].severity, Severity::Critical);
+    let alerts = s
+        .store
+        .list_alerts(&AlertQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        alerts
+            .iter()
+            .all(|a| attribute(a, "enrich_error").is_none()),
+        "no alert saw a failed enrichment: {alerts:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_title_and_description_are_written_by_the_model_with_source_llm() {
     let s = setup(

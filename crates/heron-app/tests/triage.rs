@@ -6,7 +6,7 @@
 use chrono::Utc;
 use heron_agent::{Agent, Budgets};
 use heron_app::{
-    Intake, PolicyHandle, StoreDailyTokens, TicketEmbedder, TriageAgent, TriageSettings,
+    Intake, PolicyHandle, SimilarityEmbedder, StoreDailyTokens, TriageAgent, TriageSettings,
     TriageWorker, Worker, WorkerSettings, agent_tools,
 };
 use heron_core::agent::{BudgetKind, RunStatus};
@@ -119,7 +119,7 @@ impl Setup {
         });
         TriageWorker::new(
             self.store.clone(),
-            TicketEmbedder::new(self.embedder.clone()),
+            SimilarityEmbedder::new(self.embedder.clone()),
             agent,
             settings(),
             Arc::new(Notify::new()),

@@ -1,7 +1,8 @@
 //! Agent benchmarks, against a local OpenAI-compatible fake (no model is called):
 //!
 //! - `storm`: N alerts over K fingerprints, posted concurrently; prints how many triage runs
-//!   (LLM chat calls, counted by the fake) they started — the target is exactly K;
+//!   (LLM chat calls offering `submit_finding`, counted by the fake) they started — the target
+//!   is exactly K — and how many enrich calls the example enrich policy added;
 //! - `prompt-size`: one triage run per example payload with a fixed three-step script
 //!   (`get_alerts`, `similar_tickets`, `submit_finding`); prints the bytes sent to the LLM per
 //!   step, median and max, per schema and overall, with the tool-result clips in place.
@@ -27,6 +28,40 @@ fn with_model(settings: &mut heron_cli::settings::Settings, llm: &FakeOpenAi) {
     settings.llm_model = Some("bench-model".into());
     settings.llm_max_retries = 0;
     settings.agent_concurrency = 2;
+}
+
+/// Only the triage agent offers `submit_finding`: it tells its calls from enrich tasks'.
+const TRIAGE_MARK: &str = "submit_finding";
+
+fn is_triage_call(request: &heron_llm::testing::Recorded) -> bool {
+    request.body.to_string().contains(TRIAGE_MARK)
+}
+
+/// Answers for the model calls the example policies make before triage, each matched by its
+/// prompt: the metadata stage, `ioc_verdict` (policies/prompts/ioc_verdict.md) and `summary`.
+/// One of each per alert that may need them; unused ones wait for a later alert.
+fn script_enrich_answers(llm: &FakeOpenAi) {
+    llm.push_chat_for(
+        "You name security alerts",
+        Reply::text(
+            r#"{"title": "Suspicious activity", "description": "An alert from the benchmark."}"#,
+            (300, 30),
+        ),
+    );
+    llm.push_chat_for(
+        "Look each indicator up",
+        Reply::text(
+            r#"{"verdict": "unknown", "indicators": [], "reason": "no tool knows them"}"#,
+            (800, 40),
+        ),
+    );
+    llm.push_chat_for(
+        "In three sentences",
+        Reply::text(
+            "A benchmark alert. Nothing was affected. Check nothing.",
+            (600, 30),
+        ),
+    );
 }
 
 fn chat_requests(llm: &FakeOpenAi) -> Vec<heron_llm::testing::Recorded> {
@@ -70,13 +105,15 @@ pub async fn storm(
         .context("reading the CrowdStrike example")?,
     )?;
     let llm = FakeOpenAi::start().await;
-    // One scripted answer per expected run: any run beyond them still reaches the fake (and
-    // is counted) even though it is answered with an error.
+    // One scripted answer per expected call: the example enrich policy asks for an indicator
+    // verdict on the first alert of each fingerprint, then triage runs once per ticket. Any
+    // call beyond them still reaches the fake (and is counted) though answered with an error.
     for _ in 0..fingerprints {
-        llm.push_chat(Reply::tool_calls(
-            &[("c1", "submit_finding", &finding())],
-            (1000, 100),
-        ));
+        script_enrich_answers(&llm);
+        llm.push_chat_for(
+            TRIAGE_MARK,
+            Reply::tool_calls(&[("c1", "submit_finding", &finding())], (1000, 100)),
+        );
     }
     let mut settings = crate::settings(root, crate::fresh_database(base_url).await?, true);
     with_model(&mut settings, &llm);
@@ -122,9 +159,12 @@ pub async fn storm(
         .iter()
         .map(|(_, n)| n)
         .sum::<u64>();
-    let calls = chat_requests(&llm).len();
+    let (triage, other): (Vec<_>, Vec<_>) =
+        chat_requests(&llm).into_iter().partition(is_triage_call);
     println!(
-        "{alerts} alerts → {tickets} tickets, {calls} triage runs started (LLM chat calls counted by the fake; target exactly {fingerprints}) in {:.1} s",
+        "{alerts} alerts → {tickets} tickets, {} triage runs started (LLM chat calls counted by the fake; target exactly {fingerprints}), {} enrich calls, in {:.1} s",
+        triage.len(),
+        other.len(),
         elapsed.as_secs_f64()
     );
     server.shutdown().await?;
@@ -146,18 +186,22 @@ pub async fn prompt_size(root: &Path, base_url: &str) -> anyhow::Result<()> {
     for (schema, body) in crate::payloads(root)? {
         let before = chat_requests(&llm).len();
         let tickets_before = total_tickets(&server.store).await?;
-        llm.push_chat(Reply::tool_calls(
-            &[("c1", "get_alerts", r#"{"limit": 5, "offset": 0}"#)],
-            (1000, 20),
-        ));
-        llm.push_chat(Reply::tool_calls(
-            &[("c2", "similar_tickets", r#"{"limit": 5}"#)],
-            (1500, 20),
-        ));
-        llm.push_chat(Reply::tool_calls(
-            &[("c3", "submit_finding", &finding())],
-            (2000, 80),
-        ));
+        script_enrich_answers(&llm);
+        llm.push_chat_for(
+            TRIAGE_MARK,
+            Reply::tool_calls(
+                &[("c1", "get_alerts", r#"{"limit": 5, "offset": 0}"#)],
+                (1000, 20),
+            ),
+        );
+        llm.push_chat_for(
+            TRIAGE_MARK,
+            Reply::tool_calls(&[("c2", "similar_tickets", r#"{"limit": 5}"#)], (1500, 20)),
+        );
+        llm.push_chat_for(
+            TRIAGE_MARK,
+            Reply::tool_calls(&[("c3", "submit_finding", &finding())], (2000, 80)),
+        );
         let response = http
             .post(format!("{url}/hooks/alert/raw/{schema}"))
             .header("content-type", "application/json")
@@ -174,6 +218,7 @@ pub async fn prompt_size(root: &Path, base_url: &str) -> anyhow::Result<()> {
         }
         let sizes: Vec<usize> = chat_requests(&llm)[before..]
             .iter()
+            .filter(|r| is_triage_call(r))
             .map(|r| r.body.to_string().len())
             .collect();
         by_schema.entry(schema).or_default().extend(sizes);

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 mod replay;
 mod similar;
+mod workers;
 
 // The same allocator as the `heron` binary, so figures match what ships.
 #[global_allocator]
@@ -78,6 +79,14 @@ enum Command {
     },
     /// Bytes sent to the LLM per step of a triage run, for the example payloads.
     PromptSize,
+    /// Queue drain rate with 1 and with 2 `heron worker` processes on one PostgreSQL.
+    Workers {
+        #[arg(long, default_value_t = 30_000)]
+        events: usize,
+        /// The `heron` binary the worker processes run.
+        #[arg(long, default_value = "target/release/heron")]
+        heron: PathBuf,
+    },
     Policy {
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
@@ -151,6 +160,10 @@ fn main() -> anyhow::Result<()> {
             } => {
                 let url = database_url(cli.database_url)?;
                 agent::storm(&cli.root, &url, alerts, fingerprints.max(1), clients).await
+            }
+            Command::Workers { events, heron } => {
+                let url = database_url(cli.database_url)?;
+                workers::run(&cli.root, &url, events.max(100), &heron).await
             }
             Command::PromptSize => {
                 agent::prompt_size(&cli.root, &database_url(cli.database_url)?).await

@@ -7,7 +7,7 @@
 
 use anyhow::{Context, bail};
 use heron_agent::{Agent, Budgets};
-use heron_app::{StoreDailyTokens, TicketEmbedder, TriageAgent, TriageSettings};
+use heron_app::{SimilarityEmbedder, StoreDailyTokens, TriageAgent, TriageSettings};
 use heron_core::agent::Tool;
 use heron_core::llm::{ChatModel, Embedder};
 use heron_core::ports::Store;
@@ -49,7 +49,7 @@ pub struct TableSetting {
 
 /// What `heron serve` and `heron worker` build from the agent settings.
 pub struct AgentParts {
-    pub embedder: TicketEmbedder,
+    pub embedder: SimilarityEmbedder,
     /// `None` when no model is configured: the agent is disabled.
     pub triage: Option<TriageAgent>,
     pub chat_model: Option<Arc<dyn ChatModel>>,
@@ -211,7 +211,7 @@ pub async fn build(
     Ok(AgentParts {
         enricher,
         chat,
-        embedder: TicketEmbedder::new(embedder),
+        embedder: SimilarityEmbedder::new(embedder),
         triage,
         chat_model,
         tools,

@@ -2,7 +2,9 @@
 
 use crate::settings::Settings;
 use anyhow::{Context, bail};
-use heron_app::{Intake, PolicyHandle, TriageWorker, Worker};
+use heron_app::{
+    AlertEmbeddingSettings, AlertEmbeddingWorker, Intake, PolicyHandle, TriageWorker, Worker,
+};
 use heron_core::ports::Store;
 use heron_policy::{LoadOptions, PolicySet, RegoVersion};
 use heron_server::{AuthConfig, AuthMode, ServerSettings, ServerState};
@@ -255,6 +257,7 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             allowed_topic_arns: settings.sns.allowed_topic_arns.clone(),
             allow_insecure_urls: settings.sns.allow_insecure_urls,
         },
+        rate_limits: settings.rate_limit.to_server(),
     };
     let agent = crate::agent::build(settings, store.clone()).await?;
     let state = ServerState::new(
@@ -282,11 +285,14 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
     let addr = listener.local_addr()?;
     let app = heron_server::router(state);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = on_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = on_shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     let worker = settings.worker.enabled.then(|| {
         let worker = Worker::new(
@@ -296,7 +302,12 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             wake,
             agent.enricher.clone(),
         );
-        spawn_workers(worker, triage_worker(&store, &agent), shutdown.subscribe())
+        spawn_workers(
+            worker,
+            triage_worker(&store, &agent),
+            alert_embedding_worker(&store, &agent),
+            shutdown.subscribe(),
+        )
     });
     tracing::info!(%addr, backend = store.backend(), worker = settings.worker.enabled, "heron is serving");
     Ok(RunningServer {
@@ -357,6 +368,7 @@ pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> 
     let store = open_store(settings).await?;
     let agent = crate::agent::build(settings, store.clone()).await?;
     let triage = triage_worker(&store, &agent);
+    let alerts = alert_embedding_worker(&store, &agent);
     let worker = Worker::new(
         store,
         policies.clone(),
@@ -364,7 +376,7 @@ pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> 
         Arc::new(Notify::new()),
         agent.enricher.clone(),
     );
-    let task = spawn_workers(worker, triage, stop);
+    let task = spawn_workers(worker, triage, alerts, stop);
     Ok(RunningWorker {
         policies,
         _watcher: watcher,
@@ -383,26 +395,40 @@ fn triage_worker(store: &Arc<dyn Store>, agent: &crate::agent::AgentParts) -> Tr
     )
 }
 
-/// The event worker and the triage worker as one task: both stop on `stop`, and the task
-/// ends (so the process notices and exits) as soon as either ends on its own.
+fn alert_embedding_worker(
+    store: &Arc<dyn Store>,
+    agent: &crate::agent::AgentParts,
+) -> AlertEmbeddingWorker {
+    AlertEmbeddingWorker::new(
+        store.clone(),
+        agent.embedder.clone(),
+        AlertEmbeddingSettings::default(),
+    )
+}
+
+/// The event worker, the triage worker and the alert embedder as one task: all stop on
+/// `stop`, and the task ends (so the process notices and exits) as soon as one ends on its
+/// own.
 fn spawn_workers(
     worker: Worker,
     triage: TriageWorker,
+    alerts: AlertEmbeddingWorker,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let triage_stop = stop.clone();
     let stopping = stop.clone();
     tokio::spawn(async move {
-        let mut events = tokio::spawn(async move { worker.run(stop).await });
-        let mut investigations = tokio::spawn(async move { triage.run(triage_stop).await });
-        let (first, other) = tokio::select! {
-            ended = &mut events => (ended, investigations),
-            ended = &mut investigations => (ended, events),
+        let mut loops = tokio::task::JoinSet::new();
+        let (triage_stop, alerts_stop) = (stop.clone(), stop.clone());
+        loops.spawn(async move { worker.run(stop).await });
+        loops.spawn(async move { triage.run(triage_stop).await });
+        loops.spawn(async move { alerts.run(alerts_stop).await });
+        let Some(first) = loops.join_next().await else {
+            return;
         };
         if *stopping.borrow() {
-            let _ = other.await;
+            while loops.join_next().await.is_some() {}
         } else {
-            other.abort();
+            loops.abort_all();
         }
         if let Err(e) = first
             && e.is_panic()

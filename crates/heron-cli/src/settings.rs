@@ -37,6 +37,7 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     pub auth: AuthSettings,
     pub sns: SnsSettings,
+    pub rate_limit: RateLimitSettings,
     pub worker: WorkerSettings,
     pub log: LogSettings,
 
@@ -99,6 +100,37 @@ pub struct AuthSettings {
     pub tokens: Vec<String>,
     /// Tokens valid for one schema's webhooks only.
     pub schema_tokens: BTreeMap<String, Vec<String>>,
+}
+
+/// Request rate limits (`[rate_limit]`); a rate of 0 turns that limit off.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Requests per second per bearer token.
+    pub per_token_per_second: u32,
+    /// Requests a token may send at once above its rate (default: one second's worth).
+    pub per_token_burst: u32,
+    /// Requests per second per client address.
+    pub per_source_per_second: u32,
+    pub per_source_burst: u32,
+    /// The client address is the first `X-Forwarded-For` entry (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl RateLimitSettings {
+    pub fn to_server(&self) -> heron_server::RateLimitSettings {
+        let limit = |rate: u32, burst: u32| {
+            std::num::NonZeroU32::new(rate).map(|per_second| heron_server::RateLimit {
+                per_second,
+                burst: std::num::NonZeroU32::new(burst).unwrap_or(per_second),
+            })
+        };
+        heron_server::RateLimitSettings {
+            per_token: limit(self.per_token_per_second, self.per_token_burst),
+            per_source: limit(self.per_source_per_second, self.per_source_burst),
+            trust_forwarded_for: self.trust_forwarded_for,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +237,7 @@ impl Default for Settings {
             max_concurrent_requests: 512,
             auth: AuthSettings::default(),
             sns: SnsSettings::default(),
+            rate_limit: RateLimitSettings::default(),
             worker: WorkerSettings::default(),
             log: LogSettings::default(),
             llm_base_url: None,
@@ -286,6 +319,7 @@ const ENV_KEYS: &[&str] = &[
     "max_concurrent_requests",
     "auth",
     "sns",
+    "rate_limit",
     "worker",
     "log",
 ];
@@ -301,11 +335,68 @@ const ENV_PREFIXES: &[&str] = &[
     "agent_",
 ];
 
+/// Settings a file can hold instead of the environment (`HERON_<KEY>_FILE`, a mounted
+/// Kubernetes or Docker secret): the file's content without its trailing newline;
+/// `auth.tokens` (`HERON_AUTH__TOKENS_FILE`) takes one token per line.
+pub const SECRET_FILE_KEYS: &[&str] = &[
+    "database_url",
+    "llm_api_key",
+    "otx_api_key",
+    "urlscan_api_key",
+    "auth__tokens",
+];
+
+/// The settings named by `HERON_<KEY>_FILE` variables, read from their files. `lookup`
+/// reads an environment variable. Setting both `HERON_<KEY>` and `HERON_<KEY>_FILE`, an
+/// unreadable file and an empty one are errors naming the variable.
+fn secret_files(lookup: &dyn Fn(&str) -> Option<String>) -> Result<figment::value::Dict, String> {
+    use figment::value::{Dict, Value};
+    let mut values = Dict::new();
+    for key in SECRET_FILE_KEYS {
+        let name = format!("HERON_{}", key.to_ascii_uppercase());
+        let Some(path) = lookup(&format!("{name}_FILE")) else {
+            continue;
+        };
+        if lookup(&name).is_some() {
+            return Err(format!("both {name} and {name}_FILE are set: keep one"));
+        }
+        let content = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{name}_FILE: cannot read {path}: {e}"))?;
+        let value = content.trim_end_matches(['\n', '\r']);
+        if value.trim().is_empty() {
+            return Err(format!("{name}_FILE: {path} is empty"));
+        }
+        match key.split_once("__") {
+            Some((table, field)) => {
+                let lines: Vec<Value> = value
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(Value::from)
+                    .collect();
+                let mut nested = Dict::new();
+                nested.insert(field.to_owned(), Value::from(lines));
+                values.insert(table.to_owned(), Value::from(nested));
+            }
+            None => {
+                values.insert((*key).to_owned(), Value::from(value.to_owned()));
+            }
+        }
+    }
+    Ok(values)
+}
+
 /// Whether `HERON_<key>` names a setting (`key` without the prefix, any case).
 /// The tables (`[worker]`…) are set field by field (`HERON_WORKER__CONCURRENCY`): a bare
 /// `HERON_LOG` is the log filter variable, not the `[log]` table.
 fn is_setting_env_key(key: &str) -> bool {
-    const TABLES: &[&str] = &["auth", "sns", "worker", "log"];
+    const TABLES: &[&str] = &["auth", "sns", "rate_limit", "worker", "log"];
+    let lower = key.to_ascii_lowercase();
+    if let Some(base) = lower.strip_suffix("_file")
+        && SECRET_FILE_KEYS.contains(&base)
+    {
+        return false;
+    }
     let mut parts = key.split("__");
     let top = parts.next().unwrap_or_default().to_ascii_lowercase();
     let nested = parts.next().is_some();
@@ -323,6 +414,16 @@ impl Settings {
         config_file: Option<&Path>,
         overrides: &Overrides,
     ) -> Result<Self, Box<figment::Error>> {
+        Self::load_with(config_file, overrides, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::load`] with `lookup` reading the `HERON_<KEY>_FILE` variables (tests).
+    fn load_with(
+        config_file: Option<&Path>,
+        overrides: &Overrides,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Box<figment::Error>> {
+        let files = secret_files(lookup).map_err(|e| Box::new(figment::Error::from(e)))?;
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         match config_file {
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
@@ -338,6 +439,7 @@ impl Settings {
                     .filter(|key| is_setting_env_key(key.as_str()))
                     .split("__"),
             )
+            .merge(Serialized::defaults(files))
             .merge(Serialized::defaults(overrides))
             .extract::<Settings>()
             .map_err(Box::new)
@@ -488,6 +590,7 @@ pub fn redact_url_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn passwords_in_database_urls_are_redacted() {
@@ -593,6 +696,61 @@ mod tests {
         );
         std::fs::write(&file, "bigquery_max_bytes_per_ticket = \"lots\"\n").unwrap();
         assert!(Settings::load(Some(&file), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn secrets_come_from_files_named_by_their_file_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("llm-key");
+        std::fs::write(&key, "sk-from-file\n").unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::write(&tokens, "t-one\n\n  t-two \n").unwrap();
+        let env: HashMap<String, String> = [
+            ("HERON_LLM_API_KEY_FILE", key.display().to_string()),
+            ("HERON_AUTH__TOKENS_FILE", tokens.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let loaded =
+            Settings::load_with(None, &Overrides::default(), &|name| env.get(name).cloned())
+                .unwrap();
+        assert_eq!(loaded.llm_api_key.as_deref(), Some("sk-from-file"));
+        assert_eq!(loaded.auth.tokens, vec!["t-one", "t-two"]);
+        assert!(!is_setting_env_key("LLM_API_KEY_FILE"));
+        assert!(!is_setting_env_key("auth__tokens_file"));
+    }
+
+    #[test]
+    fn a_secret_set_twice_or_in_a_missing_or_empty_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let missing = dir.path().join("missing").display().to_string();
+        for (env, expected) in [
+            (
+                vec![
+                    ("HERON_OTX_API_KEY", "k".to_owned()),
+                    ("HERON_OTX_API_KEY_FILE", empty.display().to_string()),
+                ],
+                "both HERON_OTX_API_KEY and HERON_OTX_API_KEY_FILE",
+            ),
+            (
+                vec![("HERON_DATABASE_URL_FILE", missing)],
+                "HERON_DATABASE_URL_FILE: cannot read",
+            ),
+            (
+                vec![("HERON_URLSCAN_API_KEY_FILE", empty.display().to_string())],
+                "HERON_URLSCAN_API_KEY_FILE",
+            ),
+        ] {
+            let env: HashMap<String, String> =
+                env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let error =
+                Settings::load_with(None, &Overrides::default(), &|name| env.get(name).cloned())
+                    .unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+        }
     }
 
     #[test]

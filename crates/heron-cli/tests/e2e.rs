@@ -1059,6 +1059,7 @@ async fn openapi_document_covers_every_route(backend: Backend) {
         ("post", "/api/v1/tickets/{id}/agent-runs"),
         ("get", "/api/v1/tickets/{id}/similar"),
         ("get", "/api/v1/tickets/{id}/tuning"),
+        ("get", "/api/v1/alerts/{id}/similar"),
         ("post", "/api/v1/tickets/{id}/chat"),
         ("get", "/api/v1/tickets/{id}/chat/stream"),
         ("get", "/api/v1/notices"),
@@ -1427,7 +1428,7 @@ async fn without_a_model_tickets_are_still_searchable_and_chat_says_the_agent_is
     backend: Backend,
 ) {
     let h = Harness::start(backend).await;
-    let [(schema, body), _] = two_single_alert_payloads();
+    let [(schema, body), (other_schema, other_body)] = two_single_alert_payloads();
     let (status, _) = h
         .post(
             &format!("/hooks/alert/raw/{schema}"),
@@ -1460,6 +1461,67 @@ async fn without_a_model_tickets_are_still_searchable_and_chat_says_the_agent_is
             .unwrap_or_default()
             .contains("disabled")
     );
+
+    // Alerts are embedded in the background by the local hashing embedder, and an alert
+    // finds the tickets it resembles other than its own.
+    let (status, _) = h
+        .post(
+            &format!("/hooks/alert/raw/{other_schema}"),
+            "application/json",
+            other_body,
+        )
+        .await;
+    assert_eq!(status, 202);
+    h.drained().await;
+    let store = h.store();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !store
+        .alerts_to_embed(10)
+        .await
+        .expect("waiting alerts")
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "alerts were not embedded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alert = store
+        .list_alerts(&heron_core::ports::AlertQuery {
+            ticket: Some(ticket.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("alerts")
+        .items
+        .remove(0);
+    let other = h
+        .all_tickets()
+        .await
+        .into_iter()
+        .find(|t| t.id != ticket.id)
+        .expect("second ticket");
+    let (status, similar) = h.get(&format!("/api/v1/alerts/{}/similar", alert.id)).await;
+    assert_eq!(status, 200, "{similar}");
+    let found: Vec<&str> = similar
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| s["ticket_id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        found,
+        vec![other.id.to_string()],
+        "its own ticket is left out"
+    );
+    let (status, _) = h
+        .get(&format!(
+            "/api/v1/alerts/{}/similar",
+            heron_core::AlertId::new()
+        ))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = h.get("/api/v1/alerts/not-an-id/similar").await;
+    assert_eq!(status, 400);
     h.stop().await;
 }
 
@@ -1534,6 +1596,88 @@ async fn enrich_tasks_run_before_triage_and_their_answers_reach_the_triage_polic
     h.stop().await;
 }
 
+async fn a_token_over_its_rate_limit_gets_429_with_retry_after_and_stores_nothing(
+    backend: Backend,
+) {
+    let h = Harness::start_with(backend, |s| {
+        s.auth.tokens.push("second-token".into());
+        s.rate_limit.per_token_per_second = 1;
+        s.rate_limit.per_token_burst = 2;
+    })
+    .await;
+    let body = |n: u32| json!({"detail": {"type": "Recon:EC2/PortProbe"}, "n": n}).to_string();
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for n in 0..3 {
+        let response = h
+            .http
+            .post(format!("{}/hooks/alert/raw/guardduty", h.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body(n))
+            .send()
+            .await
+            .expect("request");
+        statuses.push(response.status().as_u16());
+        if response.status().as_u16() == 429 {
+            let retry_after: u64 = response.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
+            assert!((1..=2).contains(&retry_after), "{retry_after}");
+            let error: Value = response.json().await.expect("json");
+            refused = Some(error);
+        }
+    }
+    assert_eq!(
+        statuses,
+        vec![202, 202, 429],
+        "a burst of two, then refused"
+    );
+    assert_eq!(refused.expect("a refusal")["error"]["code"], "rate_limited");
+
+    // Another token has its own allowance, and probes are never limited.
+    let other = h
+        .http
+        .post(format!("{}/hooks/alert/raw/guardduty", h.base))
+        .bearer_auth("second-token")
+        .header("content-type", "application/json")
+        .body(body(10))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(other.status().as_u16(), 202);
+    for _ in 0..5 {
+        let health = h
+            .http
+            .get(format!("{}/healthz", h.base))
+            .send()
+            .await
+            .expect("health");
+        assert_eq!(health.status().as_u16(), 200);
+    }
+    h.drained().await;
+    let events = h
+        .store()
+        .list_events(&heron_core::ports::EventQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .items;
+    assert_eq!(events.len(), 3, "the refused delivery was not stored");
+
+    // After the wait, the first token is served again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = h
+        .post("/hooks/alert/raw/guardduty", "application/json", body(3))
+        .await;
+    assert_eq!(status, 202);
+    h.stop().await;
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1570,4 +1714,5 @@ on_every_backend!(
     the_agent_investigates_each_new_ticket_once_and_answers_questions_about_it,
     without_a_model_tickets_are_still_searchable_and_chat_says_the_agent_is_disabled,
     enrich_tasks_run_before_triage_and_their_answers_reach_the_triage_policy,
+    a_token_over_its_rate_limit_gets_429_with_retry_after_and_stores_nothing,
 );

@@ -1,5 +1,5 @@
 //! Storage ports of the agent's work: the durable triage queue (one job per opened ticket),
-//! recorded agent runs, and ticket embeddings for similar-ticket search.
+//! recorded agent runs, and ticket and alert embeddings for similarity search.
 //!
 //! Invariants every implementation keeps (checked by `testing::conformance`):
 //! - opening a ticket — by an event's completion or by escalating a notice — enqueues exactly
@@ -15,11 +15,15 @@
 //! - an agent run is stored whole (with its steps) and replaced whole when saved again;
 //! - embeddings are kept per ticket and per model; a search only compares vectors of the same
 //!   model and dimensions, and answers at most `limit` tickets, best first, scores in [-1, 1]
-//!   (cosine similarity).
+//!   (cosine similarity);
+//! - every alert stored after the embedding migration waits to be embedded until
+//!   `put_alert_embeddings` or `skip_alert_embeddings` covers it (alerts stored before it are
+//!   never embedded in bulk: turning embeddings on must not cost the whole history at once).
 
 use crate::agent::AgentRun;
+use crate::alert::Alert;
 use crate::ports::StoreResult;
-use crate::{Conclusion, TicketId, TicketStatus, Timestamp};
+use crate::{AlertId, Conclusion, TicketId, TicketStatus, Timestamp};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -176,6 +180,24 @@ pub trait EmbeddingStore: Send + Sync {
         limit: usize,
         exclude: Option<TicketId>,
     ) -> StoreResult<Vec<SimilarTicket>>;
+
+    /// Alerts still waiting for an embedding, oldest first, at most `limit`.
+    async fn alerts_to_embed(&self, limit: usize) -> StoreResult<Vec<Alert>>;
+    /// Stores (or replaces) the alerts' vectors under `model`, all or nothing, and takes them
+    /// off the waiting list. `NotFound` if one of the alerts does not exist.
+    async fn put_alert_embeddings(
+        &self,
+        model: &str,
+        vectors: &[(AlertId, Vec<f32>)],
+    ) -> StoreResult<()>;
+    /// Takes alerts off the waiting list without a vector (the embedder refuses them for
+    /// good). Unknown ids are ignored.
+    async fn skip_alert_embeddings(&self, alerts: &[AlertId]) -> StoreResult<()>;
+    async fn get_alert_embedding(
+        &self,
+        alert: AlertId,
+        model: &str,
+    ) -> StoreResult<Option<Vec<f32>>>;
 }
 
 /// Exact search's measure: the cosine similarity of two vectors of equal length, 0 when

@@ -16,7 +16,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use heron_app::ChatService;
 use heron_core::agent::{AgentRun, AgentStep, RunStatus};
 use heron_core::investigation::{SimilarTicket, TriageJob};
-use heron_core::{Comment, TicketId};
+use heron_core::{AlertId, Comment, TicketId};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use utoipa::{IntoParams, ToSchema};
@@ -27,6 +27,7 @@ pub(crate) fn routes() -> OpenApiRouter<ServerState> {
     OpenApiRouter::new()
         .routes(routes!(list_agent_runs, rerun_triage))
         .routes(routes!(similar_tickets))
+        .routes(routes!(tickets_like_alert))
         .routes(routes!(chat))
         .routes(routes!(chat_stream))
 }
@@ -134,16 +135,7 @@ async fn similar_tickets(
     params: Result<Query<SimilarParams>, QueryRejection>,
 ) -> ApiResult<Vec<SimilarTicket>> {
     state.inner.settings.auth.check_api(&headers)?;
-    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = match params.limit {
-        None => 10,
-        Some(n @ 1..=50) => n,
-        Some(n) => {
-            return Err(ApiError::BadRequest(format!(
-                "limit must be 1 to 50, got {n}"
-            )));
-        }
-    };
+    let limit = similar_limit(params)?;
     let ticket = existing_ticket(&state, &raw).await?;
     let embedder = &agent(&state)?.embedder;
     let store = &state.inner.store;
@@ -169,6 +161,61 @@ async fn similar_tickets(
             .similar_tickets(embedder.model(), &vector, limit, Some(ticket.id))
             .await?,
     ))
+}
+
+/// The tickets closest to this alert (cosine similarity of the alert's embedding to
+/// tickets'), leaving out the ticket it belongs to: where an unbound alert could be bound.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}/similar", tag = "agent", params(("id" = String, Path), SimilarParams),
+    responses((status = 200, body = Vec<SimilarTicket>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn tickets_like_alert(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    params: Result<Query<SimilarParams>, QueryRejection>,
+) -> ApiResult<Vec<SimilarTicket>> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let limit = similar_limit(params)?;
+    let alert_id: AlertId = id(&raw, "alert")?;
+    let store = &state.inner.store;
+    let alert = store
+        .get_alert(alert_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("alert {alert_id} not found")))?;
+    let embedder = &agent(&state)?.embedder;
+    let vector = match store
+        .get_alert_embedding(alert.id, embedder.model())
+        .await?
+    {
+        Some(vector) => vector,
+        // Not embedded yet (the embedding loop has not reached it): embed it now, and keep it.
+        None => {
+            let vector = embedder
+                .embed_alert(&alert)
+                .await
+                .map_err(|e| ApiError::BadGateway(format!("the embedding model failed: {e}")))?;
+            store
+                .put_alert_embeddings(embedder.model(), &[(alert.id, vector.clone())])
+                .await?;
+            vector
+        }
+    };
+    Ok(Json(
+        store
+            .similar_tickets(embedder.model(), &vector, limit, alert.ticket_id)
+            .await?,
+    ))
+}
+
+fn similar_limit(params: Result<Query<SimilarParams>, QueryRejection>) -> Result<usize, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    match params.limit {
+        None => Ok(10),
+        Some(n @ 1..=50) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!(
+            "limit must be 1 to 50, got {n}"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

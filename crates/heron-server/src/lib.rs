@@ -12,6 +12,7 @@ mod agent;
 mod api;
 mod auth;
 mod error;
+mod limits;
 mod ops;
 mod sns;
 mod state;
@@ -19,6 +20,7 @@ mod webhooks;
 
 pub use auth::{AuthConfig, AuthMode};
 pub use error::ApiError;
+pub use limits::{RateLimit, RateLimitSettings};
 pub use sns::SnsSettings;
 pub use state::{AgentState, ServerSettings, ServerState, StateError, TuningState};
 
@@ -51,6 +53,7 @@ struct ApiDoc;
 pub fn router(state: ServerState) -> Router {
     let timeout = state.inner.settings.request_timeout;
     let concurrency = state.inner.settings.max_concurrent_requests.max(1);
+    let limiters = limits::RateLimiters::new(&state.inner.settings.rate_limits);
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(webhooks::routes(&state))
         .merge(api::routes())
@@ -94,6 +97,11 @@ pub fn router(state: ServerState) -> Router {
                 }))
                 .layer(tower::limit::ConcurrencyLimitLayer::new(concurrency)),
         )
+        .layer(tower::util::option_layer(limiters.map(|limiters| {
+            axum::middleware::from_fn(move |request, next| {
+                limits::enforce(limiters.clone(), request, next)
+            })
+        })))
         .with_state(state)
 }
 

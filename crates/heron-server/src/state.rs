@@ -17,6 +17,7 @@ pub struct ServerSettings {
     pub max_concurrent_requests: usize,
     pub auth: AuthMode,
     pub sns: SnsSettings,
+    pub rate_limits: crate::RateLimitSettings,
 }
 
 impl Default for ServerSettings {
@@ -27,6 +28,7 @@ impl Default for ServerSettings {
             max_concurrent_requests: 512,
             auth: AuthMode::Disabled,
             sns: SnsSettings::default(),
+            rate_limits: crate::RateLimitSettings::default(),
         }
     }
 }
@@ -66,7 +68,7 @@ pub struct TuningState {
 /// a model is configured).
 #[derive(Clone)]
 pub struct AgentState {
-    pub embedder: heron_app::TicketEmbedder,
+    pub embedder: heron_app::SimilarityEmbedder,
     pub chat: Option<heron_app::ChatService>,
     /// Whether new tickets are investigated (a model is configured).
     pub enabled: bool,

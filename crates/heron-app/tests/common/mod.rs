@@ -182,6 +182,10 @@ delegate!(EmbeddingStore {
         put_ticket_embedding(ticket: TicketId, model: &str, vector: &[f32]) -> StoreResult<()>;
         get_ticket_embedding(ticket: TicketId, model: &str) -> StoreResult<Option<Vec<f32>>>;
         similar_tickets(model: &str, vector: &[f32], limit: usize, exclude: Option<TicketId>) -> StoreResult<Vec<SimilarTicket>>;
+        alerts_to_embed(limit: usize) -> StoreResult<Vec<Alert>>;
+        put_alert_embeddings(model: &str, vectors: &[(AlertId, Vec<f32>)]) -> StoreResult<()>;
+        skip_alert_embeddings(alerts: &[AlertId]) -> StoreResult<()>;
+        get_alert_embedding(alert: AlertId, model: &str) -> StoreResult<Option<Vec<f32>>>;
 });
 
 delegate!(ToolCache {

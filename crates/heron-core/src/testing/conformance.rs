@@ -4131,6 +4131,83 @@ pub async fn embeddings_are_stored_per_ticket_and_model_and_replaced(store: Shar
     );
 }
 
+pub async fn new_alerts_wait_for_an_embedding_until_one_is_stored_or_skipped(store: Shared) {
+    assert!(store.alerts_to_embed(10).await.unwrap().is_empty());
+    let mut ids = Vec::new();
+    for (n, key) in ["a", "b", "c"].into_iter().enumerate() {
+        let now = at(i64::try_from(n).unwrap() * 10);
+        let bindings = ingest(&store, now, |id| {
+            let alert = new_alert(id, "guardduty", key, now);
+            ids.push(alert.id);
+            vec![discard(alert)]
+        })
+        .await;
+        assert_eq!(bindings.len(), 1);
+    }
+    let waiting = |limit| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .alerts_to_embed(limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(waiting(10).await, ids, "every new alert, oldest first");
+    assert_eq!(waiting(2).await, ids[..2], "at most the limit");
+
+    let vector = vec![0.25f32, -1.5, 1e-20];
+    store
+        .put_alert_embeddings(
+            "m",
+            &[(ids[0], vector.clone()), (ids[2], vec![1.0, 0.0, 0.0])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(waiting(10).await, vec![ids[1]]);
+    assert_eq!(
+        store.get_alert_embedding(ids[0], "m").await.unwrap(),
+        Some(vector),
+        "bit for bit"
+    );
+    assert_eq!(
+        store.get_alert_embedding(ids[0], "other").await.unwrap(),
+        None
+    );
+    store
+        .put_alert_embeddings("m", &[(ids[0], vec![9.0])])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_alert_embedding(ids[0], "m").await.unwrap(),
+        Some(vec![9.0]),
+        "replaced, dimensions included"
+    );
+
+    assert_not_found(
+        store
+            .put_alert_embeddings("m", &[(ids[1], vec![1.0]), (AlertId::new(), vec![1.0])])
+            .await,
+        "the embedding of an unknown alert",
+    );
+    assert_eq!(
+        store.get_alert_embedding(ids[1], "m").await.unwrap(),
+        None,
+        "all or nothing"
+    );
+    assert_eq!(waiting(10).await, vec![ids[1]]);
+
+    store
+        .skip_alert_embeddings(&[ids[1], AlertId::new()])
+        .await
+        .unwrap();
+    assert!(waiting(10).await.is_empty(), "skipped alerts wait no more");
+    assert_eq!(store.get_alert_embedding(ids[1], "m").await.unwrap(), None);
+}
+
 pub async fn similar_tickets_are_the_closest_of_one_model_and_dimension_best_first(store: Shared) {
     let mut ids = HashMap::new();
     for (n, key) in [

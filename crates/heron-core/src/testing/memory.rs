@@ -62,6 +62,10 @@ struct State {
     runs: BTreeMap<Uuid, AgentRun>,
     /// (ticket, model) → vector.
     embeddings: HashMap<(TicketId, String), Vec<f32>>,
+    /// (alert, model) → vector.
+    alert_embeddings: HashMap<(AlertId, String), Vec<f32>>,
+    /// Alerts waiting for an embedding, by (created_at, id).
+    alerts_to_embed: std::collections::BTreeSet<(Timestamp, AlertId)>,
     /// Tool cache: key → (value, expires_at).
     cache: HashMap<String, (String, Timestamp)>,
 }
@@ -93,6 +97,12 @@ impl State {
                 lease: None,
             },
         );
+    }
+
+    fn take_off_embedding_list(&mut self, id: AlertId) {
+        if let Some(created_at) = self.alerts.get(&id).map(|a| a.created_at) {
+            self.alerts_to_embed.remove(&(created_at, id));
+        }
     }
 
     /// The store's clock ([`EventQueue::now`]), for changes the ports give no time for.
@@ -301,7 +311,9 @@ impl State {
             }
         }
         for (alert, binding) in write.alerts {
-            self.alerts.insert(alert.id, stored_alert(alert, binding));
+            let alert = stored_alert(alert, binding);
+            self.alerts_to_embed.insert((alert.created_at, alert.id));
+            self.alerts.insert(alert.id, alert);
         }
         for (id, state) in write.events {
             if let Some(stored) = self.events.get_mut(&id) {
@@ -1175,6 +1187,57 @@ impl EmbeddingStore for InMemoryStore {
                 })
             })
             .collect())
+    }
+
+    async fn alerts_to_embed(&self, limit: usize) -> StoreResult<Vec<Alert>> {
+        let state = self.lock();
+        Ok(state
+            .alerts_to_embed
+            .iter()
+            .take(limit)
+            .filter_map(|(_, id)| state.alerts.get(id).cloned())
+            .collect())
+    }
+
+    async fn put_alert_embeddings(
+        &self,
+        model: &str,
+        vectors: &[(AlertId, Vec<f32>)],
+    ) -> StoreResult<()> {
+        let mut state = self.lock();
+        if let Some((missing, _)) = vectors
+            .iter()
+            .find(|(id, _)| !state.alerts.contains_key(id))
+        {
+            return Err(StoreError::NotFound(format!("alert {missing}")));
+        }
+        for (id, vector) in vectors {
+            state
+                .alert_embeddings
+                .insert((*id, model.to_owned()), vector.clone());
+            state.take_off_embedding_list(*id);
+        }
+        Ok(())
+    }
+
+    async fn skip_alert_embeddings(&self, alerts: &[AlertId]) -> StoreResult<()> {
+        let mut state = self.lock();
+        for id in alerts {
+            state.take_off_embedding_list(*id);
+        }
+        Ok(())
+    }
+
+    async fn get_alert_embedding(
+        &self,
+        alert: AlertId,
+        model: &str,
+    ) -> StoreResult<Option<Vec<f32>>> {
+        Ok(self
+            .lock()
+            .alert_embeddings
+            .get(&(alert, model.to_owned()))
+            .cloned())
     }
 }
 

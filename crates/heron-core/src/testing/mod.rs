@@ -129,6 +129,7 @@ macro_rules! conformance_tests {
             agent_runs_are_replaced_whole_and_listed_oldest_first,
             tokens_spent_since_sums_the_runs_started_at_or_after_it,
             embeddings_are_stored_per_ticket_and_model_and_replaced,
+            new_alerts_wait_for_an_embedding_until_one_is_stored_or_skipped,
             similar_tickets_are_the_closest_of_one_model_and_dimension_best_first,
             a_similar_ticket_carries_the_finding_the_agent_wrote,
             the_tool_cache_serves_an_entry_until_it_expires_and_replaces_it,

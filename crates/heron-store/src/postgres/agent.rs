@@ -16,18 +16,19 @@
 use super::PgStore;
 use crate::error::map;
 use crate::rows::{
-    AgentRunRow, MAX_SIMILAR, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text, convert,
-    dims, leased_triage, run_columns, similar_columns, triage_columns,
+    AgentRunRow, AlertRow, MAX_SIMILAR, SimilarRow, TriageJobRow, TriageLeasedRow, alert_columns,
+    budget_text, convert, dims, leased_triage, run_columns, similar_columns, triage_columns,
 };
 use async_trait::async_trait;
 use heron_core::agent::AgentRun;
+use heron_core::alert::Alert;
 use heron_core::investigation::{
     AgentStore, EmbeddingStore, SimilarTicket, TriageJob, TriageJobState, TriageLease,
     TriageOutcome, TriageStats,
 };
 use heron_core::ports::{LEASE_EXPIRED_ERROR, StoreError, StoreResult};
 use heron_core::tool::{ToolCache, ToolCacheError};
-use heron_core::{TicketId, Timestamp};
+use heron_core::{AlertId, TicketId, Timestamp};
 use pgvector::Vector;
 use sqlx::postgres::PgConnection;
 use sqlx::types::Json;
@@ -596,6 +597,111 @@ impl EmbeddingStore for PgStore {
                 row.ticket.scored(score)
             })
             .collect()
+    }
+
+    async fn alerts_to_embed(&self, limit: usize) -> StoreResult<Vec<Alert>> {
+        let rows: Vec<AlertRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE embedding_pending ORDER BY created_at, id LIMIT $1"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        convert(rows)
+    }
+
+    async fn put_alert_embeddings(
+        &self,
+        model: &str,
+        vectors: &[(AlertId, Vec<f32>)],
+    ) -> StoreResult<()> {
+        if vectors.is_empty() {
+            return Ok(());
+        }
+        let mut ids = Vec::with_capacity(vectors.len());
+        let mut sizes = Vec::with_capacity(vectors.len());
+        let mut embeddings = Vec::with_capacity(vectors.len());
+        for (id, vector) in vectors {
+            ids.push(id.as_uuid());
+            sizes.push(dims(vector)?);
+            embeddings.push(Vector::from(vector.clone()));
+        }
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        let known: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM alerts WHERE id = ANY($1::uuid[])")
+                .bind(&ids)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map)?;
+        if usize::try_from(known).unwrap_or(0) != vectors.len() {
+            let found: Vec<uuid::Uuid> =
+                sqlx::query_scalar("SELECT id FROM alerts WHERE id = ANY($1::uuid[])")
+                    .bind(&ids)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map)?;
+            let missing = vectors
+                .iter()
+                .map(|(id, _)| *id)
+                .find(|id| !found.contains(&id.as_uuid()));
+            return Err(StoreError::NotFound(match missing {
+                Some(id) => format!("alert {id}"),
+                None => "an alert given twice".to_owned(),
+            }));
+        }
+        sqlx::query(
+            "INSERT INTO alert_embeddings (alert_id, model, dims, embedding) \
+             SELECT id, $2, d, e FROM UNNEST($1::uuid[], $3::integer[], $4::vector[]) AS u(id, d, e) \
+             ON CONFLICT (alert_id, model) DO UPDATE SET dims = EXCLUDED.dims, \
+                 embedding = EXCLUDED.embedding",
+        )
+        .bind(&ids)
+        .bind(model)
+        .bind(&sizes)
+        .bind(&embeddings)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        sqlx::query(
+            "UPDATE alerts SET embedding_pending = false \
+             WHERE id = ANY($1::uuid[]) AND embedding_pending",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)
+    }
+
+    async fn skip_alert_embeddings(&self, alerts: &[AlertId]) -> StoreResult<()> {
+        let ids: Vec<uuid::Uuid> = alerts.iter().map(|id| id.as_uuid()).collect();
+        sqlx::query(
+            "UPDATE alerts SET embedding_pending = false \
+             WHERE id = ANY($1::uuid[]) AND embedding_pending",
+        )
+        .bind(&ids)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    async fn get_alert_embedding(
+        &self,
+        alert: AlertId,
+        model: &str,
+    ) -> StoreResult<Option<Vec<f32>>> {
+        let vector: Option<Vector> = sqlx::query_scalar(
+            "SELECT embedding FROM alert_embeddings WHERE alert_id = $1 AND model = $2",
+        )
+        .bind(alert.as_uuid())
+        .bind(model)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(vector.map(|v| v.to_vec()))
     }
 }
 

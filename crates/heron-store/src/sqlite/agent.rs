@@ -10,19 +10,21 @@
 use super::{SqliteStore, id_text};
 use crate::error::map;
 use crate::rows::{
-    AgentRunRow, DbUuid, MAX_SIMILAR, SimilarRow, TriageJobRow, TriageLeasedRow, budget_text,
-    convert, dims, json_text, leased_triage, micros, run_columns, similar_columns, triage_columns,
+    AgentRunRow, AlertRow, DbUuid, MAX_SIMILAR, SimilarRow, TriageJobRow, TriageLeasedRow,
+    alert_columns, budget_text, convert, dims, json_text, leased_triage, micros, run_columns,
+    similar_columns, triage_columns,
 };
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use heron_core::agent::AgentRun;
+use heron_core::alert::Alert;
 use heron_core::investigation::{
     AgentStore, EmbeddingStore, SimilarTicket, TriageJob, TriageJobState, TriageLease,
     TriageOutcome, TriageStats, cosine_similarity,
 };
 use heron_core::ports::{LEASE_EXPIRED_ERROR, StoreError, StoreResult};
 use heron_core::tool::{ToolCache, ToolCacheError};
-use heron_core::{TicketId, Timestamp};
+use heron_core::{AlertId, TicketId, Timestamp};
 use sqlx::{Row, SqliteConnection};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -555,6 +557,94 @@ impl EmbeddingStore for SqliteStore {
                     .map(|row| row.scored(c.score))
             })
             .collect()
+    }
+
+    async fn alerts_to_embed(&self, limit: usize) -> StoreResult<Vec<Alert>> {
+        let rows: Vec<AlertRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE embedding_pending ORDER BY created_at, id LIMIT $1"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        convert(rows)
+    }
+
+    async fn put_alert_embeddings(
+        &self,
+        model: &str,
+        vectors: &[(AlertId, Vec<f32>)],
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        for (alert, vector) in vectors {
+            let dims = dims(vector)?;
+            // The alert check and the write in one statement, as for tickets.
+            let done = sqlx::query(
+                "INSERT INTO alert_embeddings (alert_id, model, dims, embedding) \
+                 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM alerts WHERE id = $1) \
+                 ON CONFLICT (alert_id, model) DO UPDATE SET dims = excluded.dims, \
+                     embedding = excluded.embedding",
+            )
+            .bind(id_text(alert))
+            .bind(model)
+            .bind(dims)
+            .bind(vector_blob(vector))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("alert {alert}")));
+            }
+            sqlx::query(
+                "UPDATE alerts SET embedding_pending = 0 WHERE id = $1 AND embedding_pending",
+            )
+            .bind(id_text(alert))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)
+    }
+
+    async fn skip_alert_embeddings(&self, alerts: &[AlertId]) -> StoreResult<()> {
+        let ids: Vec<String> = alerts.iter().map(id_text).collect();
+        sqlx::query(
+            "UPDATE alerts SET embedding_pending = 0 \
+             WHERE id IN (SELECT value FROM json_each($1)) AND embedding_pending",
+        )
+        .bind(json_text(&ids)?)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    async fn get_alert_embedding(
+        &self,
+        alert: AlertId,
+        model: &str,
+    ) -> StoreResult<Option<Vec<f32>>> {
+        let blob: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT embedding FROM alert_embeddings WHERE alert_id = $1 AND model = $2",
+        )
+        .bind(id_text(alert))
+        .bind(model)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        let Some(blob) = blob else {
+            return Ok(None);
+        };
+        let mut vector = Vec::with_capacity(blob.len() / 4);
+        if !read_blob(&blob, &mut vector) {
+            return Err(crate::error::corrupt(format!(
+                "stored embedding of alert {alert} is {} bytes, not whole f32s",
+                blob.len()
+            )));
+        }
+        Ok(Some(vector))
     }
 }
 
