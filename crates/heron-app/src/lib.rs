@@ -23,8 +23,10 @@ mod intake;
 pub mod metrics;
 pub mod pipeline;
 mod policies;
+pub mod replay;
 mod tickets;
 pub mod triage;
+pub mod tuning;
 mod worker;
 
 pub use chat::{AGENT_AUTHOR, ChatReply, ChatService, MAX_QUESTION_BYTES};
@@ -32,7 +34,7 @@ pub use embedding::{AlertEmbeddingSettings, AlertEmbeddingWorker, SimilarityEmbe
 pub use enrich::{AgentEnricher, AlertText, EnrichError, Enricher, TaskRun};
 pub use error::{AppError, AppResult};
 pub use intake::Intake;
-pub use policies::PolicyHandle;
+pub use policies::{PolicyHandle, ReloadError, ReloadStatus};
 pub use tickets::{Actor, TicketService};
 pub use triage::{StoreDailyTokens, TriageAgent, TriageSettings, TriageWorker, ticket_context};
 pub use worker::{Worker, WorkerSettings};

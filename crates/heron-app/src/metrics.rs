@@ -19,6 +19,9 @@ pub const AGENT_STEPS: &str = "heron_agent_steps_total";
 pub const ENRICH_TASKS: &str = "heron_enrich_tasks_total";
 pub const ALERT_METADATA: &str = "heron_alert_metadata_total";
 pub const ALERT_EMBEDDINGS: &str = "heron_alert_embeddings_total";
+pub const POLICY_RELOADS: &str = "heron_policy_reloads_total";
+pub const POLICY_RELOAD_FAILING: &str = "heron_policy_reload_failing";
+pub const POLICY_GENERATION: &str = "heron_policy_generation";
 
 /// Distinct `schema` label values kept; later schemas are counted as `other`. Anyone holding
 /// a webhook token can invent schema names, and each new label value is a new time series.
@@ -48,6 +51,18 @@ pub fn schema_label(schema: &heron_core::SchemaName) -> String {
 /// Describes every metric once, so `/metrics` has HELP lines from the start.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        POLICY_RELOADS,
+        "Policy reloads, by result: ok (swapped in) or refused (did not compile or its tests failed)."
+    );
+    describe_gauge!(
+        POLICY_RELOAD_FAILING,
+        "1 while the newest policies on disk are refused and an older set is in force."
+    );
+    describe_gauge!(
+        POLICY_GENERATION,
+        "Policy sets loaded by this process, the first one included."
+    );
     describe_counter!(
         EVENTS_RECEIVED,
         "Webhook deliveries stored, by schema and source."

@@ -9,6 +9,8 @@
 //!   sends to the model (see [`agent`]).
 //! - `policy`: median µs of ingest + triage for the GuardDuty example, beside regopy (rego-cpp)
 //!   evaluating the same policies and input (`scripts/bench` provides it).
+//! - `replay`: events/s replayed from PostgreSQL by `heron policy replay` (both sides the
+//!   example policies), beside the rate of reading the same pages alone.
 //! - `similar`: similar-ticket search p50/p95 latency and recall@10 against exact search, on
 //!   100,000 tickets (PostgreSQL, HNSW) and 10,000 (SQLite, exact).
 
@@ -27,6 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod pages;
+mod replay;
 mod similar;
 mod workers;
 
@@ -98,6 +101,13 @@ enum Command {
         /// Python with regopy installed; without it only Heron is measured.
         #[arg(long, env = "HERON_BENCH_PYTHON")]
         python: Option<PathBuf>,
+    },
+    /// `heron policy replay`'s throughput from PostgreSQL.
+    Replay {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[arg(long, default_value_t = 2_000)]
+        page: usize,
     },
     Similar {
         /// Tickets with embeddings on PostgreSQL.
@@ -172,6 +182,10 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Policy { iterations, python } => {
                 policy(&cli.root, iterations, python.as_deref())
+            }
+            Command::Replay { events, page } => {
+                let url = database_url(cli.database_url)?;
+                replay::run(&cli.root, &url, events.max(1), page.max(1)).await
             }
             Command::Similar {
                 pg_tickets,

@@ -3,5 +3,6 @@
 //! into the application and the server. Integration tests start Heron through [`runtime`].
 
 pub mod agent;
+pub mod reload;
 pub mod runtime;
 pub mod settings;

@@ -126,13 +126,17 @@ enum PolicyCommand {
         /// Print every test with its result and duration.
         #[arg(short, long)]
         verbose: bool,
-        /// Only tests whose `package.rule` name matches this regular expression.
-        #[arg(long)]
+        /// Only tests whose `data.package.rule` name matches this regular expression.
+        #[arg(short = 'r', long)]
         run: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
-        #[arg(long)]
+        /// Parse policies as Rego v0 (modules with `import rego.v1` stay v1).
+        #[arg(long, alias = "v0-compatible")]
         rego_v0: bool,
+        /// Exit 1 when no test ran (a misspelt --run, an empty folder).
+        #[arg(long)]
+        fail_on_empty: bool,
         /// Report which policy lines the tests evaluated.
         #[arg(long)]
         coverage: bool,
@@ -147,6 +151,38 @@ enum PolicyCommand {
         /// alert.
         #[arg(long, value_name = "DIR")]
         ignore: Vec<PathBuf>,
+    },
+    /// Re-run ingest, fingerprinting and triage over stored events with a candidate policy
+    /// set and print what would change against the current one. Reads only; calls no model
+    /// (enrich tasks are not run: triage sees empty enrich results on both sides).
+    Replay {
+        /// The candidate policy files or folders.
+        #[arg(long = "policies", required = true, value_name = "DIR")]
+        candidate: Vec<PathBuf>,
+        /// The current set (default: the configured policies).
+        #[arg(long = "current", value_name = "DIR")]
+        current: Vec<PathBuf>,
+        /// Only events received within this long before now (`30m`, `24h`, `7d`) or since an
+        /// RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events of this schema.
+        #[arg(long)]
+        schema: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Example event ids shown per kind of change.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+        /// Folder for the SQLite database.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// postgres://… to read from PostgreSQL instead of SQLite.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Parse both sets as Rego v0.
+        #[arg(long)]
+        rego_v0: bool,
     },
     /// Evaluate ingest and triage on one event (a file, or - for stdin) and print the result.
     Eval {
@@ -264,6 +300,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = runtime::open_store(&settings).await?;
             out!("migrations applied ({} database)", store.backend());
         }
+        Command::Policy {
+            command:
+                PolicyCommand::Replay {
+                    candidate,
+                    current,
+                    since,
+                    schema,
+                    format,
+                    examples,
+                    data_dir,
+                    database_url,
+                    rego_v0,
+                },
+        } => {
+            let overrides = Overrides {
+                data_dir,
+                database_url,
+                policies: (!current.is_empty()).then_some(current),
+                rego_version: rego_v0.then(|| "v0".to_owned()),
+                ..Overrides::default()
+            };
+            let settings = Settings::load(config, &overrides)?;
+            let request = ReplayRequest {
+                candidate,
+                since,
+                schema,
+                format,
+                examples,
+            };
+            return replay(&settings, request).await;
+        }
         Command::Policy { command } => return policy(config, command),
         Command::Events { command, common } => {
             let settings = Settings::load(config, &common.overrides())?;
@@ -285,6 +352,7 @@ fn policy(config: Option<&std::path::Path>, command: PolicyCommand) -> anyhow::R
             run,
             format,
             rego_v0,
+            fail_on_empty,
             coverage,
             threshold,
             detect,
@@ -337,15 +405,23 @@ fn policy(config: Option<&std::path::Path>, command: PolicyCommand) -> anyhow::R
                 }
                 _ => false,
             };
+            let ran = report.results.len() - report.count(Outcome::Skipped);
+            if fail_on_empty && ran == 0 {
+                eprintln!("no test ran (--fail-on-empty)");
+            }
             let code = if report.count(Outcome::Error) > 0 {
                 2
-            } else if report.count(Outcome::Fail) > 0 || under_threshold {
+            } else if report.count(Outcome::Fail) > 0
+                || under_threshold
+                || (fail_on_empty && ran == 0)
+            {
                 1
             } else {
                 0
             };
             Ok(ExitCode::from(code))
         }
+        PolicyCommand::Replay { .. } => bail!("replay runs in the async runtime"),
         PolicyCommand::Eval {
             schema,
             input,
@@ -373,6 +449,142 @@ fn policy(config: Option<&std::path::Path>, command: PolicyCommand) -> anyhow::R
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+struct ReplayRequest {
+    candidate: Vec<PathBuf>,
+    since: Option<String>,
+    schema: Option<String>,
+    format: Format,
+    examples: usize,
+}
+
+/// `heron policy replay`: the configured (or `--current`) set against the candidate.
+async fn replay(settings: &Settings, request: ReplayRequest) -> anyhow::Result<ExitCode> {
+    use heron_app::replay::{ReplaySettings, replay};
+    let now = chrono::Utc::now();
+    let since = request
+        .since
+        .as_deref()
+        .map(|raw| parse_since(raw, now))
+        .transpose()?;
+    let schema = request
+        .schema
+        .as_deref()
+        .map(SchemaName::parse)
+        .transpose()?;
+    let current = runtime::load_policies(settings).context("the current policy set")?;
+    let mut candidate_settings = settings.clone();
+    candidate_settings.policies = request.candidate.clone();
+    let candidate =
+        runtime::load_policies(&candidate_settings).context("the candidate policy set")?;
+    let store = runtime::open_store(settings).await?;
+    let started = std::time::Instant::now();
+    let report = replay(
+        store,
+        std::sync::Arc::new(current),
+        std::sync::Arc::new(candidate),
+        &ReplaySettings {
+            since,
+            schema,
+            dedup_window: settings.worker.to_app().dedup_window,
+            examples: request.examples,
+            ..ReplaySettings::default()
+        },
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    match request.format {
+        Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print_replay(&report, since, elapsed),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `7d`, `24h`, `30m`, `90s` before `now`, or an RFC 3339 time.
+fn parse_since(
+    raw: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let raw = raw.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let amount: i64 = number.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--since {raw:?}: expected a duration such as 7d, 24h, 30m or an RFC 3339 time"
+        )
+    })?;
+    let duration = match unit {
+        "d" => chrono::Duration::try_days(amount),
+        "h" => chrono::Duration::try_hours(amount),
+        "m" => chrono::Duration::try_minutes(amount),
+        "s" => chrono::Duration::try_seconds(amount),
+        _ => None,
+    }
+    .ok_or_else(|| anyhow::anyhow!("--since {raw:?}: the unit must be d, h, m or s"))?;
+    now.checked_sub_signed(duration)
+        .ok_or_else(|| anyhow::anyhow!("--since {raw:?} is too far back"))
+}
+
+fn print_replay(
+    report: &heron_app::replay::ReplayReport,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    elapsed: std::time::Duration,
+) {
+    let rate = report.events as f64 / elapsed.as_secs_f64().max(1e-9);
+    out!(
+        "replayed {} events{} in {:.2} s ({rate:.0} events/s)",
+        report.events,
+        since.map_or(String::new(), |s| format!(
+            " received since {}",
+            s.to_rfc3339()
+        )),
+        elapsed.as_secs_f64()
+    );
+    for (side, has) in [
+        ("current", report.enrich_skipped.current),
+        ("candidate", report.enrich_skipped.candidate),
+    ] {
+        if has {
+            out!(
+                "note: the {side} set has data.enrich; its tasks were not run (replay calls no model) and triage saw empty enrich results"
+            );
+        }
+    }
+    for schema in &report.schemas {
+        out!("");
+        out!("{}: {} events", schema.schema, schema.events);
+        out!("  {:<12} {:>10} {:>10}", "", "current", "candidate");
+        let (a, b) = (&schema.current, &schema.candidate);
+        for (label, x, y) in [
+            ("alerts", a.alerts, b.alerts),
+            ("published", a.published, b.published),
+            ("notices", a.notices, b.notices),
+            ("discarded", a.discarded, b.discarded),
+            ("tickets", a.tickets, b.tickets),
+            ("errors", a.errors, b.errors),
+        ] {
+            out!("  {label:<12} {x:>10} {y:>10}");
+        }
+        if schema.changes.is_empty() {
+            out!("  no change");
+        }
+        for change in &schema.changes {
+            let examples: Vec<String> = change.examples.iter().map(|e| e.to_string()).collect();
+            out!(
+                "  {:<28} {:>8}  e.g. {}",
+                change.kind,
+                change.count,
+                examples.join(", ")
+            );
+        }
+    }
+    if report.schemas.is_empty() {
+        out!("no stored event matched");
     }
 }
 
@@ -426,7 +638,9 @@ fn parse_percent(raw: &str) -> Result<f64, String> {
 fn print_test_report(report: &heron_policy::testing::TestReport, verbose: bool) {
     let mut current_file = None;
     for result in &report.results {
-        let show = verbose || result.outcome != Outcome::Pass;
+        // Like `opa test`: failures and errors always, every test with -v; print() output
+        // of a test is shown whenever the test is.
+        let show = verbose || matches!(result.outcome, Outcome::Fail | Outcome::Error);
         if !show {
             continue;
         }
@@ -434,33 +648,30 @@ fn print_test_report(report: &heron_policy::testing::TestReport, verbose: bool) 
             out!("{}:", result.file);
             current_file = Some(&result.file);
         }
-        let label = match result.outcome {
-            Outcome::Pass => "PASS",
-            Outcome::Fail => "FAIL",
-            Outcome::Error => "ERROR",
-        };
         out!(
-            "data.{}.{}: {label} ({:.3}ms)",
+            "data.{}.{}: {} ({:.3}ms)",
             result.package,
             result.name,
+            result.outcome.label(),
             result.duration.as_secs_f64() * 1000.0
         );
-        if result.outcome != Outcome::Pass {
-            for line in &result.output {
-                out!("  {line}");
+        for case in &result.cases {
+            if verbose || case.outcome != Outcome::Pass {
+                out!("  {}: {}", case.name.join(" / "), case.outcome.label());
             }
+        }
+        for line in &result.output {
+            out!("  {line}");
         }
     }
     let total = report.results.len();
     out!("{}", "-".repeat(80));
     out!("PASS: {}/{}", report.count(Outcome::Pass), total);
-    let failed = report.count(Outcome::Fail);
-    if failed > 0 {
-        out!("FAIL: {failed}/{total}");
-    }
-    let errors = report.count(Outcome::Error);
-    if errors > 0 {
-        out!("ERROR: {errors}/{total}");
+    for outcome in [Outcome::Fail, Outcome::Error, Outcome::Skipped] {
+        let n = report.count(outcome);
+        if n > 0 {
+            out!("{}: {n}/{total}", outcome.label());
+        }
     }
     if let Some(coverage) = &report.coverage {
         for file in &coverage.files {

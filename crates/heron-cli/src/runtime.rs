@@ -138,11 +138,38 @@ fn bootstrap_token(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// The policies, reloadable from their folders (see [`crate::reload`]), with the folder watch
+/// and SIGHUP listener started; both stop on `stop`.
+fn reloadable_policies(
+    settings: &Settings,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<(PolicyHandle, Option<notify::RecommendedWatcher>)> {
+    let loader = Arc::new(crate::reload::FolderLoader::new(settings));
+    let policies = PolicyHandle::reloadable(Arc::new(load_policies(settings)?), loader);
+    crate::reload::reload_on_sighup(policies.clone(), stop.clone());
+    let watcher = if settings.policy_watch_debounce_ms > 0 {
+        Some(crate::reload::watch_folders(
+            &settings.policies,
+            policies.clone(),
+            Duration::from_millis(settings.policy_watch_debounce_ms),
+            stop.clone(),
+        )?)
+    } else {
+        None
+    };
+    Ok((policies, watcher))
+}
+
+/// How far back a tuning draft's replay looks.
+pub const TUNING_REPLAY_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// A running server (and, unless disabled, its in-process worker).
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub store: Arc<dyn Store>,
     pub policies: PolicyHandle,
+    /// Watches the policy folders while it lives.
+    _watcher: Option<notify::RecommendedWatcher>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     worker: Option<JoinHandle<()>>,
@@ -214,7 +241,8 @@ fn shutdown_overran() -> anyhow::Error {
 /// when `settings.worker.enabled`.
 pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> {
     let auth = auth_mode(settings)?;
-    let policies = PolicyHandle::new(Arc::new(load_policies(settings)?));
+    let (shutdown, mut on_shutdown) = watch::channel(false);
+    let (policies, watcher) = reloadable_policies(settings, &on_shutdown)?;
     let store = open_store(settings).await?;
     let wake = Arc::new(Notify::new());
     let intake = Intake::new(store.clone(), wake.clone());
@@ -245,12 +273,17 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
         chat: agent.chat.clone(),
         enabled: agent.triage.is_some(),
         tools: agent.tool_names(),
+    })
+    .with_tuning(heron_server::TuningState {
+        workbench: Arc::new(crate::reload::FolderLoader::new(settings)),
+        model: agent.chat_model.clone(),
+        replay_window: TUNING_REPLAY_WINDOW,
+        dedup_window: settings.worker.to_app().dedup_window,
     });
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
     let addr = listener.local_addr()?;
-    let (shutdown, mut on_shutdown) = watch::channel(false);
     let app = heron_server::router(state);
     let server = tokio::spawn(async move {
         axum::serve(
@@ -282,6 +315,7 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
         addr,
         store,
         policies,
+        _watcher: watcher,
         shutdown,
         server,
         worker,
@@ -290,6 +324,8 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
 
 /// A stand-alone worker (`heron worker`).
 pub struct RunningWorker {
+    pub policies: PolicyHandle,
+    _watcher: Option<notify::RecommendedWatcher>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -328,21 +364,26 @@ impl RunningWorker {
 }
 
 pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> {
-    let policies = PolicyHandle::new(Arc::new(load_policies(settings)?));
+    let (shutdown, stop) = watch::channel(false);
+    let (policies, watcher) = reloadable_policies(settings, &stop)?;
     let store = open_store(settings).await?;
     let agent = crate::agent::build(settings, store.clone()).await?;
     let triage = triage_worker(&store, &agent);
     let alerts = alert_embedding_worker(&store, &agent);
     let worker = Worker::new(
         store,
-        policies,
+        policies.clone(),
         settings.worker.to_app(),
         Arc::new(Notify::new()),
         agent.enricher.clone(),
     );
-    let (shutdown, stop) = watch::channel(false);
     let task = spawn_workers(worker, triage, alerts, stop);
-    Ok(RunningWorker { shutdown, task })
+    Ok(RunningWorker {
+        policies,
+        _watcher: watcher,
+        shutdown,
+        task,
+    })
 }
 
 fn triage_worker(store: &Arc<dyn Store>, agent: &crate::agent::AgentParts) -> TriageWorker {

@@ -24,6 +24,9 @@ pub struct Settings {
     pub rego_version: String,
     /// Wall-clock limit for one policy evaluation, in milliseconds.
     pub policy_timeout_ms: u64,
+    /// Changes in the policy folders are gathered for this long, then reloaded once; 0 turns
+    /// watching off (SIGHUP and `POST /api/v1/policies/reload` still reload).
+    pub policy_watch_debounce_ms: u64,
     /// Accept webhooks and API calls without a token (refused unless `addr` is loopback).
     pub no_auth: bool,
     /// Largest webhook body, in bytes.
@@ -235,6 +238,7 @@ impl Default for Settings {
             policies: vec![PathBuf::from("policies")],
             rego_version: "v1".into(),
             policy_timeout_ms: 2000,
+            policy_watch_debounce_ms: 500,
             no_auth: false,
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
@@ -321,6 +325,7 @@ const ENV_KEYS: &[&str] = &[
     "policies",
     "rego_version",
     "policy_timeout_ms",
+    "policy_watch_debounce_ms",
     "no_auth",
     "max_body_bytes",
     "request_timeout_secs",
@@ -467,7 +472,7 @@ impl Settings {
     /// safety limit by accident; the message names the key and its range.
     pub fn validate(&self) -> Result<(), String> {
         const DAY: u64 = 86_400;
-        let checks: [(&str, u64, u64, u64); 23] = [
+        let checks: [(&str, u64, u64, u64); 24] = [
             ("llm_timeout", self.llm_timeout, 1, 3600),
             ("llm_max_retries", u64::from(self.llm_max_retries), 0, 20),
             (
@@ -495,6 +500,12 @@ impl Settings {
             ("agent_wall_time", self.agent_wall_time, 1, 3600),
             ("agent_concurrency", self.agent_concurrency as u64, 1, 64),
             ("policy_timeout_ms", self.policy_timeout_ms, 1, 600_000),
+            (
+                "policy_watch_debounce_ms",
+                self.policy_watch_debounce_ms,
+                0,
+                600_000,
+            ),
             ("max_body_bytes", self.max_body_bytes as u64, 1024, 64 << 20),
             ("request_timeout_secs", self.request_timeout_secs, 1, 3600),
             (

@@ -141,6 +141,12 @@ pub trait PolicyEngine: Send + Sync {
     ) -> Result<IngestOutput, PolicyError>;
     fn triage(&self, input: &TriageInput) -> Result<TriageDecision, PolicyError>;
     fn info(&self) -> PolicyInfo;
+    /// A digest of everything [`ingest`](Self::ingest) depends on, when the engine can tell:
+    /// two engines with equal digests make the same alerts from every event, so a caller
+    /// comparing them (replay) may evaluate ingest once. `None` (the default): unknown.
+    fn ingest_digest(&self) -> Option<u64> {
+        None
+    }
     /// Whether a `data.enrich` package exists: when it does not, [`enrich`](Self::enrich)
     /// answers no tasks and callers need not build its input.
     fn has_enrich(&self) -> bool {
@@ -170,4 +176,32 @@ pub trait PolicyEngine: Send + Sync {
             }),
         }
     }
+}
+
+/// Why a fresh policy set was refused on reload: it does not compile, or its own `test_*`
+/// rules do not pass. The message is for people (file:line first when there is one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyLoadFailure(pub String);
+
+/// Loads the configured policies afresh for a reload: compiled, and checked against the
+/// set's own `test_*` rules, so only a set that passes them is ever handed out. Synchronous
+/// CPU and file work; callers run it off the async threads.
+pub trait PolicyLoader: Send + Sync {
+    fn load(&self) -> Result<std::sync::Arc<dyn PolicyEngine>, PolicyLoadFailure>;
+}
+
+/// A policy set tried out with extra files: compiled and tested, never put in force.
+pub struct PolicyTrial {
+    pub engine: std::sync::Arc<dyn PolicyEngine>,
+    pub tests_passed: usize,
+    pub tests_total: usize,
+}
+
+/// Tries changes to the configured policies without applying them (tuning drafts): the
+/// configured folders plus `extra` `(relative path, text)` files, compiled, with every
+/// `test_*` rule run. A set that does not compile or whose tests do not all pass is a
+/// [`PolicyLoadFailure`]. Synchronous; callers run it off the async threads.
+pub trait PolicyWorkbench: Send + Sync {
+    fn trial(&self, extra: &[(String, String)]) -> Result<PolicyTrial, PolicyLoadFailure>;
 }

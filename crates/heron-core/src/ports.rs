@@ -95,6 +95,29 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
+/// Which stored events [`EventHistory::scan_events`] reads: oldest first, a page at a time.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventScan {
+    /// Only events received at or after this.
+    pub since: Option<Timestamp>,
+    pub schema: Option<SchemaName>,
+    /// Only events in one of these states; empty: every state.
+    pub states: Vec<EventState>,
+    /// Only events with an id strictly greater (newer) than this: the last id of the
+    /// previous page.
+    pub after: Option<EventId>,
+    /// At most this many events, capped at [`MAX_SCAN_PAGE`] (0 reads one).
+    pub limit: usize,
+}
+
+/// The largest page [`EventHistory::scan_events`] answers.
+pub const MAX_SCAN_PAGE: usize = 10_000;
+
+/// [`EventScan::limit`] as every store applies it.
+pub fn scan_limit(limit: usize) -> usize {
+    limit.clamp(1, MAX_SCAN_PAGE)
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AlertQuery {
     pub schema: Option<SchemaName>,
@@ -242,6 +265,16 @@ pub trait EventLog: Send + Sync {
     async fn queue_stats(&self, now: Timestamp) -> StoreResult<QueueStats>;
 }
 
+/// Reading stored events in bulk, for replaying policies over history. It only reads: a
+/// caller holding an `&dyn EventHistory` cannot change anything.
+#[async_trait]
+pub trait EventHistory: Send + Sync {
+    /// Stored events matching `scan`, in id order (ids are UUIDv7, so oldest first), at most
+    /// [`scan_limit`]`(scan.limit)` of them. Fewer than the limit means the scan is done; the
+    /// next page starts `after` the last id returned.
+    async fn scan_events(&self, scan: &EventScan) -> StoreResult<Vec<Event>>;
+}
+
 #[async_trait]
 pub trait EventQueue: Send + Sync {
     /// The store's clock, from which callers take every time they pass to the queue (see the
@@ -369,6 +402,7 @@ pub trait NoticeRepository: Send + Sync {
 #[async_trait]
 pub trait Store:
     EventLog
+    + EventHistory
     + EventQueue
     + TicketRepository
     + AlertRepository

@@ -40,9 +40,11 @@ pub fn run(set: &PolicySet, base: &Path, expect: Expect, report: &mut TestReport
             file,
             package: label.to_owned(),
             name,
+            row: 0,
             outcome: Outcome::Error,
             duration: std::time::Duration::ZERO,
             output: vec![output],
+            cases: Vec::new(),
         });
     };
     let schemas = match sorted_entries(base) {
@@ -97,9 +99,11 @@ pub fn run(set: &PolicySet, base: &Path, expect: Expect, report: &mut TestReport
                     file: shown.clone(),
                     package: label.to_owned(),
                     name,
+                    row: 0,
                     outcome,
                     duration,
                     output,
+                    cases: Vec::new(),
                 });
             }
         }

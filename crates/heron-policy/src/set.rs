@@ -20,11 +20,20 @@ const TRIAGE_DECISION: &str = "data.heron_internal.triage_decision";
 const ENRICH_PROMPTS: &str = "data.enrich.prompts";
 
 /// Gathers every output field of `data.triage` into one object, so a decision is one
-/// evaluation; written in syntax valid under both Rego v0 and v1.
+/// evaluation; Rego v1 (`import rego.v1`), which a v0 engine accepts too.
+///
+/// `suppress` (a Heron extension: a partial set, so any number of files can add to it
+/// without conflicting) discards the alert whatever `publish` says: tuning drafts use it.
 const TRIAGE_WRAPPER: &str = r#"package heron_internal
 
+import rego.v1
+
+default triage_suppressed := false
+triage_suppressed if count(data.triage.suppress) > 0
+
 default triage_publish := "alert"
-triage_publish := data.triage.publish
+triage_publish := "discard" if triage_suppressed
+triage_publish := data.triage.publish if not triage_suppressed
 
 default triage_title := null
 triage_title := data.triage.title
@@ -69,6 +78,7 @@ pub struct PolicySet {
     /// `(path, text)` of every module, for the test runner.
     sources: Vec<(String, String)>,
     version: RegoVersion,
+    ingest_digest: Option<u64>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -96,6 +106,35 @@ impl PolicySet {
             })?;
             sources.push((file.to_string_lossy().into_owned(), text));
         }
+        let templates = prompts::template_files(roots)?
+            .into_iter()
+            .map(|(name, text, path)| (name, text, Some(path)))
+            .collect();
+        let mut set = Self::build(sources, templates, options)?;
+        set.files = files;
+        Ok(set)
+    }
+
+    /// [`load`](Self::load) with `extra` `(path, source)` modules added (a change being
+    /// tried out); an extra path that names a loaded file replaces it.
+    pub fn load_with_extra(
+        roots: &[PathBuf],
+        extra: &[(String, String)],
+        options: &LoadOptions,
+    ) -> Result<Self, PolicyLoadError> {
+        let files = rego_files(roots)?;
+        let mut sources = Vec::with_capacity(files.len() + extra.len());
+        for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|source| PolicyLoadError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            let path = file.to_string_lossy().into_owned();
+            if !extra.iter().any(|(p, _)| *p == path) {
+                sources.push((path, text));
+            }
+        }
+        sources.extend(extra.iter().cloned());
         let templates = prompts::template_files(roots)?
             .into_iter()
             .map(|(name, text, path)| (name, text, Some(path)))
@@ -217,6 +256,7 @@ impl PolicySet {
         } else {
             None
         };
+        let ingest_digest = ingest_digest(&engine, options.version);
         let info = PolicyInfo {
             packages: packages.clone(),
             ingest_schemas: ingest.keys().cloned().collect(),
@@ -233,6 +273,7 @@ impl PolicySet {
             files: Vec::new(),
             sources,
             version: options.version,
+            ingest_digest,
         })
     }
 
@@ -309,6 +350,10 @@ impl PolicyEngine for PolicySet {
         self.info.clone()
     }
 
+    fn ingest_digest(&self) -> Option<u64> {
+        self.ingest_digest
+    }
+
     fn has_enrich(&self) -> bool {
         self.enrich.is_some()
     }
@@ -349,6 +394,47 @@ impl PolicyEngine for PolicySet {
             },
         }
     }
+}
+
+/// A digest of the modules ingest can depend on: the text of every module except those of
+/// `triage`, `enrich` and test packages (`*_test`), sorted, with the syntax version. `None` when
+/// a kept module refers to an excluded package (then ingest may depend on any module, and
+/// the set cannot say what its ingest depends on).
+fn ingest_digest(engine: &Engine, version: RegoVersion) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut engine = engine.clone();
+    let excluded = |package: &str| {
+        package == "triage"
+            || package.starts_with("triage.")
+            || package == "enrich"
+            || package.starts_with("enrich.")
+            || package.ends_with("_test")
+    };
+    let mut kept = Vec::new();
+    let mut excluded_packages = Vec::new();
+    for module in engine.get_modules().iter() {
+        let package = module.package.refr.span().text().to_owned();
+        let source = &module.package.span.source;
+        if excluded(&package) {
+            excluded_packages.push(package);
+        } else {
+            // The text only: the same modules loaded from another folder are the same.
+            kept.push(source.contents().clone());
+        }
+    }
+    for text in &kept {
+        for package in &excluded_packages {
+            let root = package.split('.').next().unwrap_or(package);
+            if text.contains(&format!("data.{root}")) {
+                return None;
+            }
+        }
+    }
+    kept.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (version == RegoVersion::V0).hash(&mut hasher);
+    kept.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Puts regorus's `--> file:line:col` location first, compiler-style

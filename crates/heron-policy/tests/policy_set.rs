@@ -365,3 +365,80 @@ mod fixture_folders {
         assert!(report.results[0].output[0].contains("no fixtures"));
     }
 }
+
+#[test]
+fn the_ingest_digest_changes_with_ingest_modules_only() {
+    let triage = "package triage\n\npublish := \"notice\"\n";
+    let test = "package ingest.demo_test\n\ntest_x if true\n";
+    let digest = |sources: &[(&str, &str)]| set(sources).unwrap().ingest_digest();
+    let base = digest(&[("demo.rego", INGEST), ("triage.rego", triage)]);
+    assert!(base.is_some());
+    assert_eq!(
+        digest(&[
+            ("demo.rego", INGEST),
+            ("triage.rego", "package triage\n\npublish := \"discard\"\n"),
+            ("demo_test.rego", test),
+        ]),
+        base,
+        "triage and tests do not change what ingest makes"
+    );
+    assert_ne!(
+        digest(&[
+            ("demo.rego", &INGEST.replace("login", "logon")),
+            ("triage.rego", triage)
+        ]),
+        base
+    );
+    let peeking = "package ingest.peek\n\nalerts contains {\"title\": data.triage.publish}\n";
+    assert_eq!(
+        digest(&[
+            ("demo.rego", INGEST),
+            ("peek.rego", peeking),
+            ("triage.rego", triage)
+        ]),
+        None,
+        "an ingest module that reads triage cannot be shared"
+    );
+}
+
+#[test]
+fn a_suppress_entry_discards_whatever_publish_says_and_several_files_can_add_them() {
+    let triage = "package triage\n\npublish := \"notice\"\n";
+    let one = "package triage\n\nsuppress contains \"ticket 1\" if input.alert.metadata.title == \"Login\"\n";
+    let two = "package triage\n\nsuppress contains \"ticket 2\" if input.alert.metadata.title == \"Other\"\n";
+    let set = set(&[("t.rego", triage), ("s1.rego", one), ("s2.rego", two)]).unwrap();
+    assert_eq!(
+        set.triage(&triage_input("Login")).unwrap().publish,
+        Publish::Discard
+    );
+    assert_eq!(
+        set.triage(&triage_input("Other")).unwrap().publish,
+        Publish::Discard
+    );
+    assert_eq!(
+        set.triage(&triage_input("Third")).unwrap().publish,
+        Publish::Notice
+    );
+    let v0 = PolicySet::from_sources(
+        vec![(
+            "t.rego".into(),
+            "package triage\n\npublish = \"notice\" { true }\n".into(),
+        )],
+        &LoadOptions {
+            version: RegoVersion::V0,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        v0.triage(&triage_input("x")).unwrap().publish,
+        Publish::Notice
+    );
+}
+
+#[test]
+fn the_same_ingest_modules_from_another_folder_have_the_same_digest() {
+    let a = set(&[("/srv/heron/policies/demo.rego", INGEST)]).unwrap();
+    let b = set(&[("/tmp/candidate/demo.rego", INGEST)]).unwrap();
+    assert_eq!(a.ingest_digest(), b.ingest_digest());
+}

@@ -46,6 +46,8 @@ pub(crate) fn routes() -> OpenApiRouter<ServerState> {
         .routes(routes!(list_notices))
         .routes(routes!(escalate_notice))
         .routes(routes!(policies))
+        .routes(routes!(reload_policies))
+        .routes(routes!(ticket_tuning))
 }
 
 const DEFAULT_LIMIT: usize = 50;
@@ -434,13 +436,127 @@ async fn escalate_notice(
     Ok((StatusCode::CREATED, Json(ticket)))
 }
 
-/// The loaded policy set: packages and the schemas with an ingest policy.
+/// The policy set in force and how its reloads went.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PoliciesView {
+    #[serde(flatten)]
+    info: heron_core::policy::PolicyInfo,
+    reload: ReloadView,
+}
+
+/// What the last reloads did. `last_error` is set while the newest policies on disk are
+/// refused (they do not compile or their own tests fail) and an older set is in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReloadView {
+    /// Whether this process can reload (it was started from a policy folder).
+    reloadable: bool,
+    /// Sets loaded so far, the first one included.
+    generation: u64,
+    loaded_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `watch`, `api` or `sighup`.
+    last_trigger: Option<String>,
+    last_error: Option<String>,
+    reloads_ok: u64,
+    reloads_failed: u64,
+}
+
+fn policies_view(handle: &heron_app::PolicyHandle) -> PoliciesView {
+    let status = handle.status();
+    PoliciesView {
+        info: handle.current().info(),
+        reload: ReloadView {
+            reloadable: handle.is_reloadable(),
+            generation: status.generation,
+            loaded_at: status.loaded_at,
+            last_attempt_at: status.last_attempt_at,
+            last_trigger: status.last_trigger,
+            last_error: status.last_error,
+            reloads_ok: status.reloads_ok,
+            reloads_failed: status.reloads_failed,
+        },
+    }
+}
+
+/// The loaded policy set (packages, the schemas with an ingest policy) and its reload status.
 #[utoipa::path(get, path = "/api/v1/policies", tag = "ops",
-    responses((status = 200, body = heron_core::policy::PolicyInfo)), security(("bearer" = [])))]
-async fn policies(
+    responses((status = 200, body = PoliciesView)), security(("bearer" = [])))]
+async fn policies(State(state): State<ServerState>, headers: HeaderMap) -> ApiResult<PoliciesView> {
+    state.inner.settings.auth.check_api(&headers)?;
+    Ok(Json(policies_view(&state.inner.policies)))
+}
+
+/// Loads the policy folder again: the new set is compiled and its own `test_*` rules run,
+/// and only then is it swapped in. A refused set leaves the one in force (422 with the
+/// error, also kept in `GET /api/v1/policies`).
+#[utoipa::path(post, path = "/api/v1/policies/reload", tag = "ops",
+    responses((status = 200, body = PoliciesView),
+        (status = 409, body = ErrorBody, description = "started without a policy folder"),
+        (status = 422, body = ErrorBody, description = "the new set was refused")),
+    security(("bearer" = [])))]
+async fn reload_policies(
     State(state): State<ServerState>,
     headers: HeaderMap,
-) -> ApiResult<heron_core::policy::PolicyInfo> {
+) -> ApiResult<PoliciesView> {
     state.inner.settings.auth.check_api(&headers)?;
-    Ok(Json(state.inner.policies.current().info()))
+    let handle = state.inner.policies.clone();
+    let outcome = tokio::task::spawn_blocking(move || handle.reload("api"))
+        .await
+        .map_err(|e| ApiError::Internal(format!("policy reload task: {e}")))?;
+    match outcome {
+        Ok(_) => Ok(Json(policies_view(&state.inner.policies))),
+        Err(e @ heron_app::ReloadError::NotReloadable) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ heron_app::ReloadError::Refused(_)) => Err(ApiError::Unprocessable(e.to_string())),
+    }
+}
+
+/// A tuning draft for a ticket resolved as `false_positive` or `intended`: a narrow
+/// `suppress` rule for `package triage` matched on the attributes its alerts share, a test
+/// from one of them, and a replay of the schema's stored events saying what it would change;
+/// computed on request and shown only when it compiles and every test passes. 409 for other
+/// tickets (or without a policy folder), 422 when the draft is not valid.
+#[utoipa::path(get, path = "/api/v1/tickets/{id}/tuning", tag = "tickets",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object, description = "{ticket_id, schema, author, matched_on, rule_path, rule, test_path, test, patch, validation: {compiled, tests_passed, tests_total, events_changed, replay}}"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn ticket_tuning(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    use heron_app::tuning::{TuningError, TuningSettings, draft};
+    state.inner.settings.auth.check_api(&headers)?;
+    let ticket_id: TicketId = id(&raw, "ticket")?;
+    let Some(tuning) = state.inner.tuning.clone() else {
+        return Err(ApiError::Conflict(
+            "tuning drafts need the policy folder; this process has none".into(),
+        ));
+    };
+    let since = chrono::Duration::from_std(tuning.replay_window)
+        .ok()
+        .and_then(|w| chrono::Utc::now().checked_sub_signed(w));
+    let result = draft(
+        state.inner.store.clone(),
+        state.inner.policies.current(),
+        tuning.workbench,
+        tuning.model,
+        ticket_id,
+        &TuningSettings {
+            since,
+            dedup_window: tuning.dedup_window,
+        },
+    )
+    .await;
+    match result {
+        Ok(draft) => serde_json::to_value(&draft)
+            .map(Json)
+            .map_err(|e| ApiError::Internal(e.to_string())),
+        Err(e @ TuningError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ (TuningError::NotTunable(_) | TuningError::NoAlerts(_))) => {
+            Err(ApiError::Conflict(e.to_string()))
+        }
+        Err(e @ TuningError::Invalid(_)) => Err(ApiError::Unprocessable(e.to_string())),
+        Err(TuningError::Store(e)) => Err(heron_app::AppError::from(e).into()),
+    }
 }

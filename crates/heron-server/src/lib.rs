@@ -25,7 +25,7 @@ pub use error::ApiError;
 pub use limits::{RateLimit, RateLimitSettings};
 pub use oidc::{Oidc, OidcError, OidcSettings};
 pub use sns::SnsSettings;
-pub use state::{AgentState, ServerSettings, ServerState, StateError};
+pub use state::{AgentState, ServerSettings, ServerState, StateError, TuningState};
 
 use api::BearerAuth;
 use axum::Router;

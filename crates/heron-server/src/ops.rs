@@ -61,6 +61,9 @@ struct PolicyStatus {
     loaded: bool,
     files: usize,
     ingest_schemas: usize,
+    /// The last reload was refused and an older set is in force (details: the log and
+    /// `GET /api/v1/policies`). Not a reason to be unready: the old set still works.
+    reload_failing: bool,
 }
 
 /// Ready to take traffic: the database answers and policies are loaded.
@@ -97,6 +100,7 @@ async fn readyz(State(state): State<ServerState>) -> (StatusCode, Json<Readiness
             loaded,
             files: info.files,
             ingest_schemas: info.ingest_schemas.len(),
+            reload_failing: state.inner.policies.status().last_error.is_some(),
         },
         agent: AgentStatus {
             enabled: state.inner.agent.as_ref().is_some_and(|a| a.enabled),

@@ -52,6 +52,19 @@ pub(crate) struct Inner {
     /// When `/metrics` last refreshed its database-backed gauges.
     pub gauges_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
     pub agent: Option<AgentState>,
+    pub tuning: Option<TuningState>,
+}
+
+/// What tuning drafts need: a workbench to try changes on the configured policies, and how
+/// far back their replay looks.
+#[derive(Clone)]
+pub struct TuningState {
+    pub workbench: Arc<dyn heron_core::policy::PolicyWorkbench>,
+    /// Writes the draft when configured (validated like any draft).
+    pub model: Option<Arc<dyn heron_core::llm::ChatModel>>,
+    /// Replay the events of this long before now.
+    pub replay_window: std::time::Duration,
+    pub dedup_window: std::time::Duration,
 }
 
 /// What the agent routes need: the embedder tickets are compared by, and the chat (only when
@@ -94,6 +107,7 @@ impl ServerState {
                 metrics,
                 gauges_refreshed: std::sync::Mutex::new(None),
                 agent: None,
+                tuning: None,
             }),
         })
     }
@@ -105,6 +119,17 @@ impl ServerState {
             None => {
                 tracing::error!("the agent was added to a server state already shared; ignored")
             }
+        }
+        self
+    }
+}
+
+impl ServerState {
+    /// Enables tuning drafts; call before the state is shared (building the router).
+    pub fn with_tuning(mut self, tuning: TuningState) -> Self {
+        match std::sync::Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.tuning = Some(tuning),
+            None => tracing::error!("tuning was added to a server state already shared; ignored"),
         }
         self
     }

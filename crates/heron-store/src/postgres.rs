@@ -40,9 +40,10 @@ use crate::rows::{
 };
 use async_trait::async_trait;
 use heron_core::ports::{
-    AlertBinding, AlertQuery, AlertRepository, EventLog, EventQuery, EventQueue,
-    LEASE_EXPIRED_ERROR, Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page,
-    PlannedAlert, QueueStats, Store, StoreError, StoreResult, TicketQuery, TicketRepository,
+    AlertBinding, AlertQuery, AlertRepository, EventHistory, EventLog, EventQuery, EventQueue,
+    EventScan, LEASE_EXPIRED_ERROR, Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository,
+    Page, PlannedAlert, QueueStats, Store, StoreError, StoreResult, TicketQuery, TicketRepository,
+    scan_limit,
 };
 use heron_core::ticket::NewTicket;
 use heron_core::{
@@ -1005,6 +1006,39 @@ impl NoticeRepository for PgStore {
         .map_err(map)?;
         tx.commit().await.map_err(map)?;
         Ticket::try_from(row)
+    }
+}
+
+#[async_trait]
+impl EventHistory for PgStore {
+    async fn scan_events(&self, scan: &EventScan) -> StoreResult<Vec<Event>> {
+        let mut sql = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE TRUE"
+        ));
+        if let Some(after) = scan.after {
+            sql.push(" AND id > ").push_bind(after.as_uuid());
+        }
+        if let Some(since) = scan.since {
+            sql.push(" AND received_at >= ").push_bind(since);
+        }
+        if let Some(schema) = &scan.schema {
+            sql.push(" AND schema = ")
+                .push_bind(schema.as_str().to_owned());
+        }
+        if !scan.states.is_empty() {
+            let states: Vec<String> = scan.states.iter().map(|s| s.as_str().to_owned()).collect();
+            sql.push(" AND state = ANY(").push_bind(states).push(")");
+        }
+        sql.push(" ORDER BY id LIMIT ")
+            .push_bind(scan_limit(scan.limit) as i64);
+        let rows: Vec<EventRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        convert(rows)
     }
 }
 

@@ -28,9 +28,10 @@ use crate::rows::{
 };
 use async_trait::async_trait;
 use heron_core::ports::{
-    AlertBinding, AlertQuery, AlertRepository, EventLog, EventQuery, EventQueue,
-    LEASE_EXPIRED_ERROR, Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page,
-    PlannedAlert, QueueStats, Store, StoreError, StoreResult, TicketQuery, TicketRepository,
+    AlertBinding, AlertQuery, AlertRepository, EventHistory, EventLog, EventQuery, EventQueue,
+    EventScan, LEASE_EXPIRED_ERROR, Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository,
+    Page, PlannedAlert, QueueStats, Store, StoreError, StoreResult, TicketQuery, TicketRepository,
+    scan_limit,
 };
 use heron_core::ticket::NewTicket;
 use heron_core::{
@@ -997,6 +998,43 @@ impl NoticeRepository for SqliteStore {
         .map_err(map)?;
         tx.commit().await.map_err(map)?;
         Ticket::try_from(row)
+    }
+}
+
+#[async_trait]
+impl EventHistory for SqliteStore {
+    async fn scan_events(&self, scan: &EventScan) -> StoreResult<Vec<Event>> {
+        let mut sql = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE 1 = 1"
+        ));
+        if let Some(after) = scan.after {
+            sql.push(" AND id > ").push_bind(id_text(after));
+        }
+        if let Some(since) = scan.since {
+            sql.push(" AND received_at >= ").push_bind(micros(since));
+        }
+        if let Some(schema) = &scan.schema {
+            sql.push(" AND schema = ")
+                .push_bind(schema.as_str().to_owned());
+        }
+        if !scan.states.is_empty() {
+            sql.push(" AND state IN (");
+            let mut states = sql.separated(", ");
+            for state in &scan.states {
+                states.push_bind(state.as_str());
+            }
+            sql.push(")");
+        }
+        sql.push(" ORDER BY id LIMIT ")
+            .push_bind(scan_limit(scan.limit) as i64);
+        let rows: Vec<EventRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        convert(rows)
     }
 }
 

@@ -105,6 +105,10 @@ delegate!(EventLog {
         queue_stats(now: Timestamp) -> StoreResult<QueueStats>;
 });
 
+delegate!(EventHistory {
+        scan_events(scan: &EventScan) -> StoreResult<Vec<Event>>;
+});
+
 delegate!(EventQueue {
         now() -> StoreResult<Timestamp>;
         lease_events(limit: usize, now: Timestamp, lease_until: Timestamp, max_attempts: u32) -> StoreResult<Vec<LeasedEvent>>;

@@ -18,8 +18,8 @@ use crate::alert::{AlertStatus, MetadataSource};
 use crate::investigation::{TriageJob, TriageJobState, TriageLease, TriageOutcome, TriageStats};
 use crate::llm::TokenUsage;
 use crate::ports::{
-    AlertBinding, AlertQuery, Disposition, EventQuery, Lease, LeasedEvent, NewAlert, NoticeQuery,
-    PlannedAlert, QueueStats, Store, StoreError, TicketQuery,
+    AlertBinding, AlertQuery, Disposition, EventQuery, EventScan, Lease, LeasedEvent, NewAlert,
+    NoticeQuery, PlannedAlert, QueueStats, Store, StoreError, TicketQuery,
 };
 use crate::ticket::NewTicket;
 use crate::{
@@ -482,6 +482,116 @@ pub async fn listing_paginates_newest_first_with_filters(store: Shared) {
         vec![ids[3]]
     );
     assert_eq!(rest.next_cursor, None);
+}
+
+/// Ten events over three schemas and two states, read back in pages of three.
+pub async fn scanning_events_reads_oldest_first_in_pages_with_filters(store: Shared) {
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let schema_name = if i % 3 == 2 { "falco" } else { "guardduty" };
+        ids.push(accept(&store, schema_name, at(i * 10)).await);
+    }
+    // The three oldest become ignored; the rest stay pending.
+    let leased = store
+        .lease_events(3, at(200), at(300), MAX_ATTEMPTS)
+        .await
+        .unwrap();
+    for l in &leased {
+        store
+            .complete_event(&l.lease, vec![], at(200))
+            .await
+            .unwrap();
+    }
+    let stats_before = store.queue_stats(at(200)).await.unwrap();
+
+    let scan_all = |scan: EventScan| {
+        let store = store.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .scan_events(&EventScan {
+                        after,
+                        limit: 3,
+                        ..scan.clone()
+                    })
+                    .await
+                    .unwrap();
+                assert!(page.len() <= 3);
+                let done = page.len() < 3;
+                after = page.last().map(|e| e.id);
+                seen.extend(page);
+                if done {
+                    break;
+                }
+            }
+            seen
+        }
+    };
+
+    let all = scan_all(EventScan::default()).await;
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        all[4].body, r#"{"detail": {"type": "Recon:EC2/PortProbe"}}"#,
+        "events come back whole"
+    );
+
+    let since = scan_all(EventScan {
+        since: Some(at(50)),
+        ..EventScan::default()
+    })
+    .await;
+    assert_eq!(
+        since.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids[5..].to_vec(),
+        "since is inclusive"
+    );
+
+    let falco = scan_all(EventScan {
+        schema: Some(schema("falco")),
+        ..EventScan::default()
+    })
+    .await;
+    assert_eq!(
+        falco.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[5], ids[8]]
+    );
+
+    let ignored = scan_all(EventScan {
+        states: vec![EventState::Ignored, EventState::Failed],
+        ..EventScan::default()
+    })
+    .await;
+    assert_eq!(
+        ignored.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids[..3].to_vec()
+    );
+
+    let one = store
+        .scan_events(&EventScan {
+            after: Some(ids[8]),
+            limit: 0,
+            ..EventScan::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.iter().map(|e| e.id).collect::<Vec<_>>(), vec![ids[9]]);
+    let none = store
+        .scan_events(&EventScan {
+            after: Some(ids[9]),
+            limit: 5,
+            ..EventScan::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    assert_eq!(
+        store.queue_stats(at(200)).await.unwrap(),
+        stats_before,
+        "scanning changes nothing"
+    );
 }
 
 pub async fn retrying_a_processed_event_conflicts(store: Shared) {

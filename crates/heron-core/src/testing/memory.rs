@@ -21,9 +21,9 @@ use crate::investigation::{
     TriageOutcome, TriageStats,
 };
 use crate::ports::{
-    AlertBinding, AlertQuery, AlertRepository, EventLog, EventQuery, EventQueue, Lease,
-    LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page, PlannedAlert, QueueStats, Store,
-    StoreError, StoreResult, TicketQuery, TicketRepository,
+    AlertBinding, AlertQuery, AlertRepository, EventHistory, EventLog, EventQuery, EventQueue,
+    EventScan, Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository, Page, PlannedAlert,
+    QueueStats, Store, StoreError, StoreResult, TicketQuery, TicketRepository, scan_limit,
 };
 use crate::ticket::NewTicket;
 use crate::tool::{ToolCache, ToolCacheError};
@@ -875,6 +875,28 @@ impl NoticeRepository for InMemoryStore {
         state.enqueue_triage(opened.id, opened.created_at);
         state.tickets.insert(opened.id, opened.clone());
         Ok(opened)
+    }
+}
+
+#[async_trait]
+impl EventHistory for InMemoryStore {
+    async fn scan_events(&self, scan: &EventScan) -> StoreResult<Vec<Event>> {
+        use std::ops::Bound;
+        let state = self.lock();
+        let start = match scan.after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        Ok(state
+            .events
+            .range((start, Bound::Unbounded))
+            .map(|(_, stored)| &stored.event)
+            .filter(|e| scan.since.is_none_or(|since| e.received_at >= since))
+            .filter(|e| scan.schema.as_ref().is_none_or(|s| &e.schema == s))
+            .filter(|e| scan.states.is_empty() || scan.states.contains(&e.state))
+            .take(scan_limit(scan.limit))
+            .cloned()
+            .collect())
     }
 }
 

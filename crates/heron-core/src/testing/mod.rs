@@ -62,6 +62,7 @@ macro_rules! conformance_tests {
             accepting_an_existing_event_id_conflicts,
             unknown_ids_read_as_none,
             listing_paginates_newest_first_with_filters,
+            scanning_events_reads_oldest_first_in_pages_with_filters,
             retrying_a_processed_event_conflicts,
             retrying_a_failed_event_makes_it_due_again_without_its_error,
             retrying_an_ignored_event_makes_it_pending_again,
