@@ -686,18 +686,9 @@ async fn ticket(
     Path(raw): Path<String>,
 ) -> Result<Response, PageError> {
     let viewer = signed_in(&state, &headers, &uri)?;
-    let id: TicketId = raw
-        .parse()
-        .map_err(|_| bad_request(format!("{raw:?} is not a ticket id")))?;
+    let t = existing(&state, &raw).await?;
+    let id = t.id;
     let store = &state.inner.store;
-    let Some(t) = store.get_ticket(id).await? else {
-        return Err(PageError {
-            status: StatusCode::NOT_FOUND,
-            heading: "Not found",
-            message: format!("There is no ticket {id}."),
-            location: None,
-        });
-    };
     let alerts = store
         .list_alerts(&AlertQuery {
             ticket: Some(id),

@@ -387,6 +387,18 @@ fn vector_blob(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// A stored vector, or a corruption error naming `whose` it is.
+fn stored_vector(blob: &[u8], whose: &str) -> StoreResult<Vec<f32>> {
+    let mut vector = Vec::with_capacity(blob.len() / 4);
+    if !read_blob(blob, &mut vector) {
+        return Err(crate::error::corrupt(format!(
+            "stored embedding of {whose} is {} bytes, not whole f32s",
+            blob.len()
+        )));
+    }
+    Ok(vector)
+}
+
 /// Decodes a stored vector into `out` (reused across rows); `false` if the blob is not whole
 /// f32s.
 fn read_blob(blob: &[u8], out: &mut Vec<f32>) -> bool {
@@ -471,17 +483,8 @@ impl EmbeddingStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map)?;
-        let Some(blob) = blob else {
-            return Ok(None);
-        };
-        let mut vector = Vec::with_capacity(blob.len() / 4);
-        if !read_blob(&blob, &mut vector) {
-            return Err(crate::error::corrupt(format!(
-                "stored embedding of ticket {ticket} is {} bytes, not whole f32s",
-                blob.len()
-            )));
-        }
-        Ok(Some(vector))
+        blob.map(|b| stored_vector(&b, &format!("ticket {ticket}")))
+            .transpose()
     }
 
     async fn similar_tickets(
@@ -634,17 +637,8 @@ impl EmbeddingStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map)?;
-        let Some(blob) = blob else {
-            return Ok(None);
-        };
-        let mut vector = Vec::with_capacity(blob.len() / 4);
-        if !read_blob(&blob, &mut vector) {
-            return Err(crate::error::corrupt(format!(
-                "stored embedding of alert {alert} is {} bytes, not whole f32s",
-                blob.len()
-            )));
-        }
-        Ok(Some(vector))
+        blob.map(|b| stored_vector(&b, &format!("alert {alert}")))
+            .transpose()
     }
 }
 
