@@ -382,3 +382,29 @@ pub trait SlackStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<()>;
 }
+
+/// Why a request did not come from Slack.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the X-Slack-Signature or X-Slack-Request-Timestamp header is missing")]
+    Missing,
+    #[error("the request timestamp is malformed")]
+    Malformed,
+    #[error("the request timestamp is more than 5 minutes from now")]
+    Stale,
+    #[error("the signature does not match")]
+    Mismatch,
+}
+
+/// Checks that a request was signed by Slack (`v0` HMAC-SHA256 of `v0:{timestamp}:{body}`
+/// with the signing secret) within 5 minutes of `now`. Implementation:
+/// `heron_slack::SigningSecret`.
+pub trait RequestVerifier: Send + Sync {
+    fn verify(
+        &self,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<(), SignatureError>;
+}
