@@ -221,8 +221,8 @@ pub struct SlackThread {
     pub attempts: u32,
     pub last_error: Option<String>,
     /// When the next attempt is due, while pending.
-    pub next_attempt_at: Option<Timestamp>,
-    pub updated_at: Timestamp,
+    pub next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl SlackThread {
@@ -340,10 +340,12 @@ pub trait SlackStore: Send + Sync {
         next_due: Timestamp,
         now: Timestamp,
     ) -> StoreResult<()>;
-    /// Records a failed sync: `pending` due at `retry_at`, or `failed` without one.
+    /// Records a failed sync: `pending` due at `retry_at`, or `failed` without one. `posted`
+    /// when the first post succeeded before the failure (so it is not posted again).
     async fn fail_slack_sync(
         &self,
         lease: &SlackSyncLease,
+        posted: Option<&Posted>,
         error: &str,
         retry_at: Option<Timestamp>,
         now: Timestamp,

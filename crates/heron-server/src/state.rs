@@ -52,6 +52,7 @@ pub(crate) struct Inner {
     /// When `/metrics` last refreshed its database-backed gauges.
     pub gauges_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
     pub agent: Option<AgentState>,
+    pub slack: Option<SlackState>,
 }
 
 /// What the agent routes need: the embedder tickets are compared by, and the chat (only when
@@ -64,6 +65,13 @@ pub struct AgentState {
     pub enabled: bool,
     /// Names of the tools offered to the model.
     pub tools: Vec<String>,
+}
+
+/// What the Slack endpoints need: the use cases and the request verifier.
+#[derive(Clone)]
+pub struct SlackState {
+    pub service: heron_app::SlackService,
+    pub verifier: Arc<dyn heron_core::slack::RequestVerifier>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -94,6 +102,7 @@ impl ServerState {
                 metrics,
                 gauges_refreshed: std::sync::Mutex::new(None),
                 agent: None,
+                slack: None,
             }),
         })
     }
@@ -104,6 +113,19 @@ impl ServerState {
             Some(inner) => inner.agent = Some(agent),
             None => {
                 tracing::error!("the agent was added to a server state already shared; ignored")
+            }
+        }
+        self
+    }
+}
+
+impl ServerState {
+    /// Adds Slack; call before the state is shared (building the router).
+    pub fn with_slack(mut self, slack: SlackState) -> Self {
+        match std::sync::Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.slack = Some(slack),
+            None => {
+                tracing::error!("Slack was added to a server state already shared; ignored")
             }
         }
         self

@@ -198,12 +198,15 @@ macro_rules! slack_store {
             async fn fail_slack_sync(
                 &self,
                 lease: &heron_core::slack::SlackSyncLease,
+                posted: Option<&heron_core::slack::Posted>,
                 error: &str,
                 retry_at: Option<heron_core::Timestamp>,
                 now: heron_core::Timestamp,
             ) -> heron_core::ports::StoreResult<()> {
                 let done = sqlx::query(
                     "UPDATE slack_threads SET \
+                     channel = COALESCE($6, channel), ts = COALESCE($7, ts), \
+                     thread_ts = COALESCE($8, thread_ts), \
                      state = CASE WHEN $4 IS NULL THEN 'failed' ELSE 'pending' END, \
                      next_attempt_at = $4, last_error = $3, lease_token = NULL, \
                      lease_expires_at = NULL, updated_at = $5 \
@@ -214,6 +217,9 @@ macro_rules! slack_store {
                 .bind(error)
                 .bind(retry_at.map(crate::rows::micros))
                 .bind(crate::rows::micros(now))
+                .bind(posted.map(|p| p.channel.clone()))
+                .bind(posted.map(|p| p.ts.clone()))
+                .bind(posted.map(|p| p.thread_ts.clone()))
                 .execute(&self.pool)
                 .await
                 .map_err(crate::error::map)?;

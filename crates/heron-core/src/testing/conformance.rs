@@ -4483,7 +4483,7 @@ pub async fn a_failed_sync_backs_off_then_fails_for_good_and_a_stale_lease_is_re
     store.discover_slack_subjects(at(0), at(100)).await.unwrap();
     let first = store.lease_slack_syncs(10, at(100), at(160)).await.unwrap();
     store
-        .fail_slack_sync(&first[0], "ratelimited", Some(at(130)), at(101))
+        .fail_slack_sync(&first[0], None, "ratelimited", Some(at(130)), at(101))
         .await
         .unwrap();
     // A request while backing off does not cut the backoff short.
@@ -4518,11 +4518,26 @@ pub async fn a_failed_sync_backs_off_then_fails_for_good_and_a_stale_lease_is_re
     let third = store.lease_slack_syncs(10, at(191), at(250)).await.unwrap();
     assert_eq!(third.len(), 1);
     store
-        .fail_slack_sync(&third[0], "channel_not_found", None, at(192))
+        .fail_slack_sync(
+            &third[0],
+            Some(&Posted {
+                channel: "C1".into(),
+                ts: "1.0001".into(),
+                thread_ts: "1.0001".into(),
+            }),
+            "channel_not_found",
+            None,
+            at(192),
+        )
         .await
         .unwrap();
     let thread = store.get_slack_thread(subject).await.unwrap().unwrap();
     assert_eq!(thread.state, SlackSyncState::Failed);
+    assert_eq!(
+        thread.ts.as_deref(),
+        Some("1.0001"),
+        "a post made before the failure is kept"
+    );
     assert_eq!(thread.last_error.as_deref(), Some("channel_not_found"));
     assert!(
         store

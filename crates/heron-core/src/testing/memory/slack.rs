@@ -224,12 +224,18 @@ impl SlackStore for InMemoryStore {
     async fn fail_slack_sync(
         &self,
         lease: &SlackSyncLease,
+        posted: Option<&Posted>,
         error: &str,
         retry_at: Option<Timestamp>,
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut state = self.lock();
         let t = state.held_sync(lease)?;
+        if let Some(p) = posted {
+            t.thread.channel = Some(p.channel.clone());
+            t.thread.ts = Some(p.ts.clone());
+            t.thread.thread_ts = Some(p.thread_ts.clone());
+        }
         t.lease = None;
         t.thread.last_error = Some(error.to_owned());
         t.thread.updated_at = micros(now);
