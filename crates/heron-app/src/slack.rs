@@ -24,8 +24,8 @@ use heron_core::slack::{
 };
 use heron_core::ticket::NewTicket;
 use heron_core::{
-    CommentSource, Conclusion, Fingerprint, NoticeId, SchemaName, Severity, TicketChange,
-    TicketId, TicketStatus,
+    CommentSource, Conclusion, Fingerprint, NoticeId, SchemaName, Severity, TicketChange, TicketId,
+    TicketStatus,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -311,7 +311,9 @@ impl SlackService {
             match self.inner.policies.current().authorize_agent(&input) {
                 Ok(Some(allowed)) => return allowed,
                 Ok(None) => {
-                    tracing::warn!("slack_authorization is policy but no auth.agent package is loaded: denying");
+                    tracing::warn!(
+                        "slack_authorization is policy but no auth.agent package is loaded: denying"
+                    );
                     return false;
                 }
                 Err(e) => {
@@ -368,15 +370,13 @@ impl SlackService {
     }
 
     async fn ticket_of(&self, thread: &MessageRef) -> Result<Option<TicketId>, Failure> {
-        Ok(
-            match self.inner.store.find_slack_thread(thread).await? {
-                Some(t) => match t.subject {
-                    SlackSubject::Ticket(id) => Some(id),
-                    SlackSubject::Notice(_) => None,
-                },
-                None => None,
+        Ok(match self.inner.store.find_slack_thread(thread).await? {
+            Some(t) => match t.subject {
+                SlackSubject::Ticket(id) => Some(id),
+                SlackSubject::Notice(_) => None,
             },
-        )
+            None => None,
+        })
     }
 
     /// A message in a channel: thread replies become comments; edits and deletions follow.
@@ -389,15 +389,24 @@ impl SlackService {
                 }
                 let (ts, root) = (text(event, "ts"), text(event, "thread_ts"));
                 let said = text(event, "text");
-                if root.is_empty() || root == ts || said.contains(&format!("<@{}>", self.inner.bot_user_id)) {
+                if root.is_empty()
+                    || root == ts
+                    || said.contains(&format!("<@{}>", self.inner.bot_user_id))
+                {
                     // Not a reply, or a mention (its own app_mention event handles it).
                     return Ok(());
                 }
-                let thread = MessageRef { channel: channel.clone(), ts: root };
+                let thread = MessageRef {
+                    channel: channel.clone(),
+                    ts: root,
+                };
                 let Some(ticket) = self.ticket_of(&thread).await? else {
                     return Ok(());
                 };
-                let here = MessageRef { channel: channel.clone(), ts: ts.clone() };
+                let here = MessageRef {
+                    channel: channel.clone(),
+                    ts: ts.clone(),
+                };
                 if self.inner.store.find_slack_message(&here).await?.is_some() {
                     return Ok(());
                 }
@@ -406,7 +415,14 @@ impl SlackService {
                 let comment = self
                     .inner
                     .tickets
-                    .add_comment(ticket, &Actor { name, source: CommentSource::Slack }, &said)
+                    .add_comment(
+                        ticket,
+                        &Actor {
+                            name,
+                            source: CommentSource::Slack,
+                        },
+                        &said,
+                    )
                     .await?;
                 self.inner
                     .store
@@ -424,17 +440,26 @@ impl SlackService {
                 if self.from_bot(m) {
                     return Ok(());
                 }
-                let here = MessageRef { channel, ts: text(m, "ts") };
+                let here = MessageRef {
+                    channel,
+                    ts: text(m, "ts"),
+                };
                 if let Some(link) = self.inner.store.find_slack_message(&here).await? {
                     let new_text = text(m, "text");
                     if !new_text.trim().is_empty() {
-                        self.inner.store.edit_comment(link.comment_id, new_text.trim()).await?;
+                        self.inner
+                            .store
+                            .edit_comment(link.comment_id, new_text.trim())
+                            .await?;
                     }
                 }
                 Ok(())
             }
             Some("message_deleted") => {
-                let here = MessageRef { channel, ts: text(event, "deleted_ts") };
+                let here = MessageRef {
+                    channel,
+                    ts: text(event, "deleted_ts"),
+                };
                 if let Some(link) = self.inner.store.find_slack_message(&here).await? {
                     let from_slack = self
                         .inner
@@ -463,14 +488,20 @@ impl SlackService {
         let channel = text(event, "channel");
         let user = text(event, "user");
         let ts = text(event, "ts");
-        let root = Some(text(event, "thread_ts")).filter(|t| !t.is_empty()).unwrap_or_else(|| ts.clone());
-        let thread = MessageRef { channel: channel.clone(), ts: root };
+        let root = Some(text(event, "thread_ts"))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| ts.clone());
+        let thread = MessageRef {
+            channel: channel.clone(),
+            ts: root,
+        };
         let said = text(event, "text").replace(&format!("<@{}>", self.inner.bot_user_id), "");
         let said = said.trim();
         let (command, rest) = said.split_once(char::is_whitespace).unwrap_or((said, ""));
         let command = command.to_lowercase();
         if command.is_empty() {
-            self.say(&thread, "Tell me what you want to do (`@heron help`).").await?;
+            self.say(&thread, "Tell me what you want to do (`@heron help`).")
+                .await?;
             return Ok(());
         }
         if command == "help" {
@@ -479,7 +510,10 @@ impl SlackService {
         }
         let ticket = self.ticket_of(&thread).await?;
         let (name, email) = self.user_name(&user).await;
-        if !self.allowed(&user, email.as_deref(), &channel, said, ticket).await {
+        if !self
+            .allowed(&user, email.as_deref(), &channel, said, ticket)
+            .await
+        {
             return self.refuse(&thread, &user).await;
         }
         match command.as_str() {
@@ -494,17 +528,23 @@ impl SlackService {
                     Some(handle) => {
                         handle.abort();
                         tracing::info!(user = %user, channel = %channel, "agent chat aborted from Slack");
-                        self.say(&thread, &format!("🛑 Stopped the agent (asked by <@{user}>).")).await?;
+                        self.say(
+                            &thread,
+                            &format!("🛑 Stopped the agent (asked by <@{user}>)."),
+                        )
+                        .await?;
                     }
                     None => {
-                        self.say(&thread, "Nothing is running in this thread.").await?;
+                        self.say(&thread, "Nothing is running in this thread.")
+                            .await?;
                     }
                 }
                 Ok(())
             }
             "ticket" | "t" => match ticket {
                 Some(id) => {
-                    self.say(&thread, &format!("This thread already is ticket `{id}`.")).await?;
+                    self.say(&thread, &format!("This thread already is ticket `{id}`."))
+                        .await?;
                     Ok(())
                 }
                 None => self.ticket_from_thread(&thread, &user, &name, rest).await,
@@ -534,7 +574,9 @@ impl SlackService {
         let mut names: HashMap<String, String> = HashMap::new();
         let mut transcript = String::new();
         for m in messages.iter().filter(|m| !m.bot) {
-            let said = m.text.replace(&format!("<@{}>", self.inner.bot_user_id), "@heron");
+            let said = m
+                .text
+                .replace(&format!("<@{}>", self.inner.bot_user_id), "@heron");
             let who = match &m.user {
                 Some(id) => match names.get(id) {
                     Some(n) => n.clone(),
@@ -592,7 +634,10 @@ impl SlackService {
                     name: name.to_owned(),
                     source: CommentSource::System,
                 },
-                &format!("{} made this ticket from a Slack thread", Self::actor(name, user, &thread.channel).name),
+                &format!(
+                    "{} made this ticket from a Slack thread",
+                    Self::actor(name, user, &thread.channel).name
+                ),
             )
             .await?;
         tracing::info!(ticket_id = %ticket.id, user = %user, channel = %thread.channel, "ticket made from a Slack thread");
@@ -611,7 +656,11 @@ impl SlackService {
         question: String,
     ) -> Result<(), Failure> {
         let Some(chat) = self.inner.chat.clone() else {
-            self.say(&thread, "The agent is not enabled (no model is configured).").await?;
+            self.say(
+                &thread,
+                "The agent is not enabled (no model is configured).",
+            )
+            .await?;
             return Ok(());
         };
         let key = Self::thread_key(&thread);
@@ -653,7 +702,11 @@ impl SlackService {
             let on_step = move |step: &AgentStep| {
                 if step.kind == StepKind::Tool {
                     let tool = step.tool.clone().unwrap_or_else(|| "tool".into());
-                    let mark = if step.error.is_some() { "⚠️" } else { "🔧" };
+                    let mark = if step.error.is_some() {
+                        "⚠️"
+                    } else {
+                        "🔧"
+                    };
                     let _ = steps_tx.send(format!("{mark} `{tool}`"));
                 }
             };
@@ -661,10 +714,9 @@ impl SlackService {
             drop(on_step);
             let _ = updater.await;
             let closing = match &result {
-                Ok(reply) if reply.answer.is_some() => format!(
-                    "✅ Answered ({} steps)",
-                    reply.run.steps.len()
-                ),
+                Ok(reply) if reply.answer.is_some() => {
+                    format!("✅ Answered ({} steps)", reply.run.steps.len())
+                }
                 Ok(reply) => format!(
                     "⚠️ The agent stopped without an answer ({}).",
                     match reply.run.status {
@@ -675,7 +727,12 @@ impl SlackService {
                 ),
                 Err(e) => format!("⚠️ The agent could not answer: {e}"),
             };
-            if let Err(e) = this.inner.platform.update(&progress, &Post::text(closing)).await {
+            if let Err(e) = this
+                .inner
+                .platform
+                .update(&progress, &Post::text(closing))
+                .await
+            {
                 tracing::warn!(error = %e, "could not update the progress message");
             }
             // The answer is a comment by the agent: the thread's sync posts it.
@@ -705,9 +762,18 @@ impl SlackService {
         let user = text(&payload["user"], "id");
         let channel = text(&payload["channel"], "id");
         let message_ts = text(&payload["container"], "message_ts");
-        let message_ts = if message_ts.is_empty() { text(&payload["message"], "ts") } else { message_ts };
-        let root = Some(text(&payload["message"], "thread_ts")).filter(|t| !t.is_empty()).unwrap_or_else(|| message_ts.clone());
-        let thread = MessageRef { channel: channel.clone(), ts: root };
+        let message_ts = if message_ts.is_empty() {
+            text(&payload["message"], "ts")
+        } else {
+            message_ts
+        };
+        let root = Some(text(&payload["message"], "thread_ts"))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| message_ts.clone());
+        let thread = MessageRef {
+            channel: channel.clone(),
+            ts: root,
+        };
         let Some(action) = payload["actions"].as_array().and_then(|a| a.first()) else {
             return Ok(());
         };
@@ -715,9 +781,19 @@ impl SlackService {
         let value = text(action, "value");
         let (name, email) = self.user_name(&user).await;
         let ticket: Option<TicketId> = value.parse().ok();
-        let subject_ticket = if action_id == actions::ESCALATE { None } else { ticket };
+        let subject_ticket = if action_id == actions::ESCALATE {
+            None
+        } else {
+            ticket
+        };
         if !self
-            .allowed(&user, email.as_deref(), &channel, &format!("button {action_id}"), subject_ticket)
+            .allowed(
+                &user,
+                email.as_deref(),
+                &channel,
+                &format!("button {action_id}"),
+                subject_ticket,
+            )
             .await
         {
             return self.refuse(&thread, &user).await;
@@ -730,13 +806,27 @@ impl SlackService {
                     actions::ACK => self
                         .inner
                         .tickets
-                        .update(id, TicketChange { status: Some(TicketStatus::Acknowledged), ..TicketChange::default() }, &actor)
+                        .update(
+                            id,
+                            TicketChange {
+                                status: Some(TicketStatus::Acknowledged),
+                                ..TicketChange::default()
+                            },
+                            &actor,
+                        )
                         .await
                         .map(|_| ()),
                     actions::ASSIGN_ME => self
                         .inner
                         .tickets
-                        .update(id, TicketChange { assignee: Some(Some(name.clone())), ..TicketChange::default() }, &actor)
+                        .update(
+                            id,
+                            TicketChange {
+                                assignee: Some(Some(name.clone())),
+                                ..TicketChange::default()
+                            },
+                            &actor,
+                        )
                         .await
                         .map(|_| ()),
                     _ => {
@@ -749,18 +839,34 @@ impl SlackService {
                             .unwrap_or_default();
                         self.inner
                             .platform
-                            .open_view(&text(payload, "trigger_id"), &View::Resolve { ticket_id: id, title })
+                            .open_view(
+                                &text(payload, "trigger_id"),
+                                &View::Resolve {
+                                    ticket_id: id,
+                                    title,
+                                },
+                            )
                             .await?;
                         Ok(())
                     }
                 }
             }
             actions::ESCALATE => {
-                let Ok(notice) = value.parse::<NoticeId>() else { return Ok(()) };
-                let result = self.inner.tickets.escalate_notice(notice, &actor).await.map(|_| ());
+                let Ok(notice) = value.parse::<NoticeId>() else {
+                    return Ok(());
+                };
+                let result = self
+                    .inner
+                    .tickets
+                    .escalate_notice(notice, &actor)
+                    .await
+                    .map(|_| ());
                 if result.is_ok() {
                     let now = self.inner.store.now().await?;
-                    self.inner.store.request_slack_sync(SlackSubject::Notice(notice), now).await?;
+                    self.inner
+                        .store
+                        .request_slack_sync(SlackSubject::Notice(notice), now)
+                        .await?;
                 }
                 result
             }
@@ -771,8 +877,14 @@ impl SlackService {
                 self.inner.wake.notify_one();
                 Ok(())
             }
-            Err(e @ (AppError::Conflict(_) | AppError::Invalid(_) | AppError::NotFound(_) | AppError::Lifecycle(_))) => {
-                self.say(&thread, &format!("<@{user}>: that did not work: {e}")).await?;
+            Err(
+                e @ (AppError::Conflict(_)
+                | AppError::Invalid(_)
+                | AppError::NotFound(_)
+                | AppError::Lifecycle(_)),
+            ) => {
+                self.say(&thread, &format!("<@{user}>: that did not work: {e}"))
+                    .await?;
                 Ok(())
             }
             Err(e) => Err(e.into()),
@@ -791,19 +903,34 @@ impl SlackService {
         let conclusion = values["conclusion"]["value"]["selected_option"]["value"]
             .as_str()
             .and_then(|c| c.parse::<Conclusion>().ok());
-        let reason = values["reason"]["value"]["value"].as_str().map(str::to_owned).filter(|r| !r.trim().is_empty());
+        let reason = values["reason"]["value"]["value"]
+            .as_str()
+            .map(str::to_owned)
+            .filter(|r| !r.trim().is_empty());
         let user = text(&payload["user"], "id");
         let (name, email) = self.user_name(&user).await;
-        let thread = self.inner.store.get_slack_thread(SlackSubject::Ticket(id)).await?;
-        let channel = thread.as_ref().and_then(|t| t.channel.clone()).unwrap_or_default();
+        let thread = self
+            .inner
+            .store
+            .get_slack_thread(SlackSubject::Ticket(id))
+            .await?;
+        let channel = thread
+            .as_ref()
+            .and_then(|t| t.channel.clone())
+            .unwrap_or_default();
         let reply_to = thread.as_ref().and_then(|t| t.thread());
-        if !self.allowed(&user, email.as_deref(), &channel, "resolve", Some(id)).await {
+        if !self
+            .allowed(&user, email.as_deref(), &channel, "resolve", Some(id))
+            .await
+        {
             return match reply_to {
                 Some(t) => self.refuse(&t, &user).await,
                 None => Ok(()),
             };
         }
-        let Some(conclusion) = conclusion else { return Ok(()) };
+        let Some(conclusion) = conclusion else {
+            return Ok(());
+        };
         let result = self
             .inner
             .tickets
@@ -823,8 +950,12 @@ impl SlackService {
                 self.inner.wake.notify_one();
                 Ok(())
             }
-            (Err(e @ (AppError::Conflict(_) | AppError::Lifecycle(_) | AppError::Invalid(_))), Some(t)) => {
-                self.say(&t, &format!("<@{user}>: could not resolve: {e}")).await?;
+            (
+                Err(e @ (AppError::Conflict(_) | AppError::Lifecycle(_) | AppError::Invalid(_))),
+                Some(t),
+            ) => {
+                self.say(&t, &format!("<@{user}>: could not resolve: {e}"))
+                    .await?;
                 Ok(())
             }
             (Err(e), _) => Err(e.into()),
@@ -841,24 +972,40 @@ impl SlackService {
         (posted, result)
     }
 
-    async fn sync_inner(&self, lease: &SlackSyncLease, posted: &mut Option<Posted>) -> Result<(), Failure> {
+    async fn sync_inner(
+        &self,
+        lease: &SlackSyncLease,
+        posted: &mut Option<Posted>,
+    ) -> Result<(), Failure> {
         let settings = &self.inner.settings;
         let thread = &lease.thread;
         let (post, wanted_channel, ticket) = match thread.subject {
             SlackSubject::Ticket(id) => {
-                let Some(t) = self.inner.store.get_ticket(id).await? else { return Ok(()) };
+                let Some(t) = self.inner.store.get_ticket(id).await? else {
+                    return Ok(());
+                };
                 let channel = t.channel.clone();
                 (
-                    Post::Ticket { ticket: Box::new(t), dashboard_url: settings.dashboard_url.clone(), note: None },
+                    Post::Ticket {
+                        ticket: Box::new(t),
+                        dashboard_url: settings.dashboard_url.clone(),
+                        note: None,
+                    },
                     channel,
                     Some(id),
                 )
             }
             SlackSubject::Notice(id) => {
-                let Some(n) = self.inner.store.get_notice(id).await? else { return Ok(()) };
+                let Some(n) = self.inner.store.get_notice(id).await? else {
+                    return Ok(());
+                };
                 let channel = n.channel.clone();
                 (
-                    Post::Notice { notice: n, dashboard_url: settings.dashboard_url.clone(), note: None },
+                    Post::Notice {
+                        notice: n,
+                        dashboard_url: settings.dashboard_url.clone(),
+                        note: None,
+                    },
                     channel,
                     None,
                 )
@@ -870,8 +1017,18 @@ impl SlackService {
                 thread.thread().unwrap_or(message)
             }
             None => {
-                let first = self.first_post(thread.channel.clone(), thread.thread_ts.clone(), wanted_channel, post).await?;
-                let root = MessageRef { channel: first.channel.clone(), ts: first.thread_ts.clone() };
+                let first = self
+                    .first_post(
+                        thread.channel.clone(),
+                        thread.thread_ts.clone(),
+                        wanted_channel,
+                        post,
+                    )
+                    .await?;
+                let root = MessageRef {
+                    channel: first.channel.clone(),
+                    ts: first.thread_ts.clone(),
+                };
                 *posted = Some(first);
                 root
             }
@@ -893,29 +1050,70 @@ impl SlackService {
     ) -> Result<Posted, Failure> {
         let default = self.inner.settings.default_channel.clone();
         if let (Some(channel), Some(root)) = (bound_channel, bound_thread) {
-            let at = self.inner.platform.post(&channel, Some(&root), &post).await?;
-            return Ok(Posted { channel: at.channel, ts: at.ts, thread_ts: root });
+            let at = self
+                .inner
+                .platform
+                .post(&channel, Some(&root), &post)
+                .await?;
+            return Ok(Posted {
+                channel: at.channel,
+                ts: at.ts,
+                thread_ts: root,
+            });
         }
-        let target = wanted.filter(|c| !c.trim().is_empty()).unwrap_or_else(|| default.clone());
+        let target = wanted
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| default.clone());
         match self.inner.platform.post(&target, None, &post).await {
-            Ok(at) => Ok(Posted { channel: at.channel, thread_ts: at.ts.clone(), ts: at.ts }),
+            Ok(at) => Ok(Posted {
+                channel: at.channel,
+                thread_ts: at.ts.clone(),
+                ts: at.ts,
+            }),
             Err(e) if !e.is_transient() && target != default => {
                 tracing::warn!(channel = %target, error = %e, "cannot post to the policy's channel; using the default channel");
-                let note = format!("⚠️ Could not post to channel {target} ({e}); posted here instead.");
+                let note =
+                    format!("⚠️ Could not post to channel {target} ({e}); posted here instead.");
                 let post = match post {
-                    Post::Ticket { ticket, dashboard_url, .. } => Post::Ticket { ticket, dashboard_url, note: Some(note) },
-                    Post::Notice { notice, dashboard_url, .. } => Post::Notice { notice, dashboard_url, note: Some(note) },
+                    Post::Ticket {
+                        ticket,
+                        dashboard_url,
+                        ..
+                    } => Post::Ticket {
+                        ticket,
+                        dashboard_url,
+                        note: Some(note),
+                    },
+                    Post::Notice {
+                        notice,
+                        dashboard_url,
+                        ..
+                    } => Post::Notice {
+                        notice,
+                        dashboard_url,
+                        note: Some(note),
+                    },
                     other => other,
                 };
                 let at = self.inner.platform.post(&default, None, &post).await?;
-                Ok(Posted { channel: at.channel, thread_ts: at.ts.clone(), ts: at.ts })
+                Ok(Posted {
+                    channel: at.channel,
+                    thread_ts: at.ts.clone(),
+                    ts: at.ts,
+                })
             }
             Err(e) => Err(e.into()),
         }
     }
 
     async fn post_comments(&self, ticket: TicketId, thread: &MessageRef) -> Result<(), Failure> {
-        let linked: HashSet<_> = self.inner.store.slack_linked_comments(ticket).await?.into_iter().collect();
+        let linked: HashSet<_> = self
+            .inner
+            .store
+            .slack_linked_comments(ticket)
+            .await?
+            .into_iter()
+            .collect();
         for c in self.inner.store.list_comments(ticket).await? {
             if linked.contains(&c.id) || c.source == CommentSource::Slack {
                 continue;
@@ -955,7 +1153,14 @@ async fn progress_updater(
         while let Ok(more) = steps.try_recv() {
             lines.push(more);
         }
-        let shown = lines.iter().rev().take(20).rev().cloned().collect::<Vec<_>>().join("\n");
+        let shown = lines
+            .iter()
+            .rev()
+            .take(20)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n");
         if let Err(e) = platform.update(&message, &Post::text(shown)).await {
             tracing::debug!(error = %e, "could not update the progress message");
         }
@@ -977,7 +1182,11 @@ fn delivery_id(kind: DeliveryKind, payload: &Value) -> AppResult<String> {
             let user = text(&payload["user"], "id");
             match payload["type"].as_str() {
                 Some("block_actions") => {
-                    let action = payload["actions"].as_array().and_then(|a| a.first()).cloned().unwrap_or_default();
+                    let action = payload["actions"]
+                        .as_array()
+                        .and_then(|a| a.first())
+                        .cloned()
+                        .unwrap_or_default();
                     Ok(format!(
                         "interaction:{user}:{}:{}",
                         text(&action, "action_ts"),
@@ -1024,7 +1233,9 @@ impl SlackWorker {
             let (error, retry_at) = match &result {
                 Ok(()) => (None, None),
                 Err(f) if f.transient() && delivery.attempts < settings.max_attempts => {
-                    let delay = f.retry_after().unwrap_or_else(|| backoff(delivery.attempts));
+                    let delay = f
+                        .retry_after()
+                        .unwrap_or_else(|| backoff(delivery.attempts));
                     (Some(f.to_string()), Some(now + chrono_of(delay)))
                 }
                 Err(f) => (Some(f.to_string()), None),
@@ -1032,19 +1243,30 @@ impl SlackWorker {
             if let Some(e) = &error {
                 tracing::warn!(delivery = %delivery.id, error = %e, retry = retry_at.is_some(), "a Slack delivery failed");
             }
-            if let Err(e) = store.finish_slack_delivery(&delivery, error.as_deref(), retry_at, now).await {
+            if let Err(e) = store
+                .finish_slack_delivery(&delivery, error.as_deref(), retry_at, now)
+                .await
+            {
                 tracing::warn!(delivery = %delivery.id, error = %e, "could not record a Slack delivery's outcome");
             }
         }
         let now = store.now().await?;
-        for lease in store.lease_slack_syncs(16, now, now + chrono_of(settings.lease)).await? {
+        for lease in store
+            .lease_slack_syncs(16, now, now + chrono_of(settings.lease))
+            .await?
+        {
             done += 1;
             let (posted, result) = self.slack.sync(&lease).await;
             let now = store.now().await?;
             let outcome = match result {
                 Ok(()) => {
                     store
-                        .finish_slack_sync(&lease, posted.as_ref(), now + chrono_of(settings.update_interval), now)
+                        .finish_slack_sync(
+                            &lease,
+                            posted.as_ref(),
+                            now + chrono_of(settings.update_interval),
+                            now,
+                        )
                         .await
                 }
                 Err(f) => {
@@ -1052,9 +1274,13 @@ impl SlackWorker {
                     let retry_at = (f.transient() || matches!(f, Failure::Chat(ChatError::Api(_))))
                         .then_some(())
                         .filter(|_| attempts < settings.max_attempts)
-                        .map(|_| now + chrono_of(f.retry_after().unwrap_or_else(|| backoff(attempts))));
+                        .map(|_| {
+                            now + chrono_of(f.retry_after().unwrap_or_else(|| backoff(attempts)))
+                        });
                     tracing::warn!(subject = ?lease.thread.subject, attempt = attempts, error = %f, retry = retry_at.is_some(), "Slack sync failed");
-                    store.fail_slack_sync(&lease, posted.as_ref(), &f.to_string(), retry_at, now).await
+                    store
+                        .fail_slack_sync(&lease, posted.as_ref(), &f.to_string(), retry_at, now)
+                        .await
                 }
             };
             if let Err(e) = outcome {

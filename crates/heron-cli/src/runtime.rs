@@ -3,8 +3,8 @@
 use crate::settings::Settings;
 use anyhow::{Context, bail};
 use heron_app::{
-    AlertEmbeddingSettings, AlertEmbeddingWorker, Intake, PolicyHandle, SlackService,
-    SlackWorker, TriageWorker, Worker,
+    AlertEmbeddingSettings, AlertEmbeddingWorker, Intake, PolicyHandle, SlackService, SlackWorker,
+    TriageWorker, Worker,
 };
 use heron_core::ports::Store;
 use heron_policy::{LoadOptions, PolicySet, RegoVersion};

@@ -356,8 +356,10 @@ pub trait SlackStore: Send + Sync {
     /// Links a Slack message and a comment; a link already stored for either side is kept and
     /// the call answers `false`.
     async fn link_slack_message(&self, link: &SlackMessageLink) -> StoreResult<bool>;
-    async fn find_slack_message(&self, message: &MessageRef)
-    -> StoreResult<Option<SlackMessageLink>>;
+    async fn find_slack_message(
+        &self,
+        message: &MessageRef,
+    ) -> StoreResult<Option<SlackMessageLink>>;
     /// The comments of `ticket` that are linked to a Slack message.
     async fn slack_linked_comments(&self, ticket: TicketId) -> StoreResult<Vec<CommentId>>;
     /// Replaces a comment's text (an edit in Slack). `NotFound` for an unknown comment.

@@ -21,8 +21,8 @@ use utoipa_axum::routes;
 
 pub(crate) fn routes() -> OpenApiRouter<ServerState> {
     OpenApiRouter::new()
-        .route("/hooks/slack/event", axum::routing::post(event))
-        .route("/hooks/slack/interaction", axum::routing::post(interaction))
+        .routes(routes!(event))
+        .routes(routes!(interaction))
         .routes(routes!(ticket_slack))
 }
 
@@ -67,7 +67,14 @@ fn retry_of(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `POST /hooks/slack/event`: the Events API (url_verification, event_callback).
+/// Slack's Events API: `url_verification` is answered with its challenge; an
+/// `event_callback` is stored once per `event_id` and acted on in the background.
+/// Authenticated by Slack's `v0` signature (`X-Slack-Signature`,
+/// `X-Slack-Request-Timestamp` within 5 minutes), not a bearer token.
+#[utoipa::path(post, path = "/hooks/slack/event", tag = "webhooks",
+    request_body(content = String, content_type = "application/json"),
+    responses((status = 200, description = "accepted (or the url_verification challenge)"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "Slack is not configured")))]
 async fn event(State(state): State<ServerState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle_event(&state, &headers, &body).await {
         Ok(response) => response,
@@ -100,7 +107,12 @@ async fn handle_event(
     }
 }
 
-/// `POST /hooks/slack/interaction`: buttons and modal submissions (`payload=` form field).
+/// Slack's interactivity: button clicks and modal submissions (the `payload` form field),
+/// stored and acted on in the background. Authenticated by Slack's `v0` signature.
+#[utoipa::path(post, path = "/hooks/slack/interaction", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "accepted"), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "Slack is not configured")))]
 async fn interaction(
     State(state): State<ServerState>,
     headers: HeaderMap,

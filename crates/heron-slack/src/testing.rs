@@ -175,9 +175,7 @@ impl FakeSlack {
     pub fn thread(&self, channel: &str, ts: &str) -> Vec<FakeMessage> {
         self.messages()
             .into_iter()
-            .filter(|m| {
-                m.channel == channel && (m.ts == ts || m.thread_ts.as_deref() == Some(ts))
-            })
+            .filter(|m| m.channel == channel && (m.ts == ts || m.thread_ts.as_deref() == Some(ts)))
             .collect()
     }
 }
@@ -271,7 +269,12 @@ async fn handle(
             FakeFailure::Down => (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
         };
     }
-    let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |k: &str| {
+        p.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     match method.as_str() {
         "auth.test" => ok(json!({
             "url": "https://heron-test.slack.com/",

@@ -95,7 +95,12 @@ mod tests {
         let secret = SigningSecret::new(SECRET);
         assert_eq!(secret.sign(TIMESTAMP, BODY.as_bytes()), SIGNATURE);
         assert_eq!(
-            secret.verify(TIMESTAMP, SIGNATURE, BODY.as_bytes(), at(1_531_420_618 + 60)),
+            secret.verify(
+                TIMESTAMP,
+                SIGNATURE,
+                BODY.as_bytes(),
+                at(1_531_420_618 + 60)
+            ),
             Ok(())
         );
     }

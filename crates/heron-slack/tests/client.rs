@@ -18,7 +18,9 @@ fn install_ring() {
 
 async fn client() -> (FakeSlack, SlackClient) {
     install_ring();
-    let fake = FakeSlack::start(TOKEN, &["CHERON", "CPOLICY"]).await.unwrap();
+    let fake = FakeSlack::start(TOKEN, &["CHERON", "CPOLICY"])
+        .await
+        .unwrap();
     let client = SlackClient::new(&SlackClientSettings {
         bot_token: TOKEN.into(),
         base_url: Some(fake.url.clone()),
@@ -96,8 +98,14 @@ async fn a_ticket_card_is_posted_as_block_kit_with_its_buttons_and_updated_in_pl
         .collect();
     assert_eq!(actions, ["heron_ack", "heron_assign_me", "heron_resolve"]);
     let all = serde_json::to_string(blocks).unwrap();
-    assert!(all.contains("&lt;to 1.2.3.4&gt; &amp; more"), "mrkdwn is escaped: {all}");
-    assert!(all.contains("<https://k8s.example/pods/web-1|web-1>"), "{all}");
+    assert!(
+        all.contains("&lt;to 1.2.3.4&gt; &amp; more"),
+        "mrkdwn is escaped: {all}"
+    );
+    assert!(
+        all.contains("<https://k8s.example/pods/web-1|web-1>"),
+        "{all}"
+    );
     assert!(all.contains("*Alerts*\\n3"), "{all}");
     assert!(all.contains("An attacker shell."), "{all}");
     assert!(all.contains(&format!("https://heron.example/tickets/{}", t.id)));
@@ -119,7 +127,10 @@ async fn a_ticket_card_is_posted_as_block_kit_with_its_buttons_and_updated_in_pl
     let message = &fake.messages()[0];
     assert_eq!(message.updates, 1);
     let all = message.blocks.to_string();
-    assert!(!all.contains("heron_ack"), "no buttons once resolved: {all}");
+    assert!(
+        !all.contains("heron_ack"),
+        "no buttons once resolved: {all}"
+    );
     assert!(all.contains("False positive"), "{all}");
 }
 
@@ -201,13 +212,20 @@ async fn users_are_named_by_their_display_name_and_threads_read_back() {
         (user.name.as_str(), user.email.as_deref()),
         ("Alice", Some("alice@example.com"))
     );
-    let root = client.post("CHERON", None, &Post::text("root")).await.unwrap();
+    let root = client
+        .post("CHERON", None, &Post::text("root"))
+        .await
+        .unwrap();
     fake.say("CHERON", Some(&root.ts), "U1", "human reply");
     let thread = client.replies(&root).await.unwrap();
     assert_eq!(thread.len(), 2);
     assert!(thread[0].bot);
     assert_eq!(
-        (thread[1].user.as_deref(), thread[1].text.as_str(), thread[1].bot),
+        (
+            thread[1].user.as_deref(),
+            thread[1].text.as_str(),
+            thread[1].bot
+        ),
         (Some("U1"), "human reply", false)
     );
 }

@@ -40,8 +40,20 @@ pub(crate) fn time(us: i64) -> StoreResult<Timestamp> {
 }
 
 pub(crate) fn thread(row: ThreadRow) -> StoreResult<(SlackThread, i64, Option<String>)> {
-    let (id, kind, channel, ts, thread_ts, state, attempts, last_error, next, updated, generation, token) =
-        row;
+    let (
+        id,
+        kind,
+        channel,
+        ts,
+        thread_ts,
+        state,
+        attempts,
+        last_error,
+        next,
+        updated,
+        generation,
+        token,
+    ) = row;
     let id = uuid::Uuid::parse_str(&id)
         .map_err(|e| StoreError::Backend(format!("slack thread id {id:?}: {e}")))?;
     let subject = SlackSubject::from_parts(&kind, id)

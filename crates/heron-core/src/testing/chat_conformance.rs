@@ -34,10 +34,7 @@ pub async fn posting_to_an_unknown_channel_is_channel_not_found(chat: Shared) {
         .post("CMISSING", None, &Post::text("x"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(error, ChatError::ChannelNotFound(_)),
-        "{error:?}"
-    );
+    assert!(matches!(error, ChatError::ChannelNotFound(_)), "{error:?}");
     assert!(!error.is_transient());
 }
 

@@ -4285,12 +4285,25 @@ fn msg(channel: &str, ts: &str) -> MessageRef {
 }
 
 pub async fn a_slack_delivery_is_accepted_once_and_leased_until_done(store: Shared) {
-    assert!(store.accept_slack_delivery(&delivery("Ev1", at(0))).await.unwrap());
     assert!(
-        !store.accept_slack_delivery(&delivery("Ev1", at(5))).await.unwrap(),
+        store
+            .accept_slack_delivery(&delivery("Ev1", at(0)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .accept_slack_delivery(&delivery("Ev1", at(5)))
+            .await
+            .unwrap(),
         "a retried delivery stores nothing"
     );
-    assert!(store.accept_slack_delivery(&delivery("Ev2", at(1))).await.unwrap());
+    assert!(
+        store
+            .accept_slack_delivery(&delivery("Ev2", at(1)))
+            .await
+            .unwrap()
+    );
     let leased = store
         .lease_slack_deliveries(10, at(10), at(70))
         .await
@@ -4496,7 +4509,12 @@ pub async fn a_failed_sync_backs_off_then_fails_for_good_and_a_stale_lease_is_re
             thread.last_error.as_deref(),
             thread.next_attempt_at
         ),
-        (SlackSyncState::Pending, 1, Some("ratelimited"), Some(at(130)))
+        (
+            SlackSyncState::Pending,
+            1,
+            Some("ratelimited"),
+            Some(at(130))
+        )
     );
     assert!(
         store
@@ -4591,7 +4609,10 @@ pub async fn messages_link_to_comments_once_and_edits_and_deletions_follow(store
         "a comment links once"
     );
     assert_eq!(
-        store.find_slack_message(&msg("C1", "2.0001")).await.unwrap(),
+        store
+            .find_slack_message(&msg("C1", "2.0001"))
+            .await
+            .unwrap(),
         Some(link.clone())
     );
     assert_eq!(
@@ -4610,7 +4631,10 @@ pub async fn messages_link_to_comments_once_and_edits_and_deletions_follow(store
     store.delete_comment(comment.id).await.unwrap();
     assert!(store.list_comments(id).await.unwrap().is_empty());
     assert_eq!(
-        store.find_slack_message(&msg("C1", "2.0001")).await.unwrap(),
+        store
+            .find_slack_message(&msg("C1", "2.0001"))
+            .await
+            .unwrap(),
         None
     );
     assert!(matches!(
