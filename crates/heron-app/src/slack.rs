@@ -363,7 +363,7 @@ impl SlackService {
         }
     }
 
-    fn from_bot(&self, m: &Value) -> bool {
+    fn is_from_a_bot(&self, m: &Value) -> bool {
         m.get("bot_id").is_some_and(|b| !b.is_null())
             || m["subtype"] == "bot_message"
             || text(m, "user") == self.inner.bot_user_id
@@ -384,7 +384,7 @@ impl SlackService {
         let channel = text(event, "channel");
         match event["subtype"].as_str() {
             None | Some("thread_broadcast") | Some("file_share") => {
-                if self.from_bot(event) {
+                if self.is_from_a_bot(event) {
                     return Ok(());
                 }
                 let (ts, root) = (text(event, "ts"), text(event, "thread_ts"));
@@ -437,7 +437,7 @@ impl SlackService {
             }
             Some("message_changed") => {
                 let m = &event["message"];
-                if self.from_bot(m) {
+                if self.is_from_a_bot(m) {
                     return Ok(());
                 }
                 let here = MessageRef {
@@ -482,7 +482,7 @@ impl SlackService {
 
     /// `@heron …`.
     async fn mention(&self, event: &Value) -> Result<(), Failure> {
-        if self.from_bot(event) {
+        if self.is_from_a_bot(event) {
             return Ok(());
         }
         let channel = text(event, "channel");
