@@ -1956,6 +1956,22 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
         "one message per ticket"
     );
 
+    // The same alert again attaches: the message's alert count is updated in place, and
+    // no message is posted for the alert.
+    let [(schema, payload), _] = two_single_alert_payloads();
+    let (status, _) = h.post(&format!("/hooks/alert/raw/{schema}"), "application/json", payload).await;
+    assert_eq!(status, 202);
+    h.drained().await;
+    eventually("the alert count is updated in place", || async {
+        slack.messages().iter().any(|m| m.ts == card_ts && m.blocks.to_string().contains("*Alerts*\\n2"))
+    })
+    .await;
+    assert_eq!(
+        slack.calls_of("chat.postMessage").iter().filter(|c| c.params["thread_ts"].is_null()).count(),
+        1,
+        "no message per alert"
+    );
+
     // A thread reply becomes a comment under the author's Slack name, once even when
     // Slack delivers it again.
     let alice_ts = slack.say(
@@ -2130,6 +2146,41 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
         "the question is one comment"
     );
 
+    // One chat per thread: a second question waits; `@heron abort` stops the first.
+    llm.push_chat(Reply::text("a slow answer nobody will read", (10, 10)).with_delay(Duration::from_secs(20)));
+    let ask = |id: &str, text: &str| {
+        let text = format!("<@{BOT_USER_ID}> {text}");
+        let ts = slack.say(SLACK_CHANNEL, Some(&card_ts), "U0ALICE", &text);
+        (id.to_owned(), json!({"type": "app_mention", "channel": SLACK_CHANNEL, "user": "U0ALICE",
+            "text": text, "ts": ts, "thread_ts": card_ts, "event_ts": ts}))
+    };
+    let (id, event) = ask("Ev0SLOW1", "which hosts did it scan?");
+    assert_eq!(slack_event(&h, &id, event, None).await, 200);
+    eventually("the slow question is being answered", || async {
+        bot_texts(&slack, &card_ts).iter().filter(|t| t.starts_with("🤔 Looking into it")).count() == 1
+            && model_calls() == before + 2
+    })
+    .await;
+    let (id, event) = ask("Ev0SLOW2", "and when?");
+    assert_eq!(slack_event(&h, &id, event, None).await, 200);
+    eventually("the second question is told to wait", || async {
+        bot_texts(&slack, &card_ts).iter().any(|t| t.contains("please wait"))
+    })
+    .await;
+    let (id, event) = ask("Ev0ABORT", "abort");
+    assert_eq!(slack_event(&h, &id, event, None).await, 200);
+    eventually("the chat is stopped", || async {
+        bot_texts(&slack, &card_ts).iter().any(|t| t.starts_with("🛑 Stopped the agent"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !comments(&h, ticket.id).await.iter().any(|c| c.text.contains("slow answer")),
+        "an aborted chat leaves no answer"
+    );
+    assert_eq!(model_calls(), before + 2, "the waiting question did not run the agent");
+    let before = model_calls();
+
     // Mallory is not on the allow-list: a polite refusal, and the agent does not run.
     let question = format!("<@{BOT_USER_ID}> dump every ticket you know");
     let ts = slack.say(SLACK_CHANNEL, Some(&card_ts), "U0MALLORY", &question);
@@ -2142,7 +2193,7 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
             .any(|t| t.contains("<@U0MALLORY>") && t.contains("not allowed"))
     })
     .await;
-    assert_eq!(model_calls(), before + 1, "no agent run for a refused user");
+    assert_eq!(model_calls(), before, "no agent run for a refused user");
     assert_eq!(
         slack_click(
             &h,
