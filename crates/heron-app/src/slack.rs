@@ -1114,6 +1114,27 @@ impl SlackService {
             .await?
             .into_iter()
             .collect();
+        // The triage agent's work: one line per tool call and its finding, once per run (the
+        // run's id stands in the link for a comment's).
+        for run in self.inner.store.list_agent_runs(ticket).await? {
+            let key = heron_core::CommentId::from_uuid(run.id);
+            if run.purpose != heron_core::agent::RunPurpose::Triage
+                || run.status == RunStatus::Running
+                || linked.contains(&key)
+            {
+                continue;
+            }
+            let at = self.say(thread, &triage_summary(&run)).await?;
+            self.inner
+                .store
+                .link_slack_message(&SlackMessageLink {
+                    channel: at.channel,
+                    ts: at.ts,
+                    ticket_id: ticket,
+                    comment_id: key,
+                })
+                .await?;
+        }
         for c in self.inner.store.list_comments(ticket).await? {
             if linked.contains(&c.id) || c.source == CommentSource::Slack {
                 continue;
@@ -1136,6 +1157,43 @@ impl SlackService {
         }
         Ok(())
     }
+}
+
+/// The triage run as a thread message: its tool calls, one a line, and its finding.
+fn triage_summary(run: &heron_core::agent::AgentRun) -> String {
+    let mut lines = vec!["🤖 *Triage agent*".to_owned()];
+    for step in run.steps.iter().filter(|s| s.kind == StepKind::Tool) {
+        let tool = step.tool.as_deref().unwrap_or("tool");
+        let mark = if step.error.is_some() {
+            "⚠️"
+        } else {
+            "🔧"
+        };
+        lines.push(format!("{mark} `{tool}`"));
+    }
+    let label = |v: serde_json::Result<Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+            .unwrap_or_default()
+    };
+    match &run.finding {
+        Some(f) => lines.push(format!(
+            "*Finding*: {} (severity {}, confidence {:.0}%)\n{}\n💡 {}",
+            label(serde_json::to_value(f.verdict)),
+            label(serde_json::to_value(f.severity)),
+            f.confidence * 100.0,
+            f.summary,
+            f.recommendation
+        )),
+        None => lines.push(format!(
+            "The investigation ended without a finding ({}).",
+            match run.status {
+                RunStatus::BudgetExhausted => "its budget ran out",
+                _ => "it failed",
+            }
+        )),
+    }
+    lines.join("\n")
 }
 
 /// Keeps the progress message to one line per tool call, updated at most once per

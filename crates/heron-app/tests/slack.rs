@@ -9,8 +9,7 @@ use heron_core::ports::{
     Disposition, EventLog, EventQueue, NoticeRepository, PlannedAlert, TicketRepository,
 };
 use heron_core::slack::{
-    ChatError, ChatUser, DeliveryKind, MessageRef, Post, SlackStore, SlackSubject,
-    SlackSyncState,
+    ChatError, ChatUser, DeliveryKind, MessageRef, Post, SlackStore, SlackSubject, SlackSyncState,
 };
 use heron_core::testing::conformance::{new_alert, new_event, new_ticket_for};
 use heron_core::testing::{ChatCall, InMemoryStore, RecordingChat};
@@ -106,7 +105,11 @@ async fn make(store: &InMemoryStore, notice: bool) -> uuid::Uuid {
         )
     };
     store
-        .complete_event(&leased[0].lease, vec![PlannedAlert { alert, disposition }], now)
+        .complete_event(
+            &leased[0].lease,
+            vec![PlannedAlert { alert, disposition }],
+            now,
+        )
         .await
         .unwrap();
     subject
@@ -160,7 +163,8 @@ async fn slack_rate_limiting_or_outage_never_loses_a_ticket_it_retries_with_back
     let id = TicketId::from_uuid(make(&f.store, false).await);
     let subject = SlackSubject::Ticket(id);
     // The policy channel is missing (fallback), then Slack rate-limits for 30 s.
-    f.chat.fail_next(ChatError::ChannelNotFound("#alerts".into()));
+    f.chat
+        .fail_next(ChatError::ChannelNotFound("#alerts".into()));
     f.chat
         .fail_next(ChatError::RateLimited(Some(Duration::from_secs(30))));
     f.worker.run_once().await.unwrap();
@@ -181,7 +185,10 @@ async fn slack_rate_limiting_or_outage_never_loses_a_ticket_it_retries_with_back
     f.chat.fail_next(ChatError::Unavailable("503".into()));
     f.worker.run_once().await.unwrap();
     let thread = f.store.get_slack_thread(subject).await.unwrap().unwrap();
-    assert_eq!((thread.state, thread.attempts), (SlackSyncState::Pending, 2));
+    assert_eq!(
+        (thread.state, thread.attempts),
+        (SlackSyncState::Pending, 2)
+    );
     f.store.advance_clock(chrono::Duration::seconds(600));
     f.worker.run_once().await.unwrap();
     let thread = f.store.get_slack_thread(subject).await.unwrap().unwrap();
@@ -197,7 +204,7 @@ async fn slack_rate_limiting_or_outage_never_loses_a_ticket_it_retries_with_back
 
 #[tokio::test]
 async fn a_notice_is_posted_with_escalate_and_the_button_opens_a_ticket_recorded_under_the_clicker()
- {
+{
     let f = fixture(SlackAccess::default(), "package triage\n").await;
     let notice = NoticeId::from_uuid(make(&f.store, true).await);
     f.worker.run_once().await.unwrap();
@@ -235,18 +242,20 @@ async fn a_notice_is_posted_with_escalate_and_the_button_opens_a_ticket_recorded
         .expect("escalated");
     let comments = f.store.list_comments(escalated).await.unwrap();
     assert!(
-        comments
-            .iter()
-            .any(|c| c.text.contains("Alice (Slack U1 in CDEFAULT) escalated notice")),
+        comments.iter().any(|c| c
+            .text
+            .contains("Alice (Slack U1 in CDEFAULT) escalated notice")),
         "{comments:?}"
     );
     // The notice's message lost its button; the new ticket got its own message.
     let updated = f.chat.calls().into_iter().any(|c| matches!(c,
         ChatCall::Update { post: Post::Notice { notice: n, .. }, .. } if n.ticket_id == Some(escalated)));
     assert!(updated);
-    assert!(posts(&f.chat).iter().any(
-        |(_, _, p)| matches!(p, Post::Ticket { ticket, .. } if ticket.id == escalated)
-    ));
+    assert!(
+        posts(&f.chat)
+            .iter()
+            .any(|(_, _, p)| matches!(p, Post::Ticket { ticket, .. } if ticket.id == escalated))
+    );
 }
 
 async fn mention(f: &Fixture, user: &str, channel: &str, text: &str, thread: Option<&str>) {
@@ -256,7 +265,8 @@ async fn mention(f: &Fixture, user: &str, channel: &str, text: &str, thread: Opt
     if let Some(t) = thread {
         event["thread_ts"] = json!(t);
     }
-    let payload = json!({"type": "event_callback", "event_id": format!("Ev{ts}{user}"), "event": event});
+    let payload =
+        json!({"type": "event_callback", "event_id": format!("Ev{ts}{user}"), "event": event});
     f.slack.accept(DeliveryKind::Event, payload).await.unwrap();
     f.worker.run_once().await.unwrap();
 }
@@ -295,7 +305,14 @@ async fn the_channel_allow_list_and_the_auth_agent_policy_decide_who_may_act() {
     .await;
     mention(&f, "U1", DEFAULT, "ticket suspicious login", None).await;
     assert!(f.chat.posted_texts()[0].contains("not allowed"));
-    assert!(f.store.list_tickets(&Default::default()).await.unwrap().items.is_empty());
+    assert!(
+        f.store
+            .list_tickets(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 
     // Policy: only alice@example.com, in any channel; Mallory is refused.
     let f = fixture(
@@ -321,12 +338,28 @@ async fn the_channel_allow_list_and_the_auth_agent_policy_decide_who_may_act() {
     );
     mention(&f, "U2", "CSEC", "ticket", Some(&thread.ts)).await;
     assert!(f.chat.posted_texts()[0].contains("<@U2>"));
-    assert!(f.store.list_tickets(&Default::default()).await.unwrap().items.is_empty());
+    assert!(
+        f.store
+            .list_tickets(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     mention(&f, "U1", "CSEC", "ticket Phishing report", Some(&thread.ts)).await;
-    let tickets = f.store.list_tickets(&Default::default()).await.unwrap().items;
+    let tickets = f
+        .store
+        .list_tickets(&Default::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0].title, "Phishing report");
-    assert!(tickets[0].description.contains("Alice: I got a weird mail"), "{}", tickets[0].description);
+    assert!(
+        tickets[0].description.contains("Alice: I got a weird mail"),
+        "{}",
+        tickets[0].description
+    );
     f.worker.run_once().await.unwrap();
     let (at, thread_ts, _) = posts(&f.chat)
         .into_iter()

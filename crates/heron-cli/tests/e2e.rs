@@ -1934,6 +1934,12 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
+    eventually("the triage agent's finding is in the thread", || async {
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.contains("🔧 `submit_finding`") && t.contains("expected admin activity"))
+    })
+    .await;
     let (_, state) = h.get(&format!("/api/v1/tickets/{}/slack", ticket.id)).await;
     assert_eq!(state["channel"], SLACK_CHANNEL);
     assert_eq!(state["last_error"], Value::Null);
@@ -1959,15 +1965,28 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
     // The same alert again attaches: the message's alert count is updated in place, and
     // no message is posted for the alert.
     let [(schema, payload), _] = two_single_alert_payloads();
-    let (status, _) = h.post(&format!("/hooks/alert/raw/{schema}"), "application/json", payload).await;
+    let (status, _) = h
+        .post(
+            &format!("/hooks/alert/raw/{schema}"),
+            "application/json",
+            payload,
+        )
+        .await;
     assert_eq!(status, 202);
     h.drained().await;
     eventually("the alert count is updated in place", || async {
-        slack.messages().iter().any(|m| m.ts == card_ts && m.blocks.to_string().contains("*Alerts*\\n2"))
+        slack
+            .messages()
+            .iter()
+            .any(|m| m.ts == card_ts && m.blocks.to_string().contains("*Alerts*\\n2"))
     })
     .await;
     assert_eq!(
-        slack.calls_of("chat.postMessage").iter().filter(|c| c.params["thread_ts"].is_null()).count(),
+        slack
+            .calls_of("chat.postMessage")
+            .iter()
+            .filter(|c| c.params["thread_ts"].is_null())
+            .count(),
         1,
         "no message per alert"
     );
@@ -2147,38 +2166,58 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
     );
 
     // One chat per thread: a second question waits; `@heron abort` stops the first.
-    llm.push_chat(Reply::text("a slow answer nobody will read", (10, 10)).with_delay(Duration::from_secs(20)));
+    llm.push_chat(
+        Reply::text("a slow answer nobody will read", (10, 10)).with_delay(Duration::from_secs(20)),
+    );
     let ask = |id: &str, text: &str| {
         let text = format!("<@{BOT_USER_ID}> {text}");
         let ts = slack.say(SLACK_CHANNEL, Some(&card_ts), "U0ALICE", &text);
-        (id.to_owned(), json!({"type": "app_mention", "channel": SLACK_CHANNEL, "user": "U0ALICE",
-            "text": text, "ts": ts, "thread_ts": card_ts, "event_ts": ts}))
+        (
+            id.to_owned(),
+            json!({"type": "app_mention", "channel": SLACK_CHANNEL, "user": "U0ALICE",
+            "text": text, "ts": ts, "thread_ts": card_ts, "event_ts": ts}),
+        )
     };
     let (id, event) = ask("Ev0SLOW1", "which hosts did it scan?");
     assert_eq!(slack_event(&h, &id, event, None).await, 200);
     eventually("the slow question is being answered", || async {
-        bot_texts(&slack, &card_ts).iter().filter(|t| t.starts_with("🤔 Looking into it")).count() == 1
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .filter(|t| t.starts_with("🤔 Looking into it"))
+            .count()
+            == 1
             && model_calls() == before + 2
     })
     .await;
     let (id, event) = ask("Ev0SLOW2", "and when?");
     assert_eq!(slack_event(&h, &id, event, None).await, 200);
     eventually("the second question is told to wait", || async {
-        bot_texts(&slack, &card_ts).iter().any(|t| t.contains("please wait"))
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.contains("please wait"))
     })
     .await;
     let (id, event) = ask("Ev0ABORT", "abort");
     assert_eq!(slack_event(&h, &id, event, None).await, 200);
     eventually("the chat is stopped", || async {
-        bot_texts(&slack, &card_ts).iter().any(|t| t.starts_with("🛑 Stopped the agent"))
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.starts_with("🛑 Stopped the agent"))
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        !comments(&h, ticket.id).await.iter().any(|c| c.text.contains("slow answer")),
+        !comments(&h, ticket.id)
+            .await
+            .iter()
+            .any(|c| c.text.contains("slow answer")),
         "an aborted chat leaves no answer"
     );
-    assert_eq!(model_calls(), before + 2, "the waiting question did not run the agent");
+    assert_eq!(
+        model_calls(),
+        before + 2,
+        "the waiting question did not run the agent"
+    );
     let before = model_calls();
 
     // Mallory is not on the allow-list: a polite refusal, and the agent does not run.
