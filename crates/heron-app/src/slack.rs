@@ -68,6 +68,9 @@ pub struct SlackSettings {
     pub update_interval: Duration,
     /// Idle poll of the inbox and the sync queue.
     pub poll_interval: Duration,
+    /// How often new tickets and notices are looked for (a ticket is posted within about
+    /// this long of being opened).
+    pub discover_interval: Duration,
     /// Lease of a delivery or a sync.
     pub lease: Duration,
 }
@@ -82,6 +85,7 @@ impl Default for SlackSettings {
             max_attempts: 8,
             update_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(500),
+            discover_interval: Duration::from_secs(2),
             lease: Duration::from_secs(60),
         }
     }
@@ -1265,11 +1269,16 @@ fn delivery_id(kind: DeliveryKind, payload: &Value) -> AppResult<String> {
 /// Works the Slack inbox and the sync queue until stopped.
 pub struct SlackWorker {
     slack: SlackService,
+    /// When new tickets and notices were last looked for.
+    last_discovery: Mutex<Option<heron_core::Timestamp>>,
 }
 
 impl SlackWorker {
     pub fn new(slack: SlackService) -> Self {
-        Self { slack }
+        Self {
+            slack,
+            last_discovery: Mutex::new(None),
+        }
     }
 
     /// One pass: find new subjects, act on due deliveries, run due syncs. Answers how much
@@ -1279,9 +1288,20 @@ impl SlackWorker {
         let store = &inner.store;
         let settings = &inner.settings;
         let now = store.now().await?;
-        store
-            .discover_slack_subjects(now - chrono_of(settings.horizon), now)
-            .await?;
+        let due = self
+            .last_discovery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none_or(|last| now >= last + chrono_of(settings.discover_interval));
+        if due {
+            store
+                .discover_slack_subjects(now - chrono_of(settings.horizon), now)
+                .await?;
+            *self
+                .last_discovery
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(now);
+        }
         let lease_until = now + chrono_of(settings.lease);
         let mut done = 0;
         for delivery in store.lease_slack_deliveries(16, now, lease_until).await? {

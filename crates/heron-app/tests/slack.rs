@@ -57,6 +57,7 @@ async fn fixture(access: SlackAccess, policy: &str) -> Fixture {
             default_channel: DEFAULT.into(),
             access,
             update_interval: Duration::from_millis(0),
+            discover_interval: Duration::from_millis(0),
             ..SlackSettings::default()
         },
     )

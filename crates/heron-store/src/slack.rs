@@ -139,6 +139,19 @@ macro_rules! slack_store {
                 now: heron_core::Timestamp,
                 lease_until: heron_core::Timestamp,
             ) -> heron_core::ports::StoreResult<Vec<heron_core::slack::SlackSyncLease>> {
+                // An idle poll is a plain read (SQLite: no write lock).
+                let any_due: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM slack_threads \
+                         WHERE (state = 'pending' AND next_attempt_at <= $1) \
+                            OR (state = 'syncing' AND lease_expires_at < $1))",
+                )
+                .bind(crate::rows::micros(now))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(crate::error::map)?;
+                if !any_due {
+                    return Ok(Vec::new());
+                }
                 let token = uuid::Uuid::new_v4().to_string();
                 let sql = concat!(
                     "UPDATE slack_threads SET state = 'syncing', attempts = attempts + 1, \
@@ -378,6 +391,18 @@ macro_rules! slack_store {
                 now: heron_core::Timestamp,
                 lease_until: heron_core::Timestamp,
             ) -> heron_core::ports::StoreResult<Vec<heron_core::slack::SlackDelivery>> {
+                let any_due: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM slack_deliveries \
+                         WHERE (state = 'pending' AND next_attempt_at <= $1) \
+                            OR (state = 'processing' AND lease_expires_at < $1))",
+                )
+                .bind(crate::rows::micros(now))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(crate::error::map)?;
+                if !any_due {
+                    return Ok(Vec::new());
+                }
                 let token = uuid::Uuid::new_v4();
                 let sql = concat!(
                     "UPDATE slack_deliveries SET state = 'processing', attempts = attempts + 1, \

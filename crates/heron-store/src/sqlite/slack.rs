@@ -12,6 +12,20 @@ use heron_core::{Comment, CommentId, Ticket, Timestamp};
 crate::slack::slack_store!(SqliteStore, "");
 
 async fn discover(store: &SqliteStore, since: Timestamp, now: Timestamp) -> StoreResult<u64> {
+    // Nothing new is the common case: a plain read, without the write lock.
+    let any_new: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM tickets t WHERE t.created_at >= $1 \
+             AND NOT EXISTS (SELECT 1 FROM slack_threads s WHERE s.subject_id = t.id)) \
+         OR EXISTS (SELECT 1 FROM notices n WHERE n.created_at >= $1 \
+             AND NOT EXISTS (SELECT 1 FROM slack_threads s WHERE s.subject_id = n.id))",
+    )
+    .bind(micros(since))
+    .fetch_one(&store.pool)
+    .await
+    .map_err(map)?;
+    if !any_new {
+        return Ok(0);
+    }
     let mut tx = store.write().await?;
     let done = sqlx::query(
         "INSERT INTO slack_threads (subject_id, kind, state, attempts, next_attempt_at, \
