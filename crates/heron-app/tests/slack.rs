@@ -372,3 +372,27 @@ async fn the_channel_allow_list_and_the_auth_agent_policy_decide_who_may_act() {
         "the ticket's message goes into the thread it was made from"
     );
 }
+
+#[tokio::test]
+async fn a_refused_bot_token_is_a_clear_error_at_start() {
+    let store = Arc::new(InMemoryStore::new());
+    let chat = Arc::new(RecordingChat::new());
+    chat.fail_next(ChatError::InvalidAuth("invalid_auth".into()));
+    let error = SlackService::connect(
+        store,
+        chat,
+        None,
+        policies("package triage\n"),
+        SlackSettings {
+            default_channel: DEFAULT.into(),
+            ..SlackSettings::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("Slack refused the bot token") && message.contains("invalid_auth"),
+        "{message}"
+    );
+}
