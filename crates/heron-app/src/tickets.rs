@@ -3,6 +3,7 @@
 use crate::{AppError, AppResult};
 use chrono::Utc;
 use heron_core::ports::{Store, StoreError};
+use heron_core::slack::SlackSubject;
 use heron_core::ticket::NewTicket;
 use heron_core::{
     Comment, CommentId, CommentSource, Event, EventId, NoticeId, Ticket, TicketChange, TicketId,
@@ -70,6 +71,7 @@ impl TicketService {
                     if !summary.is_empty() {
                         self.record(id, actor, summary).await?;
                     }
+                    self.sync_slack(SlackSubject::Ticket(id)).await;
                     return Ok(updated);
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -96,7 +98,7 @@ impl TicketService {
                 "comment is longer than {MAX_COMMENT_BYTES} bytes"
             )));
         }
-        Ok(self
+        let comment = self
             .store
             .add_comment(Comment {
                 id: CommentId::new(),
@@ -106,7 +108,22 @@ impl TicketService {
                 text: text.to_owned(),
                 created_at: Utc::now(),
             })
-            .await?)
+            .await?;
+        self.sync_slack(SlackSubject::Ticket(ticket)).await;
+        Ok(comment)
+    }
+
+    /// Asks for the subject's Slack thread to catch up (a no-op when it has none). The
+    /// change is committed already: a failure here is logged, and the next change or the
+    /// thread's next sync catches up.
+    pub async fn sync_slack(&self, subject: SlackSubject) {
+        let result = match self.store.now().await {
+            Ok(now) => self.store.request_slack_sync(subject, now).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(subject = ?subject, error = %e, "could not request a Slack sync");
+        }
     }
 
     async fn record(&self, ticket: TicketId, actor: &Actor, summary: String) -> AppResult<()> {
@@ -166,6 +183,7 @@ impl TicketService {
             .await?;
         self.record(ticket.id, actor, format!("escalated notice {id}"))
             .await?;
+        self.sync_slack(SlackSubject::Notice(id)).await;
         Ok(ticket)
     }
 

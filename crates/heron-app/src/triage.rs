@@ -284,7 +284,16 @@ impl TriageWorker {
         let finished = run.finished_at.unwrap_or(now);
         self.store
             .finish_triage(lease, TriageOutcome::Ran(Box::new(run)), finished)
+            .await?;
+        // The finding changes the ticket's Slack message (a no-op without Slack).
+        if let Err(e) = self
+            .store
+            .request_slack_sync(heron_core::slack::SlackSubject::Ticket(ticket.id), now)
             .await
+        {
+            tracing::debug!(ticket_id = %ticket.id, error = %e, "could not request a Slack sync");
+        }
+        Ok(())
     }
 
     async fn skip(

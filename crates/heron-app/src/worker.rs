@@ -331,10 +331,12 @@ impl Worker {
             }
             Err(e) => return self.one_by_one(items, e, clock, started, report).await,
         };
+        let mut attached = std::collections::BTreeSet::new();
         for ((item, result), runs) in items.into_iter().zip(results).zip(runs) {
             let outcome = match result {
                 Ok(bindings) => {
                     self.record_completion(&item.event, &bindings);
+                    attached.extend(attached_tickets(&bindings));
                     if !runs.is_empty() {
                         self.store_runs(&item.event, runs, &bindings).await;
                     }
@@ -352,6 +354,7 @@ impl Worker {
             };
             report.count(outcome);
         }
+        self.sync_slack(attached).await;
         report
     }
 
@@ -407,6 +410,7 @@ impl Worker {
             match result {
                 Ok(bindings) => {
                     self.record_completion(event, &bindings);
+                    self.sync_slack(attached_tickets(&bindings).collect()).await;
                     if !plan.runs.is_empty() {
                         self.store_runs(event, plan.runs, &bindings).await;
                     }
@@ -443,6 +447,23 @@ impl Worker {
                 _ => {
                     tracing::info!(event_id = %event.id, run_id = %run.id, status = %run.status, tokens = run.usage.total_tokens, "enrich run not stored: its alert opened no ticket");
                 }
+            }
+        }
+    }
+
+    /// Alerts attached to a ticket change its alert count: its Slack message catches up (one
+    /// request per ticket per batch; a no-op without Slack).
+    async fn sync_slack(&self, tickets: std::collections::BTreeSet<heron_core::TicketId>) {
+        let Ok(now) = self.store.now().await else {
+            return;
+        };
+        for ticket in tickets {
+            if let Err(e) = self
+                .store
+                .request_slack_sync(heron_core::slack::SlackSubject::Ticket(ticket), now)
+                .await
+            {
+                tracing::debug!(ticket_id = %ticket, error = %e, "could not request a Slack sync");
             }
         }
     }
@@ -754,4 +775,11 @@ impl DedupLookups {
 
 fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn attached_tickets(bindings: &[AlertBinding]) -> impl Iterator<Item = heron_core::TicketId> + '_ {
+    bindings.iter().filter_map(|b| match b {
+        AlertBinding::Attached(id) => Some(*id),
+        _ => None,
+    })
 }

@@ -3,7 +3,8 @@
 use crate::settings::Settings;
 use anyhow::{Context, bail};
 use heron_app::{
-    AlertEmbeddingSettings, AlertEmbeddingWorker, Intake, PolicyHandle, TriageWorker, Worker,
+    AlertEmbeddingSettings, AlertEmbeddingWorker, Intake, PolicyHandle, SlackService, SlackWorker,
+    TriageWorker, Worker,
 };
 use heron_core::ports::Store;
 use heron_policy::{LoadOptions, PolicySet, RegoVersion};
@@ -280,6 +281,15 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
         replay_window: TUNING_REPLAY_WINDOW,
         dedup_window: settings.worker.to_app().dedup_window,
     });
+    let slack = slack(settings, &store, &policies, &agent).await?;
+    let state = match &slack {
+        Some((service, verifier)) => state.with_slack(heron_server::SlackState {
+            service: service.clone(),
+            verifier: verifier.clone(),
+        }),
+        None => state,
+    };
+    let state_has_slack = slack.is_some();
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
@@ -307,10 +317,11 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             worker,
             triage_worker(&store, &agent),
             alert_embedding_worker(&store, &agent),
+            slack.map(|(service, _)| SlackWorker::new(service)),
             shutdown.subscribe(),
         )
     });
-    tracing::info!(%addr, backend = store.backend(), worker = settings.worker.enabled, "heron is serving");
+    tracing::info!(%addr, backend = store.backend(), worker = settings.worker.enabled, slack = state_has_slack, "heron is serving");
     Ok(RunningServer {
         addr,
         store,
@@ -370,6 +381,9 @@ pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> 
     let agent = crate::agent::build(settings, store.clone()).await?;
     let triage = triage_worker(&store, &agent);
     let alerts = alert_embedding_worker(&store, &agent);
+    let slack = slack(settings, &store, &policies, &agent)
+        .await?
+        .map(|(service, _)| SlackWorker::new(service));
     let worker = Worker::new(
         store,
         policies.clone(),
@@ -377,7 +391,7 @@ pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> 
         Arc::new(Notify::new()),
         agent.enricher.clone(),
     );
-    let task = spawn_workers(worker, triage, alerts, stop);
+    let task = spawn_workers(worker, triage, alerts, slack, stop);
     Ok(RunningWorker {
         policies,
         _watcher: watcher,
@@ -394,6 +408,61 @@ fn triage_worker(store: &Arc<dyn Store>, agent: &crate::agent::AgentParts) -> Tr
         agent.triage_settings.clone(),
         Arc::new(Notify::new()),
     )
+}
+
+/// Slack, when a bot token and a signing secret are configured: the token is checked
+/// (`auth.test`) here, so a bad one stops the start with a clear error.
+async fn slack(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    policies: &PolicyHandle,
+    agent: &crate::agent::AgentParts,
+) -> anyhow::Result<Option<(SlackService, Arc<dyn heron_core::slack::RequestVerifier>)>> {
+    let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    let (token, secret) = match (
+        set(&settings.slack_bot_token),
+        set(&settings.slack_signing_secret),
+    ) {
+        (Some(token), Some(secret)) => (token, secret),
+        (None, None) => return Ok(None),
+        _ => bail!("slack_bot_token and slack_signing_secret are set together, or neither"),
+    };
+    let channel = settings
+        .slack_channel
+        .clone()
+        .filter(|c| !c.trim().is_empty())
+        .context("Slack is configured: slack_channel (the default channel) is required too")?;
+    let policy = match settings.slack_authorization.as_str() {
+        "allowlist" | "allow-list" | "" => false,
+        "policy" => true,
+        other => bail!("slack_authorization must be allowlist or policy, got {other:?}"),
+    };
+    let client = heron_slack::SlackClient::new(&heron_slack::SlackClientSettings {
+        bot_token: token,
+        base_url: settings.slack_base_url.clone(),
+    })?;
+    let service = SlackService::connect(
+        store.clone(),
+        Arc::new(client),
+        agent.chat.clone(),
+        policies.clone(),
+        heron_app::SlackSettings {
+            default_channel: channel,
+            dashboard_url: settings.public_url.clone(),
+            access: heron_app::SlackAccess {
+                users: settings.slack_allowed_users.clone(),
+                channels: settings.slack_allowed_channels.clone(),
+                policy,
+            },
+            ..heron_app::SlackSettings::default()
+        },
+    )
+    .await
+    .context("cannot start Slack")?;
+    Ok(Some((
+        service,
+        Arc::new(heron_slack::SigningSecret::new(secret)),
+    )))
 }
 
 /// Dashboard sign-in, when an issuer is configured; the other OIDC settings are then
@@ -437,12 +506,17 @@ fn spawn_workers(
     worker: Worker,
     triage: TriageWorker,
     alerts: AlertEmbeddingWorker,
+    slack: Option<SlackWorker>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let stopping = stop.clone();
     tokio::spawn(async move {
         let mut loops = tokio::task::JoinSet::new();
         let (triage_stop, alerts_stop) = (stop.clone(), stop.clone());
+        if let Some(slack) = slack {
+            let slack_stop = stop.clone();
+            loops.spawn(async move { slack.run(slack_stop).await });
+        }
         loops.spawn(async move { worker.run(stop).await });
         loops.spawn(async move { triage.run(triage_stop).await });
         loops.spawn(async move { alerts.run(alerts_stop).await });

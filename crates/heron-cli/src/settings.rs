@@ -99,6 +99,46 @@ pub struct Settings {
     pub agent_concurrency: usize,
     /// Tickets older than this (hours) when their triage comes up are not investigated.
     pub agent_max_age_hours: u64,
+
+    // Slack (docs/slack.md): flat keys, `HERON_SLACK_BOT_TOKEN` is `slack_bot_token`.
+    /// `xoxb-…`; unset (with the signing secret) runs Heron without Slack.
+    pub slack_bot_token: Option<String>,
+    /// Verifies that requests to `/hooks/slack/*` come from Slack.
+    pub slack_signing_secret: Option<String>,
+    /// The default channel (an id like `C0123456789`, or a name).
+    pub slack_channel: Option<String>,
+    /// The Slack Web API root, for a local fake in tests (default `https://slack.com/api`).
+    pub slack_base_url: Option<String>,
+    /// Who may drive the agent and press the buttons: Slack user ids or e-mail addresses
+    /// (a list, or one comma-separated string); empty: anyone.
+    #[serde(deserialize_with = "string_or_list")]
+    pub slack_allowed_users: Vec<String>,
+    /// Channels where the agent may be driven and buttons pressed; empty: any.
+    #[serde(deserialize_with = "string_or_list")]
+    pub slack_allowed_channels: Vec<String>,
+    /// `allowlist` (the two lists above) or `policy` (`data.auth.agent` decides).
+    pub slack_authorization: String,
+    /// The dashboard's public address (`https://heron.example.com`), for links in Slack.
+    pub public_url: Option<String>,
+}
+
+/// A list, or one string of comma-separated items (as an environment variable gives it).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Either::Many(v) => v,
+    })
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -294,6 +334,14 @@ impl Default for Settings {
             agent_daily_tokens: 2_000_000,
             agent_concurrency: 2,
             agent_max_age_hours: 24,
+            slack_bot_token: None,
+            slack_signing_secret: None,
+            slack_channel: None,
+            slack_base_url: None,
+            slack_allowed_users: Vec::new(),
+            slack_allowed_channels: Vec::new(),
+            slack_authorization: "allowlist".into(),
+            public_url: None,
         }
     }
 }
@@ -330,6 +378,7 @@ const ENV_KEYS: &[&str] = &[
     "max_body_bytes",
     "request_timeout_secs",
     "max_concurrent_requests",
+    "public_url",
     "auth",
     "sns",
     "rate_limit",
@@ -348,6 +397,7 @@ const ENV_PREFIXES: &[&str] = &[
     "urlscan_",
     "bigquery_",
     "agent_",
+    "slack_",
 ];
 
 /// Settings a file can hold instead of the environment (`HERON_<KEY>_FILE`, a mounted
@@ -360,6 +410,8 @@ pub const SECRET_FILE_KEYS: &[&str] = &[
     "urlscan_api_key",
     "oidc_client_secret",
     "session_secret",
+    "slack_bot_token",
+    "slack_signing_secret",
     "auth__tokens",
 ];
 
@@ -578,6 +630,8 @@ impl Settings {
             &mut shown.urlscan_api_key,
             &mut shown.oidc_client_secret,
             &mut shown.session_secret,
+            &mut shown.slack_bot_token,
+            &mut shown.slack_signing_secret,
         ]
         .into_iter()
         .flatten()
@@ -715,6 +769,31 @@ mod tests {
         );
         std::fs::write(&file, "bigquery_max_bytes_per_ticket = \"lots\"\n").unwrap();
         assert!(Settings::load(Some(&file), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn slack_settings_load_from_toml_with_comma_lists_and_their_secrets_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("heron.toml");
+        std::fs::write(
+            &file,
+            "slack_bot_token = \"xoxb-secret\"\nslack_signing_secret = \"signing-secret\"\n\
+             slack_channel = \"C0SEC\"\nslack_allowed_users = \"U1, alice@example.com\"\n\
+             slack_allowed_channels = [\"C0SEC\"]\nslack_authorization = \"policy\"\n",
+        )
+        .unwrap();
+        let loaded = Settings::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(loaded.slack_channel.as_deref(), Some("C0SEC"));
+        assert_eq!(loaded.slack_allowed_users, ["U1", "alice@example.com"]);
+        assert_eq!(loaded.slack_allowed_channels, ["C0SEC"]);
+        assert_eq!(loaded.slack_authorization, "policy");
+        let shown = toml::to_string(&loaded.redacted()).unwrap();
+        assert!(
+            !shown.contains("xoxb-secret") && !shown.contains("signing-secret"),
+            "{shown}"
+        );
+        assert!(is_setting_env_key("SLACK_BOT_TOKEN"));
+        assert!(is_setting_env_key("PUBLIC_URL"));
     }
 
     #[test]

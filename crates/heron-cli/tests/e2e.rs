@@ -1065,6 +1065,8 @@ async fn openapi_document_covers_every_route(backend: Backend) {
         ("post", "/hooks/alert/raw/{schema}"),
         ("post", "/hooks/alert/pubsub/{schema}"),
         ("post", "/hooks/alert/sns/{schema}"),
+        ("post", "/hooks/slack/event"),
+        ("post", "/hooks/slack/interaction"),
         ("get", "/api/v1/events"),
         ("get", "/api/v1/events/{id}"),
         ("post", "/api/v1/events/{id}/retry"),
@@ -1083,6 +1085,7 @@ async fn openapi_document_covers_every_route(backend: Backend) {
         ("get", "/api/v1/alerts/{id}/similar"),
         ("post", "/api/v1/tickets/{id}/chat"),
         ("get", "/api/v1/tickets/{id}/chat/stream"),
+        ("get", "/api/v1/tickets/{id}/slack"),
         ("get", "/api/v1/notices"),
         ("post", "/api/v1/notices/{id}/escalate"),
         ("get", "/api/v1/policies"),
@@ -1747,6 +1750,615 @@ async fn nesting_past_the_json_depth_limit_and_oversized_headers_are_refused(bac
     h.stop().await;
 }
 
+// --- Slack ---------------------------------------------------------------------------------
+
+const SLACK_TOKEN: &str = "xoxb-e2e";
+const SLACK_SECRET: &str = "e2e-signing-secret";
+const SLACK_CHANNEL: &str = "C0TRIAGE";
+
+/// Sends `body` to a Slack endpoint signed as Slack signs it (or as told).
+async fn slack_send(
+    h: &Harness,
+    path: &str,
+    content_type: &str,
+    body: &str,
+    timestamp: i64,
+    secret: &str,
+    retry: Option<&str>,
+) -> (u16, Value) {
+    let ts = timestamp.to_string();
+    let signature = heron_slack::SigningSecret::new(secret).sign(&ts, body.as_bytes());
+    let mut request = h
+        .http
+        .post(format!("{}{path}", h.base))
+        .header("content-type", content_type)
+        .header("x-slack-request-timestamp", &ts)
+        .header("x-slack-signature", signature)
+        .body(body.to_owned());
+    if let Some(n) = retry {
+        request = request
+            .header("x-slack-retry-num", n)
+            .header("x-slack-retry-reason", "http_timeout");
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn slack_event(h: &Harness, event_id: &str, event: Value, retry: Option<&str>) -> u16 {
+    let body = json!({
+        "token": "unused", "team_id": heron_slack::testing::TEAM_ID, "api_app_id": "A0HERON",
+        "type": "event_callback", "event_id": event_id, "event_time": 1_700_000_000,
+        "event": event,
+    })
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+    slack_send(
+        h,
+        "/hooks/slack/event",
+        "application/json",
+        &body,
+        now,
+        SLACK_SECRET,
+        retry,
+    )
+    .await
+    .0
+}
+
+async fn slack_click(h: &Harness, user: &str, action: &str, value: &str, message_ts: &str) -> u16 {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.to_lowercase(), "team_id": heron_slack::testing::TEAM_ID},
+        "api_app_id": "A0HERON", "token": "unused", "trigger_id": "1234.5678.abcdef",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": SLACK_CHANNEL, "is_ephemeral": false},
+        "channel": {"id": SLACK_CHANNEL, "name": "triage"},
+        "message": {"type": "message", "ts": message_ts, "bot_id": heron_slack::testing::BOT_ID, "text": "card"},
+        "actions": [{"action_id": action, "block_id": "heron_ticket", "type": "button",
+                     "value": value, "action_ts": format!("1700000{}.0001", message_ts.len())}],
+    });
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish();
+    let now = chrono::Utc::now().timestamp();
+    slack_send(
+        h,
+        "/hooks/slack/interaction",
+        "application/x-www-form-urlencoded",
+        &body,
+        now,
+        SLACK_SECRET,
+        None,
+    )
+    .await
+    .0
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn comments(h: &Harness, ticket: heron_core::TicketId) -> Vec<heron_core::Comment> {
+    h.store().list_comments(ticket).await.expect("comments")
+}
+
+fn bot_texts(fake: &heron_slack::testing::FakeSlack, ts: &str) -> Vec<String> {
+    fake.thread(SLACK_CHANNEL, ts)
+        .into_iter()
+        .filter(|m| m.bot)
+        .map(|m| m.text)
+        .collect()
+}
+
+async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allowed_users_only(
+    backend: Backend,
+) {
+    use heron_llm::testing::{FakeOpenAi, Reply};
+    use heron_slack::testing::{BOT_USER_ID, FakeSlack};
+    let slack = FakeSlack::start(SLACK_TOKEN, &[SLACK_CHANNEL])
+        .await
+        .expect("fake slack");
+    slack.add_user("U0ALICE", "Alice", Some("alice@example.com"));
+    slack.add_user("U0BOB", "Bob", Some("bob@example.com"));
+    slack.add_user("U0MALLORY", "Mallory", Some("mallory@example.com"));
+    let llm = FakeOpenAi::start().await;
+    let h = Harness::start_with(backend, |s| {
+        s.no_auth = true;
+        s.llm_base_url = Some(llm.base_url());
+        s.llm_model = Some("gpt-test".into());
+        s.llm_api_key = Some("sk-test".into());
+        s.slack_bot_token = Some(SLACK_TOKEN.into());
+        s.slack_signing_secret = Some(SLACK_SECRET.into());
+        s.slack_channel = Some(SLACK_CHANNEL.into());
+        s.slack_base_url = Some(slack.url.clone());
+        s.slack_allowed_users = vec!["U0ALICE".into(), "bob@example.com".into()];
+        s.public_url = Some("https://heron.example".into());
+    })
+    .await;
+    assert_eq!(
+        slack.calls_of("auth.test").len(),
+        1,
+        "the token is checked at start"
+    );
+
+    // Bad signatures and old timestamps are refused; url_verification is answered.
+    let challenge = json!({"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let (status, body) = slack_send(
+        &h,
+        "/hooks/slack/event",
+        "application/json",
+        &challenge,
+        now,
+        SLACK_SECRET,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["challenge"]),
+        (
+            200,
+            &json!("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P")
+        )
+    );
+    let (status, _) = slack_send(
+        &h,
+        "/hooks/slack/event",
+        "application/json",
+        &challenge,
+        now,
+        "not-the-secret",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "a bad signature is refused");
+    let (status, _) = slack_send(
+        &h,
+        "/hooks/slack/event",
+        "application/json",
+        &challenge,
+        now - 301,
+        SLACK_SECRET,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "a timestamp older than 5 minutes is refused");
+    let (status, _) = slack_send(
+        &h,
+        "/hooks/slack/interaction",
+        "application/x-www-form-urlencoded",
+        "payload=%7B%7D",
+        now - 600,
+        SLACK_SECRET,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // An alert becomes a ticket, posted to the channel with its buttons; triage's finding
+    // updates the message in place.
+    llm.push_chat(Reply::tool_calls(
+        &[("c1", "submit_finding", &finding_args(&[]))],
+        (100, 10),
+    ));
+    let [(schema, payload), _] = two_single_alert_payloads();
+    let (status, _) = h
+        .post(
+            &format!("/hooks/alert/raw/{schema}"),
+            "application/json",
+            payload,
+        )
+        .await;
+    assert_eq!(status, 202);
+    h.drained().await;
+    let ticket = h.all_tickets().await.remove(0);
+    triage_settled(&h, &ticket).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let card_ts = loop {
+        let (status, state) = h.get(&format!("/api/v1/tickets/{}/slack", ticket.id)).await;
+        let ts = state["ts"].as_str().unwrap_or_default().to_owned();
+        if status == 200
+            && state["state"] == "synced"
+            && slack
+                .messages()
+                .iter()
+                .any(|m| m.ts == ts && m.blocks.to_string().contains("expected admin activity"))
+        {
+            break ts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ticket was not posted with its finding: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    eventually("the triage agent's finding is in the thread", || async {
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.contains("🔧 `submit_finding`") && t.contains("expected admin activity"))
+    })
+    .await;
+    let (_, state) = h.get(&format!("/api/v1/tickets/{}/slack", ticket.id)).await;
+    assert_eq!(state["channel"], SLACK_CHANNEL);
+    assert_eq!(state["last_error"], Value::Null);
+    let posts = slack.calls_of("chat.postMessage");
+    let card = posts
+        .iter()
+        .find(|c| c.params["thread_ts"].is_null())
+        .expect("the card");
+    let blocks = card.params["blocks"].to_string();
+    for action in ["heron_ack", "heron_assign_me", "heron_resolve"] {
+        assert!(blocks.contains(action), "{action} missing: {blocks}");
+    }
+    assert!(blocks.contains(&format!("https://heron.example/tickets/{}", ticket.id)));
+    assert_eq!(
+        posts
+            .iter()
+            .filter(|c| c.params["thread_ts"].is_null())
+            .count(),
+        1,
+        "one message per ticket"
+    );
+
+    // The same alert again attaches: the message's alert count is updated in place, and
+    // no message is posted for the alert.
+    let [(schema, payload), _] = two_single_alert_payloads();
+    let (status, _) = h
+        .post(
+            &format!("/hooks/alert/raw/{schema}"),
+            "application/json",
+            payload,
+        )
+        .await;
+    assert_eq!(status, 202);
+    h.drained().await;
+    eventually("the alert count is updated in place", || async {
+        slack
+            .messages()
+            .iter()
+            .any(|m| m.ts == card_ts && m.blocks.to_string().contains("*Alerts*\\n2"))
+    })
+    .await;
+    assert_eq!(
+        slack
+            .calls_of("chat.postMessage")
+            .iter()
+            .filter(|c| c.params["thread_ts"].is_null())
+            .count(),
+        1,
+        "no message per alert"
+    );
+
+    // A thread reply becomes a comment under the author's Slack name, once even when
+    // Slack delivers it again.
+    let alice_ts = slack.say(
+        SLACK_CHANNEL,
+        Some(&card_ts),
+        "U0ALICE",
+        "looks like our scanner",
+    );
+    let reply = json!({"type": "message", "channel": SLACK_CHANNEL, "user": "U0ALICE",
+        "text": "looks like our scanner", "ts": alice_ts, "thread_ts": card_ts, "channel_type": "channel"});
+    assert_eq!(slack_event(&h, "Ev0ALICE1", reply.clone(), None).await, 200);
+    assert_eq!(slack_event(&h, "Ev0ALICE1", reply, Some("1")).await, 200);
+    eventually("the reply is a comment", || async {
+        comments(&h, ticket.id)
+            .await
+            .iter()
+            .any(|c| c.text == "looks like our scanner")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let from_slack: Vec<_> = comments(&h, ticket.id)
+        .await
+        .into_iter()
+        .filter(|c| c.source == heron_core::CommentSource::Slack)
+        .collect();
+    assert_eq!(
+        from_slack.len(),
+        1,
+        "a retried event acts once: {from_slack:?}"
+    );
+    assert_eq!(from_slack[0].author, "Alice");
+
+    // A comment through the API and one through the web page go to the thread with their
+    // authors' names.
+    let (status, _) = h
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/tickets/{}/comments", ticket.id),
+            Some(json!({"text": "api says the scan was scheduled"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, page) = h.get(&format!("/tickets/{}", ticket.id)).await;
+    let page = page.as_str().unwrap_or_default().to_owned();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("csrf in the page")
+        .to_owned();
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &csrf)
+        .append_pair("action", "comment")
+        .append_pair("text", "web says ticket CHG-42 covers it")
+        .finish();
+    let response = h
+        .http
+        .post(format!("{}/tickets/{}/actions", h.base, ticket.id))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("web comment");
+    assert!(
+        response.status().is_redirection() || response.status().is_success(),
+        "{}",
+        response.status()
+    );
+    eventually("the API and web comments are in the thread", || async {
+        let texts = bot_texts(&slack, &card_ts);
+        texts
+            .iter()
+            .any(|t| t.contains("api says the scan was scheduled") && t.contains("alice"))
+            && texts
+                .iter()
+                .any(|t| t.contains("web says ticket CHG-42 covers it"))
+    })
+    .await;
+
+    // Another thread reply; then Alice edits hers and Bob deletes his.
+    let bob_ts = slack.say(
+        SLACK_CHANNEL,
+        Some(&card_ts),
+        "U0BOB",
+        "agreed, closing soon",
+    );
+    let reply = json!({"type": "message", "channel": SLACK_CHANNEL, "user": "U0BOB",
+        "text": "agreed, closing soon", "ts": bob_ts, "thread_ts": card_ts});
+    assert_eq!(slack_event(&h, "Ev0BOB1", reply, None).await, 200);
+    eventually("Bob's reply is a comment", || async {
+        comments(&h, ticket.id)
+            .await
+            .iter()
+            .any(|c| c.text == "agreed, closing soon" && c.author == "Bob")
+    })
+    .await;
+    let texts = bot_texts(&slack, &card_ts);
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.contains("looks like our scanner") || t.contains("agreed, closing")),
+        "what was said in Slack is not posted back: {texts:?}"
+    );
+    let edited = json!({"type": "message", "subtype": "message_changed", "channel": SLACK_CHANNEL, "hidden": true,
+        "message": {"type": "message", "user": "U0ALICE", "text": "looks like our scanner (confirmed)", "ts": alice_ts, "thread_ts": card_ts,
+            "edited": {"user": "U0ALICE", "ts": "1700009999.000001"}},
+        "previous_message": {"type": "message", "user": "U0ALICE", "text": "looks like our scanner", "ts": alice_ts},
+        "ts": "1700009999.000002", "event_ts": "1700009999.000002"});
+    assert_eq!(slack_event(&h, "Ev0EDIT1", edited, None).await, 200);
+    let deleted = json!({"type": "message", "subtype": "message_deleted", "channel": SLACK_CHANNEL, "hidden": true,
+        "deleted_ts": bob_ts, "previous_message": {"type": "message", "user": "U0BOB", "text": "agreed, closing soon", "ts": bob_ts},
+        "ts": "1700009999.000003", "event_ts": "1700009999.000003"});
+    assert_eq!(slack_event(&h, "Ev0DEL1", deleted, None).await, 200);
+    eventually("the edit and the deletion follow", || async {
+        let all = comments(&h, ticket.id).await;
+        all.iter()
+            .any(|c| c.text == "looks like our scanner (confirmed)")
+            && !all.iter().any(|c| c.text.contains("closing soon"))
+    })
+    .await;
+
+    // @heron in the ticket's thread: the agent answers there, with progress.
+    llm.push_chat(Reply::text(
+        "It is the weekly authorised scan from 10.0.0.5.",
+        (200, 20),
+    ));
+    let model_calls = || {
+        llm.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/chat/completions"))
+            .count()
+    };
+    let before = model_calls();
+    let question = format!("<@{BOT_USER_ID}> is this the weekly scan?");
+    let mention_ts = slack.say(SLACK_CHANNEL, Some(&card_ts), "U0ALICE", &question);
+    let mention = json!({"type": "app_mention", "channel": SLACK_CHANNEL, "user": "U0ALICE", "text": question,
+        "ts": mention_ts, "thread_ts": card_ts, "event_ts": mention_ts});
+    // Slack sends the same message as a `message` event too: it is not a comment twice.
+    let as_message = json!({"type": "message", "channel": SLACK_CHANNEL, "user": "U0ALICE", "text": question,
+        "ts": mention_ts, "thread_ts": card_ts});
+    assert_eq!(slack_event(&h, "Ev0ASK1", mention, None).await, 200);
+    assert_eq!(slack_event(&h, "Ev0ASK2", as_message, None).await, 200);
+    eventually("the agent's answer is in the thread", || async {
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.contains("It is the weekly authorised scan"))
+    })
+    .await;
+    assert_eq!(model_calls(), before + 1);
+    let texts = bot_texts(&slack, &card_ts);
+    assert!(
+        texts.iter().any(|t| t.starts_with("✅ Answered")),
+        "the progress message ends answered: {texts:?}"
+    );
+    let answers: Vec<_> = slack
+        .messages()
+        .into_iter()
+        .filter(|m| m.text.contains("weekly authorised scan"))
+        .collect();
+    assert_eq!(answers.len(), 1, "answered once");
+    assert_eq!(
+        answers[0].thread_ts.as_deref(),
+        Some(card_ts.as_str()),
+        "only in the thread it was asked in"
+    );
+    let all = comments(&h, ticket.id).await;
+    assert_eq!(
+        all.iter()
+            .filter(|c| c.text.contains("is this the weekly scan?"))
+            .count(),
+        1,
+        "the question is one comment"
+    );
+
+    // One chat per thread: a second question waits; `@heron abort` stops the first.
+    llm.push_chat(
+        Reply::text("a slow answer nobody will read", (10, 10)).with_delay(Duration::from_secs(20)),
+    );
+    let ask = |id: &str, text: &str| {
+        let text = format!("<@{BOT_USER_ID}> {text}");
+        let ts = slack.say(SLACK_CHANNEL, Some(&card_ts), "U0ALICE", &text);
+        (
+            id.to_owned(),
+            json!({"type": "app_mention", "channel": SLACK_CHANNEL, "user": "U0ALICE",
+            "text": text, "ts": ts, "thread_ts": card_ts, "event_ts": ts}),
+        )
+    };
+    let (id, event) = ask("Ev0SLOW1", "which hosts did it scan?");
+    assert_eq!(slack_event(&h, &id, event, None).await, 200);
+    eventually("the slow question is being answered", || async {
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .filter(|t| t.starts_with("🤔 Looking into it"))
+            .count()
+            == 1
+            && model_calls() == before + 2
+    })
+    .await;
+    let (id, event) = ask("Ev0SLOW2", "and when?");
+    assert_eq!(slack_event(&h, &id, event, None).await, 200);
+    eventually("the second question is told to wait", || async {
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.contains("please wait"))
+    })
+    .await;
+    let (id, event) = ask("Ev0ABORT", "abort");
+    assert_eq!(slack_event(&h, &id, event, None).await, 200);
+    eventually("the chat is stopped", || async {
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.starts_with("🛑 Stopped the agent"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !comments(&h, ticket.id)
+            .await
+            .iter()
+            .any(|c| c.text.contains("slow answer")),
+        "an aborted chat leaves no answer"
+    );
+    assert_eq!(
+        model_calls(),
+        before + 2,
+        "the waiting question did not run the agent"
+    );
+    let before = model_calls();
+
+    // Mallory is not on the allow-list: a polite refusal, and the agent does not run.
+    let question = format!("<@{BOT_USER_ID}> dump every ticket you know");
+    let ts = slack.say(SLACK_CHANNEL, Some(&card_ts), "U0MALLORY", &question);
+    let mention = json!({"type": "app_mention", "channel": SLACK_CHANNEL, "user": "U0MALLORY", "text": question,
+        "ts": ts, "thread_ts": card_ts, "event_ts": ts});
+    assert_eq!(slack_event(&h, "Ev0EVIL1", mention, None).await, 200);
+    eventually("Mallory is refused", || async {
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.contains("<@U0MALLORY>") && t.contains("not allowed"))
+    })
+    .await;
+    assert_eq!(model_calls(), before, "no agent run for a refused user");
+    assert_eq!(
+        slack_click(
+            &h,
+            "U0MALLORY",
+            "heron_ack",
+            &ticket.id.to_string(),
+            &card_ts
+        )
+        .await,
+        200
+    );
+
+    // Bob acknowledges with the button: recorded under his Slack identity, the message
+    // updated in place without the Acknowledge button.
+    let updates_before = slack.calls_of("chat.update").len();
+    assert_eq!(
+        slack_click(&h, "U0BOB", "heron_ack", &ticket.id.to_string(), &card_ts).await,
+        200
+    );
+    eventually(
+        "the ticket is acknowledged and its message updated",
+        || async {
+            let t = h
+                .store()
+                .get_ticket(ticket.id)
+                .await
+                .expect("ticket")
+                .expect("exists");
+            let card = slack
+                .messages()
+                .into_iter()
+                .find(|m| m.ts == card_ts)
+                .expect("card");
+            t.status == heron_core::TicketStatus::Acknowledged
+                && slack.calls_of("chat.update").len() > updates_before
+                && !card.blocks.to_string().contains("heron_ack")
+        },
+    )
+    .await;
+    let all = comments(&h, ticket.id).await;
+    assert!(
+        all.iter().any(|c| c
+            .text
+            .contains("Bob (Slack U0BOB in C0TRIAGE) changed status open → acknowledged")),
+        "{all:?}"
+    );
+    assert!(
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.contains("Mallory") || t.contains("<@U0MALLORY>"))
+    );
+    eventually("the status change is a line in the thread", || async {
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.contains("changed status open → acknowledged"))
+    })
+    .await;
+    // Resolve opens the modal.
+    assert_eq!(
+        slack_click(
+            &h,
+            "U0ALICE",
+            "heron_resolve",
+            &ticket.id.to_string(),
+            &card_ts
+        )
+        .await,
+        200
+    );
+    eventually("the resolve modal is opened", || async {
+        !slack.calls_of("views.open").is_empty()
+    })
+    .await;
+    h.stop().await;
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1785,4 +2397,5 @@ on_every_backend!(
     enrich_tasks_run_before_triage_and_their_answers_reach_the_triage_policy,
     a_token_over_its_rate_limit_gets_429_with_retry_after_and_stores_nothing,
     nesting_past_the_json_depth_limit_and_oversized_headers_are_refused,
+    a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allowed_users_only,
 );

@@ -21,6 +21,7 @@ pub mod llm;
 pub mod policy;
 pub mod ports;
 pub mod schema;
+pub mod slack;
 pub mod ticket;
 pub mod tool;
 

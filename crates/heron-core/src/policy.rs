@@ -152,6 +152,13 @@ pub trait PolicyEngine: Send + Sync {
     fn has_enrich(&self) -> bool {
         false
     }
+    /// `data.auth.agent.allow` for `input` (who asks the agent or presses a button, where,
+    /// about which ticket): `None` when no `auth.agent` package is loaded, else whether it
+    /// allows (an undefined `allow` denies).
+    fn authorize_agent(&self, input: &serde_json::Value) -> Result<Option<bool>, PolicyError> {
+        let _ = input;
+        Ok(None)
+    }
     /// `data.enrich.prompts` for `alert` (warren's flattened alert JSON). No package: no tasks.
     fn enrich(&self, alert: &serde_json::Value) -> Result<Vec<EnrichTask>, PolicyError> {
         let _ = alert;

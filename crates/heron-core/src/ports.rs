@@ -410,6 +410,7 @@ pub trait Store:
     + crate::investigation::AgentStore
     + crate::investigation::EmbeddingStore
     + crate::tool::ToolCache
+    + crate::slack::SlackStore
 {
     /// Cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

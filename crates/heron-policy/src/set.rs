@@ -18,6 +18,7 @@ const TEST_PACKAGE_SUFFIX: &str = "_test";
 const INTERNAL_PATH: &str = "heron_internal.rego";
 const TRIAGE_DECISION: &str = "data.heron_internal.triage_decision";
 const ENRICH_PROMPTS: &str = "data.enrich.prompts";
+const AUTH_AGENT_ALLOW: &str = "data.auth.agent.allow";
 
 /// Gathers every output field of `data.triage` into one object, so a decision is one
 /// evaluation; Rego v1 (`import rego.v1`), which a v0 engine accepts too.
@@ -71,6 +72,9 @@ pub struct PolicySet {
     triage: Option<CompiledPolicy>,
     /// `data.enrich.prompts`, when the package defines it.
     enrich: Option<CompiledPolicy>,
+    /// `data.auth.agent.allow`: `None` without the package; `Some(None)` when the package
+    /// has no `allow` rule (which denies everyone).
+    auth_agent: Option<Option<CompiledPolicy>>,
     /// Prompt templates by file name (see [`crate::prompts`]).
     templates: BTreeMap<String, Template>,
     info: PolicyInfo,
@@ -257,6 +261,10 @@ impl PolicySet {
             None
         };
         let ingest_digest = ingest_digest(&engine, options.version);
+        let auth_agent = packages.iter().any(|p| p == "data.auth.agent").then(|| {
+            let entry: regorus::Rc<str> = AUTH_AGENT_ALLOW.into();
+            engine.clone().compile_with_entrypoint(&entry).ok()
+        });
         let info = PolicyInfo {
             packages: packages.clone(),
             ingest_schemas: ingest.keys().cloned().collect(),
@@ -268,6 +276,7 @@ impl PolicySet {
             ingest,
             triage,
             enrich,
+            auth_agent,
             templates,
             info,
             files: Vec::new(),
@@ -356,6 +365,22 @@ impl PolicyEngine for PolicySet {
 
     fn has_enrich(&self) -> bool {
         self.enrich.is_some()
+    }
+
+    fn authorize_agent(&self, input: &serde_json::Value) -> Result<Option<bool>, PolicyError> {
+        let Some(compiled) = &self.auth_agent else {
+            return Ok(None);
+        };
+        let Some(compiled) = compiled else {
+            return Ok(Some(false));
+        };
+        let output = compiled
+            .eval_with_input(Value::from(input.clone()))
+            .map_err(|e| PolicyError::Evaluation {
+                query: AUTH_AGENT_ALLOW.into(),
+                message: e.to_string(),
+            })?;
+        Ok(Some(output == Value::from(true)))
     }
 
     fn enrich(&self, alert: &serde_json::Value) -> Result<Vec<EnrichTask>, PolicyError> {
@@ -511,6 +536,39 @@ fn ingest_path(schema: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn set(source: &str) -> PolicySet {
+        PolicySet::from_sources(
+            vec![("auth.rego".into(), source.into())],
+            &LoadOptions::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn auth_agent_allows_only_whom_its_policy_names_and_is_absent_without_the_package() {
+        let policy = set(
+            "package auth.agent\n\nallow if {\n  input.user.email == \"alice@example.com\"\n  input.channel == \"CSEC\"\n}\n",
+        );
+        let input = |email: &str, channel: &str| {
+            serde_json::json!({"message": "hi", "user": {"id": "U1", "email": email},
+                "channel": channel, "ticket": null})
+        };
+        assert_eq!(
+            policy.authorize_agent(&input("alice@example.com", "CSEC")),
+            Ok(Some(true))
+        );
+        assert_eq!(
+            policy.authorize_agent(&input("mallory@example.com", "CSEC")),
+            Ok(Some(false))
+        );
+        assert_eq!(
+            policy.authorize_agent(&input("alice@example.com", "CRANDOM")),
+            Ok(Some(false))
+        );
+        let none = set("package triage\n\npublish := \"alert\"\n");
+        assert_eq!(none.authorize_agent(&input("a", "b")), Ok(None));
+    }
 
     #[test]
     fn package_names_map_to_schemas() {

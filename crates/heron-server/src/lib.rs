@@ -15,6 +15,7 @@ mod error;
 mod limits;
 mod oidc;
 mod ops;
+mod slack;
 mod sns;
 mod state;
 mod web;
@@ -25,7 +26,7 @@ pub use error::ApiError;
 pub use limits::{RateLimit, RateLimitSettings};
 pub use oidc::{Oidc, OidcError, OidcSettings};
 pub use sns::SnsSettings;
-pub use state::{AgentState, ServerSettings, ServerState, StateError, TuningState};
+pub use state::{AgentState, ServerSettings, ServerState, SlackState, StateError, TuningState};
 
 use api::BearerAuth;
 use axum::Router;
@@ -62,6 +63,7 @@ pub fn router(state: ServerState) -> Router {
         .merge(api::routes())
         .merge(agent::routes())
         .merge(ops::routes())
+        .merge(slack::routes())
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     router

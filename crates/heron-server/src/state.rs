@@ -53,6 +53,7 @@ pub(crate) struct Inner {
     pub gauges_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
     pub agent: Option<AgentState>,
     pub tuning: Option<TuningState>,
+    pub slack: Option<SlackState>,
 }
 
 /// What tuning drafts need: a workbench to try changes on the configured policies, and how
@@ -77,6 +78,13 @@ pub struct AgentState {
     pub enabled: bool,
     /// Names of the tools offered to the model.
     pub tools: Vec<String>,
+}
+
+/// What the Slack endpoints need: the use cases and the request verifier.
+#[derive(Clone)]
+pub struct SlackState {
+    pub service: heron_app::SlackService,
+    pub verifier: Arc<dyn heron_core::slack::RequestVerifier>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -108,6 +116,7 @@ impl ServerState {
                 gauges_refreshed: std::sync::Mutex::new(None),
                 agent: None,
                 tuning: None,
+                slack: None,
             }),
         })
     }
@@ -130,6 +139,17 @@ impl ServerState {
         match std::sync::Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.tuning = Some(tuning),
             None => tracing::error!("tuning was added to a server state already shared; ignored"),
+        }
+        self
+    }
+
+    /// Adds Slack; call before the state is shared (building the router).
+    pub fn with_slack(mut self, slack: SlackState) -> Self {
+        match std::sync::Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.slack = Some(slack),
+            None => {
+                tracing::error!("Slack was added to a server state already shared; ignored")
+            }
         }
         self
     }

@@ -31,6 +31,7 @@
 mod error;
 mod postgres;
 mod rows;
+mod slack;
 mod sqlite;
 
 pub use postgres::{EF_SEARCH, MAX_HNSW_DIMS, PgStore, hnsw_index_sql, similar_sql};

@@ -59,6 +59,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod agent;
+mod slack;
 
 pub use agent::{EF_SEARCH, MAX_HNSW_DIMS, hnsw_index_sql, similar_sql};
 

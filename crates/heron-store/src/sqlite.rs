@@ -50,6 +50,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 mod agent;
+mod slack;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use heron_core::agent::AgentRun;
 use heron_core::investigation::*;
 use heron_core::ports::*;
+use heron_core::slack::*;
 use heron_core::testing::InMemoryStore;
 use heron_core::testing::conformance::{new_alert, new_event};
 use heron_core::tool::{ToolCache, ToolCacheError};
@@ -186,6 +187,25 @@ delegate!(EmbeddingStore {
         put_alert_embeddings(model: &str, vectors: &[(AlertId, Vec<f32>)]) -> StoreResult<()>;
         skip_alert_embeddings(alerts: &[AlertId]) -> StoreResult<()>;
         get_alert_embedding(alert: AlertId, model: &str) -> StoreResult<Option<Vec<f32>>>;
+});
+
+delegate!(SlackStore {
+        discover_slack_subjects(since: Timestamp, now: Timestamp) -> StoreResult<u64>;
+        request_slack_sync(subject: SlackSubject, now: Timestamp) -> StoreResult<()>;
+        open_thread_ticket(ticket: ticket::NewTicket, thread: &MessageRef, now: Timestamp) -> StoreResult<Ticket>;
+        lease_slack_syncs(limit: usize, now: Timestamp, lease_until: Timestamp) -> StoreResult<Vec<SlackSyncLease>>;
+        finish_slack_sync(lease: &SlackSyncLease, posted: Option<&Posted>, next_due: Timestamp, now: Timestamp) -> StoreResult<()>;
+        fail_slack_sync(lease: &SlackSyncLease, posted: Option<&Posted>, error: &str, retry_at: Option<Timestamp>, now: Timestamp) -> StoreResult<()>;
+        get_slack_thread(subject: SlackSubject) -> StoreResult<Option<SlackThread>>;
+        find_slack_thread(thread: &MessageRef) -> StoreResult<Option<SlackThread>>;
+        link_slack_message(link: &SlackMessageLink) -> StoreResult<bool>;
+        find_slack_message(message: &MessageRef) -> StoreResult<Option<SlackMessageLink>>;
+        slack_linked_comments(ticket: TicketId) -> StoreResult<Vec<CommentId>>;
+        edit_comment(id: CommentId, text: &str) -> StoreResult<Comment>;
+        delete_comment(id: CommentId) -> StoreResult<()>;
+        accept_slack_delivery(delivery: &NewSlackDelivery) -> StoreResult<bool>;
+        lease_slack_deliveries(limit: usize, now: Timestamp, lease_until: Timestamp) -> StoreResult<Vec<SlackDelivery>>;
+        finish_slack_delivery(delivery: &SlackDelivery, error: Option<&str>, retry_at: Option<Timestamp>, now: Timestamp) -> StoreResult<()>;
 });
 
 delegate!(ToolCache {

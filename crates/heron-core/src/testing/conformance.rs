@@ -4370,3 +4370,428 @@ pub async fn the_tool_cache_serves_an_entry_until_it_expires_and_replaces_it(sto
         Some("malicious")
     );
 }
+
+// --- Slack ------------------------------------------------------------------------------
+
+use crate::slack::{
+    DeliveryKind, MessageRef, NewSlackDelivery, Posted, SlackMessageLink, SlackSubject,
+    SlackSyncState,
+};
+
+fn delivery(id: &str, now: Timestamp) -> NewSlackDelivery {
+    NewSlackDelivery {
+        id: id.to_owned(),
+        kind: DeliveryKind::Event,
+        payload: json!({"event_id": id, "event": {"type": "message", "text": "hi"}}),
+        received_at: now,
+    }
+}
+
+fn msg(channel: &str, ts: &str) -> MessageRef {
+    MessageRef {
+        channel: channel.to_owned(),
+        ts: ts.to_owned(),
+    }
+}
+
+pub async fn a_slack_delivery_is_accepted_once_and_leased_until_done(store: Shared) {
+    assert!(
+        store
+            .accept_slack_delivery(&delivery("Ev1", at(0)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .accept_slack_delivery(&delivery("Ev1", at(5)))
+            .await
+            .unwrap(),
+        "a retried delivery stores nothing"
+    );
+    assert!(
+        store
+            .accept_slack_delivery(&delivery("Ev2", at(1)))
+            .await
+            .unwrap()
+    );
+    let leased = store
+        .lease_slack_deliveries(10, at(10), at(70))
+        .await
+        .unwrap();
+    assert_eq!(
+        leased.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["Ev1", "Ev2"],
+        "oldest first"
+    );
+    assert_eq!(leased[0].payload["event"]["text"], "hi");
+    assert_eq!(leased[0].attempts, 1);
+    assert!(
+        store
+            .lease_slack_deliveries(10, at(20), at(80))
+            .await
+            .unwrap()
+            .is_empty(),
+        "held while the lease holds"
+    );
+    store
+        .finish_slack_delivery(&leased[0], None, None, at(20))
+        .await
+        .unwrap();
+    store
+        .finish_slack_delivery(&leased[1], Some("slack down"), Some(at(30)), at(20))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .finish_slack_delivery(&leased[0], None, None, at(21))
+            .await
+            .is_err(),
+        "a finished delivery's lease is gone"
+    );
+    assert!(
+        store
+            .lease_slack_deliveries(10, at(25), at(85))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before its retry is due"
+    );
+    let again = store
+        .lease_slack_deliveries(10, at(30), at(90))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].attempts), ("Ev2", 2));
+    // An expired lease is taken over, and the old holder cannot finish it.
+    let taken = store
+        .lease_slack_deliveries(10, at(91), at(150))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(
+        store
+            .finish_slack_delivery(&again[0], None, None, at(92))
+            .await
+            .is_err()
+    );
+    store
+        .finish_slack_delivery(&taken[0], Some("bad payload"), None, at(92))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .lease_slack_deliveries(10, at(1000), at(1100))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a failed delivery is not handed out again"
+    );
+}
+
+pub async fn discovering_gives_new_tickets_and_notices_one_pending_thread(store: Shared) {
+    let old = open_ticket(&store, "old", at(10)).await;
+    let new = open_ticket(&store, "new", at(100)).await;
+    let (notice, _) = make_notice(&store, "quiet", at(110)).await;
+    // Without a thread, a sync request is a no-op: Slack is not in use for it.
+    store
+        .request_slack_sync(SlackSubject::Ticket(new), at(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_slack_thread(SlackSubject::Ticket(new))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .discover_slack_subjects(at(50), at(120))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .discover_slack_subjects(at(50), at(121))
+            .await
+            .unwrap(),
+        0,
+        "once"
+    );
+    assert_eq!(
+        store
+            .get_slack_thread(SlackSubject::Ticket(old))
+            .await
+            .unwrap(),
+        None,
+        "older than the horizon"
+    );
+    let thread = store
+        .get_slack_thread(SlackSubject::Ticket(new))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(thread.state, SlackSyncState::Pending);
+    assert_eq!(thread.next_attempt_at, Some(at(120)));
+    assert_eq!((thread.channel, thread.ts), (None, None));
+    let leased = store.lease_slack_syncs(10, at(130), at(190)).await.unwrap();
+    let subjects: Vec<SlackSubject> = leased.iter().map(|l| l.thread.subject).collect();
+    assert_eq!(subjects.len(), 2);
+    assert!(subjects.contains(&SlackSubject::Ticket(new)));
+    assert!(subjects.contains(&SlackSubject::Notice(notice)));
+}
+
+pub async fn a_sync_requested_while_syncing_keeps_the_thread_due(store: Shared) {
+    let id = open_ticket(&store, "probe", at(100)).await;
+    let subject = SlackSubject::Ticket(id);
+    store.discover_slack_subjects(at(0), at(100)).await.unwrap();
+    let first = store.lease_slack_syncs(10, at(100), at(160)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].thread.state, SlackSyncState::Syncing);
+    store.request_slack_sync(subject, at(101)).await.unwrap();
+    let posted = Posted {
+        channel: "C1".into(),
+        ts: "1.0001".into(),
+        thread_ts: "1.0001".into(),
+    };
+    store
+        .finish_slack_sync(&first[0], Some(&posted), at(103), at(102))
+        .await
+        .unwrap();
+    let thread = store.get_slack_thread(subject).await.unwrap().unwrap();
+    assert_eq!(thread.state, SlackSyncState::Pending, "the request is kept");
+    assert_eq!(thread.next_attempt_at, Some(at(103)));
+    assert_eq!(thread.channel.as_deref(), Some("C1"));
+    assert_eq!(thread.ts.as_deref(), Some("1.0001"));
+    assert!(
+        store
+            .lease_slack_syncs(10, at(102), at(160))
+            .await
+            .unwrap()
+            .is_empty(),
+        "updates are spaced"
+    );
+    let second = store.lease_slack_syncs(10, at(103), at(160)).await.unwrap();
+    assert_eq!(second.len(), 1);
+    store
+        .finish_slack_sync(&second[0], None, at(105), at(104))
+        .await
+        .unwrap();
+    let thread = store.get_slack_thread(subject).await.unwrap().unwrap();
+    assert_eq!(
+        (thread.state, thread.ts.as_deref(), thread.attempts),
+        (SlackSyncState::Synced, Some("1.0001"), 0),
+        "the post is kept"
+    );
+    assert_eq!(
+        store
+            .find_slack_thread(&msg("C1", "1.0001"))
+            .await
+            .unwrap()
+            .map(|t| t.subject),
+        Some(subject)
+    );
+    assert_eq!(
+        store.find_slack_thread(&msg("C2", "1.0001")).await.unwrap(),
+        None
+    );
+}
+
+pub async fn a_failed_sync_backs_off_then_fails_for_good_and_a_stale_lease_is_refused(
+    store: Shared,
+) {
+    let id = open_ticket(&store, "probe", at(100)).await;
+    let subject = SlackSubject::Ticket(id);
+    store.discover_slack_subjects(at(0), at(100)).await.unwrap();
+    let first = store.lease_slack_syncs(10, at(100), at(160)).await.unwrap();
+    store
+        .fail_slack_sync(&first[0], None, "ratelimited", Some(at(130)), at(101))
+        .await
+        .unwrap();
+    // A request while backing off does not cut the backoff short.
+    store.request_slack_sync(subject, at(102)).await.unwrap();
+    let thread = store.get_slack_thread(subject).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            thread.state,
+            thread.attempts,
+            thread.last_error.as_deref(),
+            thread.next_attempt_at
+        ),
+        (
+            SlackSyncState::Pending,
+            1,
+            Some("ratelimited"),
+            Some(at(130))
+        )
+    );
+    assert!(
+        store
+            .lease_slack_syncs(10, at(129), at(190))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let second = store.lease_slack_syncs(10, at(130), at(190)).await.unwrap();
+    assert_eq!(second[0].thread.attempts, 2);
+    assert!(
+        store
+            .finish_slack_sync(&first[0], None, at(131), at(131))
+            .await
+            .is_err(),
+        "a stale lease is refused"
+    );
+    // An expired lease is taken over.
+    let third = store.lease_slack_syncs(10, at(191), at(250)).await.unwrap();
+    assert_eq!(third.len(), 1);
+    store
+        .fail_slack_sync(
+            &third[0],
+            Some(&Posted {
+                channel: "C1".into(),
+                ts: "1.0001".into(),
+                thread_ts: "1.0001".into(),
+            }),
+            "channel_not_found",
+            None,
+            at(192),
+        )
+        .await
+        .unwrap();
+    let thread = store.get_slack_thread(subject).await.unwrap().unwrap();
+    assert_eq!(thread.state, SlackSyncState::Failed);
+    assert_eq!(
+        thread.ts.as_deref(),
+        Some("1.0001"),
+        "a post made before the failure is kept"
+    );
+    assert_eq!(thread.last_error.as_deref(), Some("channel_not_found"));
+    assert!(
+        store
+            .lease_slack_syncs(10, at(1000), at(1100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The next change tries again.
+    store.request_slack_sync(subject, at(1001)).await.unwrap();
+    assert_eq!(
+        store
+            .lease_slack_syncs(10, at(1001), at(1100))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn messages_link_to_comments_once_and_edits_and_deletions_follow(store: Shared) {
+    let id = open_ticket(&store, "probe", at(100)).await;
+    let comment = store
+        .add_comment(Comment {
+            id: CommentId::new(),
+            ticket_id: id,
+            source: CommentSource::Slack,
+            author: "alice".into(),
+            text: "looks like our scanner".into(),
+            created_at: at(110),
+        })
+        .await
+        .unwrap();
+    let link = SlackMessageLink {
+        channel: "C1".into(),
+        ts: "2.0001".into(),
+        ticket_id: id,
+        comment_id: comment.id,
+    };
+    assert!(store.link_slack_message(&link).await.unwrap());
+    assert!(
+        !store.link_slack_message(&link).await.unwrap(),
+        "a message links once"
+    );
+    let other_message = SlackMessageLink {
+        ts: "2.0002".into(),
+        ..link.clone()
+    };
+    assert!(
+        !store.link_slack_message(&other_message).await.unwrap(),
+        "a comment links once"
+    );
+    assert_eq!(
+        store
+            .find_slack_message(&msg("C1", "2.0001"))
+            .await
+            .unwrap(),
+        Some(link.clone())
+    );
+    assert_eq!(
+        store.slack_linked_comments(id).await.unwrap(),
+        vec![comment.id]
+    );
+    let edited = store
+        .edit_comment(comment.id, "not our scanner after all")
+        .await
+        .unwrap();
+    assert_eq!(edited.text, "not our scanner after all");
+    assert_eq!(
+        store.list_comments(id).await.unwrap()[0].text,
+        "not our scanner after all"
+    );
+    store.delete_comment(comment.id).await.unwrap();
+    assert!(store.list_comments(id).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .find_slack_message(&msg("C1", "2.0001"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.edit_comment(comment.id, "x").await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.delete_comment(comment.id).await.unwrap();
+}
+
+pub async fn a_ticket_opened_from_a_thread_is_found_by_that_thread_and_has_a_triage_job(
+    store: Shared,
+) {
+    let thread = msg("C9", "3.0001");
+    let new = NewTicket {
+        id: TicketId::new(),
+        title: "phishing report".into(),
+        description: "alice: got a weird mail".into(),
+        schema: schema("slack"),
+        severity: Severity::Medium,
+        assignee: None,
+        tags: vec![],
+        attributes: vec![],
+        channel: Some("C9".into()),
+        fingerprint: fp("slack:C9:3.0001"),
+        created_at: at(100),
+    };
+    let opened = store
+        .open_thread_ticket(new.clone(), &thread, at(100))
+        .await
+        .unwrap();
+    assert_eq!(opened.alert_count, 0);
+    assert_eq!(opened.status, TicketStatus::Open);
+    assert_eq!(ticket(&store, opened.id).await, opened);
+    assert_eq!(
+        triage_job(&store, opened.id).await.state,
+        TriageJobState::Pending
+    );
+    let found = store.find_slack_thread(&thread).await.unwrap().unwrap();
+    assert_eq!(found.subject, SlackSubject::Ticket(opened.id));
+    assert_eq!(found.state, SlackSyncState::Pending);
+    assert_eq!(found.ts, None, "its message is not posted yet");
+    let again = NewTicket {
+        id: TicketId::new(),
+        ..new
+    };
+    assert!(matches!(
+        store.open_thread_ticket(again, &thread, at(101)).await,
+        Err(StoreError::Conflict(_))
+    ));
+}

@@ -36,6 +36,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
+mod slack;
+
 /// Most items one listing page returns, whatever limit is asked for (a limit of 0 means 1).
 pub const MAX_PAGE: usize = 1000;
 
@@ -68,6 +70,7 @@ struct State {
     alerts_to_embed: std::collections::BTreeSet<(Timestamp, AlertId)>,
     /// Tool cache: key → (value, expires_at).
     cache: HashMap<String, (String, Timestamp)>,
+    slack: slack::SlackMem,
 }
 
 #[derive(Debug, Clone)]

@@ -12,12 +12,15 @@
 //! up in [`StoreFixture::teardown`]. The calling crate needs `tokio` (with `macros` and
 //! `rt-multi-thread`) as a dev-dependency.
 
+mod chat;
+pub mod chat_conformance;
 pub mod conformance;
 mod embedder;
 mod llm;
 mod memory;
 mod tool_cache;
 
+pub use chat::{ChatCall, RecordingChat};
 pub use embedder::FakeEmbedder;
 pub use llm::ScriptedChatModel;
 pub use memory::{InMemoryStore, MAX_PAGE};
@@ -133,6 +136,12 @@ macro_rules! conformance_tests {
             similar_tickets_are_the_closest_of_one_model_and_dimension_best_first,
             a_similar_ticket_carries_the_finding_the_agent_wrote,
             the_tool_cache_serves_an_entry_until_it_expires_and_replaces_it,
+            a_slack_delivery_is_accepted_once_and_leased_until_done,
+            discovering_gives_new_tickets_and_notices_one_pending_thread,
+            a_sync_requested_while_syncing_keeps_the_thread_due,
+            a_failed_sync_backs_off_then_fails_for_good_and_a_stale_lease_is_refused,
+            messages_link_to_comments_once_and_edits_and_deletions_follow,
+            a_ticket_opened_from_a_thread_is_found_by_that_thread_and_has_a_triage_job,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
