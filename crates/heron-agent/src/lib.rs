@@ -174,6 +174,19 @@ impl Agent {
         context: &serde_json::Value,
         now: Timestamp,
     ) -> AgentRun {
+        self.investigate_observed(ticket_id, context, now, &|_| {})
+            .await
+    }
+
+    /// [`Agent::investigate`], with `on_step` seeing every step as soon as it is recorded
+    /// (for progress shown while the run works), in order, each once.
+    pub async fn investigate_observed(
+        &self,
+        ticket_id: TicketId,
+        context: &serde_json::Value,
+        now: Timestamp,
+        on_step: &(dyn Fn(&AgentStep) + Send + Sync),
+    ) -> AgentRun {
         let fence = prompt::Fence::new();
         let mut run = AgentRun {
             id: uuid::Uuid::now_v7(),
@@ -202,9 +215,19 @@ impl Agent {
         // One context per run: the tools' per-run state (the scan ledger) starts empty.
         let ctx = ToolContext::new(run.id, Some(ticket_id));
         let started = Instant::now();
+        let mut seen = 0;
         let outcome = self
-            .steps(&mut run, &mut messages, &tools, &fence, &ctx, started)
+            .steps(
+                &mut run,
+                &mut messages,
+                &tools,
+                &fence,
+                &ctx,
+                started,
+                &mut |run: &AgentRun| report_new_steps(run, &mut seen, on_step),
+            )
             .await;
+        report_new_steps(&run, &mut seen, on_step);
         match outcome {
             Ok(finding) => {
                 run.status = RunStatus::Completed;
@@ -224,6 +247,7 @@ impl Agent {
         run
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn steps(
         &self,
         run: &mut AgentRun,
@@ -232,8 +256,10 @@ impl Agent {
         fence: &prompt::Fence,
         ctx: &ToolContext,
         started: Instant,
+        report: &mut (dyn FnMut(&AgentRun) + Send),
     ) -> Result<Finding, End> {
         loop {
+            report(run);
             self.check_budgets(run, started)?;
             let remaining = self.budgets.wall_time.saturating_sub(started.elapsed());
             let request = ChatRequest {
@@ -311,6 +337,7 @@ impl Agent {
                 let content = self
                     .call_tool(run, call, arguments, shown_arguments, fence, ctx, started)
                     .await;
+                report(run);
                 messages.push(ChatMessage::Tool {
                     tool_call_id: call.id.clone(),
                     content,
@@ -415,6 +442,18 @@ fn next_index(run: &AgentRun) -> u32 {
     u32::try_from(run.steps.len())
         .unwrap_or(u32::MAX)
         .saturating_add(1)
+}
+
+/// Hands `on_step` the steps recorded since the last call (`seen` counts those handed).
+fn report_new_steps(
+    run: &AgentRun,
+    seen: &mut usize,
+    on_step: &(dyn Fn(&AgentStep) + Send + Sync),
+) {
+    for step in run.steps.iter().skip(*seen) {
+        on_step(step);
+    }
+    *seen = run.steps.len();
 }
 
 fn push_step(

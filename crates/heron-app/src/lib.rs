@@ -38,5 +38,8 @@ pub use intake::Intake;
 pub use policies::{PolicyHandle, ReloadError, ReloadStatus};
 pub use slack::{SlackAccess, SlackService, SlackSettings, SlackWorker};
 pub use tickets::{Actor, TicketService};
-pub use triage::{StoreDailyTokens, TriageAgent, TriageSettings, TriageWorker, ticket_context};
+pub use triage::{
+    StoreDailyTokens, TriageAgent, TriageProgress, TriageSettings, TriageWatch, TriageWorker,
+    ticket_context,
+};
 pub use worker::{Worker, WorkerSettings};

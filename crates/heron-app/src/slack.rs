@@ -15,8 +15,9 @@
 //!   taken from Slack is recorded under the Slack user's name and id.
 
 use crate::chat::ChatService;
+use crate::triage::{TriageProgress, TriageWatch};
 use crate::{Actor, AppError, AppResult, PolicyHandle, TicketService};
-use heron_core::agent::{AgentStep, RunStatus, StepKind};
+use heron_core::agent::{AgentRun, AgentStep, RunStatus, StepKind};
 use heron_core::ports::{Store, StoreError};
 use heron_core::slack::{
     ChatError, ChatPlatform, DeliveryKind, MessageRef, NewSlackDelivery, Post, Posted,
@@ -115,8 +116,6 @@ struct Inner {
     settings: SlackSettings,
     bot_user_id: String,
     wake: Notify,
-    /// Chats running in this process, by thread (`channel/ts`).
-    running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for SlackService {
@@ -236,7 +235,6 @@ impl SlackService {
                 settings,
                 bot_user_id: me.user_id,
                 wake: Notify::new(),
-                running: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -260,10 +258,6 @@ impl SlackService {
             self.inner.wake.notify_one();
         }
         Ok(new)
-    }
-
-    fn thread_key(thread: &MessageRef) -> String {
-        format!("{}/{}", thread.channel, thread.ts)
     }
 
     async fn say(&self, thread: &MessageRef, message: &str) -> Result<MessageRef, ChatError> {
@@ -522,26 +516,18 @@ impl SlackService {
         }
         match command.as_str() {
             "abort" | "stop" => {
-                let running = self
-                    .inner
-                    .running
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&Self::thread_key(&thread));
-                match running {
-                    Some(handle) => {
-                        handle.abort();
-                        tracing::info!(user = %user, channel = %channel, "agent chat aborted from Slack");
-                        self.say(
-                            &thread,
-                            &format!("🛑 Stopped the agent (asked by <@{user}>)."),
-                        )
+                // The chat may run in another process: it sees the request when it next
+                // renews its claim (every `CHAT_RENEW`) and stops.
+                if self.inner.store.abort_slack_chat(&thread).await? {
+                    tracing::info!(user = %user, channel = %channel, "agent chat aborted from Slack");
+                    self.say(
+                        &thread,
+                        &format!("🛑 Stopping the agent (asked by <@{user}>)."),
+                    )
+                    .await?;
+                } else {
+                    self.say(&thread, "Nothing is running in this thread.")
                         .await?;
-                    }
-                    None => {
-                        self.say(&thread, "Nothing is running in this thread.")
-                            .await?;
-                    }
                 }
                 Ok(())
             }
@@ -650,7 +636,7 @@ impl SlackService {
     }
 
     /// Runs the agent chat about `ticket` in the background, its progress and answer in
-    /// `thread`. One chat per thread at a time.
+    /// `thread`. One chat per thread at a time, across processes (a claim in the store).
     async fn ask(
         &self,
         thread: MessageRef,
@@ -667,13 +653,12 @@ impl SlackService {
             .await?;
             return Ok(());
         };
-        let key = Self::thread_key(&thread);
-        if self
-            .inner
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&key)
+        let holder = uuid::Uuid::now_v7();
+        let now = self.inner.store.now().await?;
+        let store = &self.inner.store;
+        if !store
+            .claim_slack_chat(&thread, holder, now, now - chrono_of(CHAT_STALE))
+            .await?
         {
             self.say(
                 &thread,
@@ -682,55 +667,55 @@ impl SlackService {
             .await?;
             return Ok(());
         }
-        let progress = self.say(&thread, "🤔 Looking into it…").await?;
+        let progress = match self.say(&thread, "🤔 Looking into it…").await {
+            Ok(progress) => progress,
+            Err(e) => {
+                // The delivery is retried: leave the thread free for it.
+                if let Err(e) = store.release_slack_chat(&thread, holder).await {
+                    tracing::warn!(error = %e, "could not release a Slack chat claim");
+                }
+                return Err(e.into());
+            }
+        };
         let actor = Actor {
             name: name.to_owned(),
             source: CommentSource::Slack,
         };
         tracing::info!(ticket_id = %ticket, user = %user, channel = %thread.channel, "agent chat asked from Slack");
         let this = self.clone();
-        let (steps_tx, steps_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let updater = tokio::spawn(progress_updater(
-            self.inner.platform.clone(),
-            progress.clone(),
-            steps_rx,
-            self.inner.settings.update_interval,
-        ));
-        let task_key = key.clone();
-        let mut running = self
-            .inner
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let handle = tokio::spawn(async move {
+        tokio::spawn(async move {
+            let (steps_tx, steps_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let updater = tokio::spawn(progress_updater(
+                this.inner.platform.clone(),
+                progress.clone(),
+                vec!["🤔 Looking into it…".into()],
+                steps_rx,
+                this.inner.settings.update_interval,
+            ));
             let on_step = move |step: &AgentStep| {
-                if step.kind == StepKind::Tool {
-                    let tool = step.tool.clone().unwrap_or_else(|| "tool".into());
-                    let mark = if step.error.is_some() {
-                        "⚠️"
-                    } else {
-                        "🔧"
-                    };
-                    let _ = steps_tx.send(format!("{mark} `{tool}`"));
+                if let Some(line) = step_line(step) {
+                    let _ = steps_tx.send(line);
                 }
             };
-            let result = chat.ask(ticket, &actor, &question, &on_step).await;
+            let closing = {
+                let answer = chat.ask(ticket, &actor, &question, &on_step);
+                tokio::pin!(answer);
+                let mut renew = tokio::time::interval(CHAT_RENEW);
+                renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        result = &mut answer => break closing_line(&result),
+                        _ = renew.tick() => {
+                            if !this.keep_chat(&thread, holder).await {
+                                tracing::info!(ticket_id = %ticket, "agent chat stopped");
+                                break "🛑 Stopped.".to_owned();
+                            }
+                        }
+                    }
+                }
+            };
             drop(on_step);
             let _ = updater.await;
-            let closing = match &result {
-                Ok(reply) if reply.answer.is_some() => {
-                    format!("✅ Answered ({} steps)", reply.run.steps.len())
-                }
-                Ok(reply) => format!(
-                    "⚠️ The agent stopped without an answer ({}).",
-                    match reply.run.status {
-                        RunStatus::BudgetExhausted => "its budget ran out",
-                        RunStatus::Failed => "it failed",
-                        _ => "no answer",
-                    }
-                ),
-                Err(e) => format!("⚠️ The agent could not answer: {e}"),
-            };
             if let Err(e) = this
                 .inner
                 .platform
@@ -738,6 +723,9 @@ impl SlackService {
                 .await
             {
                 tracing::warn!(error = %e, "could not update the progress message");
+            }
+            if let Err(e) = this.inner.store.release_slack_chat(&thread, holder).await {
+                tracing::warn!(error = %e, "could not release a Slack chat claim");
             }
             // The answer is a comment by the agent: the thread's sync posts it.
             if let Ok(now) = this.inner.store.now().await
@@ -750,14 +738,22 @@ impl SlackService {
                 tracing::warn!(error = %e, "could not request a Slack sync");
             }
             this.inner.wake.notify_one();
-            this.inner
-                .running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&task_key);
         });
-        running.insert(key, handle.abort_handle());
         Ok(())
+    }
+
+    /// Renews a chat's claim on its thread: `false` when it must stop (aborted, or taken
+    /// over). A store error keeps the chat going: the claim goes stale at worst.
+    async fn keep_chat(&self, thread: &MessageRef, holder: uuid::Uuid) -> bool {
+        let store = &self.inner.store;
+        let renewed = match store.now().await {
+            Ok(now) => store.renew_slack_chat(thread, holder, now).await,
+            Err(e) => Err(e),
+        };
+        renewed.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not renew a Slack chat claim");
+            true
+        })
     }
 
     // --- interactions -----------------------------------------------------------------
@@ -933,6 +929,14 @@ impl SlackService {
             };
         }
         let Some(conclusion) = conclusion else {
+            // The modal requires one; a payload without it is answered, not dropped.
+            if let Some(t) = reply_to {
+                self.say(
+                    &t,
+                    &format!("<@{user}>: could not resolve: no conclusion was chosen"),
+                )
+                .await?;
+            }
             return Ok(());
         };
         let result = self
@@ -1163,18 +1167,168 @@ impl SlackService {
     }
 }
 
+const TRIAGE_HEADER: &str = "🤖 *Triage agent*";
+/// How long a triage run's progress waits for its ticket's message to be posted (tickets are
+/// discovered every `discover_interval`); after that the thread's sync sums the run up.
+const TRIAGE_THREAD_WAIT: Duration = Duration::from_secs(120);
+/// How long the end of a triage run waits for its progress message to be linked to it, so
+/// the thread's sync does not post the summary a second time.
+const TRIAGE_LINK_WAIT: Duration = Duration::from_secs(3);
+
+enum TriageEvent {
+    Step(String),
+    Finished(Box<AgentRun>, tokio::sync::oneshot::Sender<()>),
+}
+
+/// A triage run's progress, shown by [`SlackService::show_triage`].
+struct SlackTriageWatch {
+    events: tokio::sync::mpsc::UnboundedSender<TriageEvent>,
+}
+
+impl TriageProgress for SlackService {
+    fn started(&self, ticket: TicketId) -> Box<dyn TriageWatch> {
+        let (events, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(self.clone().show_triage(ticket, received));
+        Box::new(SlackTriageWatch { events })
+    }
+}
+
+#[async_trait::async_trait]
+impl TriageWatch for SlackTriageWatch {
+    fn step(&self, step: &AgentStep) {
+        if let Some(line) = step_line(step) {
+            let _ = self.events.send(TriageEvent::Step(line));
+        }
+    }
+
+    async fn finished(self: Box<Self>, run: &AgentRun) {
+        let (done, linked) = tokio::sync::oneshot::channel();
+        if self
+            .events
+            .send(TriageEvent::Finished(Box::new(run.clone()), done))
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(TRIAGE_LINK_WAIT, linked).await;
+        }
+    }
+}
+
+impl SlackService {
+    /// Shows a triage run in its ticket's thread: one message, a line per tool call, updated
+    /// in place, which becomes the run's summary when it ends. Lines wait until the ticket's
+    /// message is posted; a run that ends before then is summed up by the thread's sync.
+    async fn show_triage(
+        self,
+        ticket: TicketId,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<TriageEvent>,
+    ) {
+        let mut lines = vec![format!("{TRIAGE_HEADER} is investigating…")];
+        let waiting_since = std::time::Instant::now();
+        let thread = loop {
+            match self
+                .inner
+                .store
+                .get_slack_thread(SlackSubject::Ticket(ticket))
+                .await
+            {
+                Ok(found) => {
+                    if let Some(thread) = found.and_then(|t| t.message().and(t.thread())) {
+                        break thread;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(ticket_id = %ticket, error = %e, "cannot read the Slack thread")
+                }
+            }
+            if waiting_since.elapsed() > TRIAGE_THREAD_WAIT {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_millis(250), events.recv()).await {
+                Ok(Some(TriageEvent::Step(line))) => lines.push(line),
+                Ok(Some(TriageEvent::Finished(..)) | None) => return,
+                Err(_) => {}
+            }
+        };
+        let message = match self.say(&thread, &shown(&lines)).await {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(ticket_id = %ticket, error = %e, "cannot post triage progress");
+                return;
+            }
+        };
+        while let Some(event) = events.recv().await {
+            let line = match event {
+                TriageEvent::Step(line) => line,
+                TriageEvent::Finished(run, done) => {
+                    return self.end_triage_message(ticket, &message, &run, done).await;
+                }
+            };
+            lines.push(line);
+            // Coalesce the steps of one interval into one update.
+            tokio::time::sleep(self.inner.settings.update_interval).await;
+            while let Ok(more) = events.try_recv() {
+                match more {
+                    TriageEvent::Step(line) => lines.push(line),
+                    TriageEvent::Finished(run, done) => {
+                        return self.end_triage_message(ticket, &message, &run, done).await;
+                    }
+                }
+            }
+            if let Err(e) = self
+                .inner
+                .platform
+                .update(&message, &Post::text(shown(&lines)))
+                .await
+            {
+                tracing::debug!(error = %e, "could not update the triage progress message");
+            }
+        }
+    }
+
+    /// Makes the progress message the run's summary: linked to the run first (so the sync
+    /// does not post it again), unless the sync already posted it.
+    async fn end_triage_message(
+        &self,
+        ticket: TicketId,
+        message: &MessageRef,
+        run: &AgentRun,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let linked = self
+            .inner
+            .store
+            .link_slack_message(&SlackMessageLink {
+                channel: message.channel.clone(),
+                ts: message.ts.clone(),
+                ticket_id: ticket,
+                comment_id: heron_core::CommentId::from_uuid(run.id),
+            })
+            .await;
+        let _ = done.send(());
+        let text = match linked {
+            Ok(true) => triage_summary(run),
+            Ok(false) => format!("{TRIAGE_HEADER} finished; its finding is below."),
+            Err(e) => {
+                tracing::warn!(ticket_id = %ticket, error = %e, "could not link the triage message");
+                format!("{TRIAGE_HEADER} finished; its finding is below.")
+            }
+        };
+        if let Err(e) = self.inner.platform.update(message, &Post::text(text)).await {
+            tracing::warn!(ticket_id = %ticket, error = %e, "could not update the triage message");
+        }
+    }
+}
+
+/// The last lines of a progress message (Slack messages have a size limit).
+fn shown(lines: &[String]) -> String {
+    let skip = lines.len().saturating_sub(20);
+    lines[skip..].join("\n")
+}
+
 /// The triage run as a thread message: its tool calls, one a line, and its finding.
 fn triage_summary(run: &heron_core::agent::AgentRun) -> String {
-    let mut lines = vec!["🤖 *Triage agent*".to_owned()];
-    for step in run.steps.iter().filter(|s| s.kind == StepKind::Tool) {
-        let tool = step.tool.as_deref().unwrap_or("tool");
-        let mark = if step.error.is_some() {
-            "⚠️"
-        } else {
-            "🔧"
-        };
-        lines.push(format!("{mark} `{tool}`"));
-    }
+    let mut lines = vec![TRIAGE_HEADER.to_owned()];
+    lines.extend(run.steps.iter().filter_map(step_line));
     let label = |v: serde_json::Result<Value>| {
         v.ok()
             .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
@@ -1200,30 +1354,59 @@ fn triage_summary(run: &heron_core::agent::AgentRun) -> String {
     lines.join("\n")
 }
 
-/// Keeps the progress message to one line per tool call, updated at most once per
-/// `interval`; ends when the run's sender is dropped.
+/// How often a running chat renews its claim on its thread (and so how soon `@heron abort`
+/// from any process stops it).
+const CHAT_RENEW: Duration = Duration::from_secs(1);
+/// A claim not renewed for this long belongs to a process that died: it is taken over.
+const CHAT_STALE: Duration = Duration::from_secs(30);
+
+/// A tool call as a progress line.
+fn step_line(step: &AgentStep) -> Option<String> {
+    (step.kind == StepKind::Tool).then(|| {
+        let tool = step.tool.as_deref().unwrap_or("tool");
+        let mark = if step.error.is_some() {
+            "⚠️"
+        } else {
+            "🔧"
+        };
+        format!("{mark} `{tool}`")
+    })
+}
+
+/// How a chat's progress message ends.
+fn closing_line(result: &Result<crate::ChatReply, AppError>) -> String {
+    match result {
+        Ok(reply) if reply.answer.is_some() => {
+            format!("✅ Answered ({} steps)", reply.run.steps.len())
+        }
+        Ok(reply) => format!(
+            "⚠️ The agent stopped without an answer ({}).",
+            match reply.run.status {
+                RunStatus::BudgetExhausted => "its budget ran out",
+                RunStatus::Failed => "it failed",
+                _ => "no answer",
+            }
+        ),
+        Err(e) => format!("⚠️ The agent could not answer: {e}"),
+    }
+}
+
+/// Keeps the progress message to one line per tool call after `lines`, updated at most once
+/// per `interval`; ends when the run's sender is dropped.
 async fn progress_updater(
     platform: Arc<dyn ChatPlatform>,
     message: MessageRef,
+    mut lines: Vec<String>,
     mut steps: tokio::sync::mpsc::UnboundedReceiver<String>,
     interval: Duration,
 ) {
-    let mut lines: Vec<String> = vec!["🤔 Looking into it…".into()];
     while let Some(line) = steps.recv().await {
         lines.push(line);
         tokio::time::sleep(interval).await;
         while let Ok(more) = steps.try_recv() {
             lines.push(more);
         }
-        let shown = lines
-            .iter()
-            .rev()
-            .take(20)
-            .rev()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n");
-        if let Err(e) = platform.update(&message, &Post::text(shown)).await {
+        if let Err(e) = platform.update(&message, &Post::text(shown(&lines))).await {
             tracing::debug!(error = %e, "could not update the progress message");
         }
     }

@@ -19,10 +19,10 @@
 
 use crate::embedding::SimilarityEmbedder;
 use heron_agent::{Agent, DailyTokens};
-use heron_core::agent::RunStatus;
+use heron_core::agent::{AgentRun, AgentStep, RunStatus};
 use heron_core::investigation::{TriageLease, TriageOutcome};
 use heron_core::ports::{AlertQuery, Store, StoreError};
-use heron_core::{Ticket, Timestamp};
+use heron_core::{Ticket, TicketId, Timestamp};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +111,22 @@ pub struct TriageAgent {
     pub daily: Arc<StoreDailyTokens>,
 }
 
+/// Sees triage runs while they work: Slack shows a run's steps in the ticket's thread as
+/// they happen. Watching must never hold a run up for long nor fail it.
+pub trait TriageProgress: Send + Sync {
+    /// A run on `ticket` begins.
+    fn started(&self, ticket: TicketId) -> Box<dyn TriageWatch>;
+}
+
+/// The watcher of one run.
+#[async_trait::async_trait]
+pub trait TriageWatch: Send + Sync {
+    /// A step was recorded (each once, in order).
+    fn step(&self, step: &AgentStep);
+    /// The run ended; it is stored after this returns.
+    async fn finished(self: Box<Self>, run: &AgentRun);
+}
+
 #[derive(Clone)]
 pub struct TriageWorker {
     store: Arc<dyn Store>,
@@ -118,6 +134,7 @@ pub struct TriageWorker {
     agent: Option<TriageAgent>,
     settings: TriageSettings,
     wake: Arc<Notify>,
+    progress: Option<Arc<dyn TriageProgress>>,
 }
 
 impl TriageWorker {
@@ -134,7 +151,14 @@ impl TriageWorker {
             agent,
             settings,
             wake,
+            progress: None,
         }
+    }
+
+    /// Shows each run's progress to `progress` as it works.
+    pub fn with_progress(mut self, progress: Arc<dyn TriageProgress>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Runs `concurrency` loops until `shutdown` turns true.
@@ -259,10 +283,19 @@ impl TriageWorker {
             tracing::warn!(error = %e, "could not read today's token use; using the last known count");
         }
         let context = self.context(&ticket).await?;
+        let watch = self.progress.as_ref().map(|p| p.started(ticket.id));
+        let on_step = |step: &AgentStep| {
+            if let Some(watch) = &watch {
+                watch.step(step);
+            }
+        };
         let run = triage
             .agent
-            .investigate(ticket.id, &context, self.store.now().await?)
+            .investigate_observed(ticket.id, &context, self.store.now().await?, &on_step)
             .await;
+        if let Some(watch) = watch {
+            watch.finished(&run).await;
+        }
         crate::metrics::agent_run(&run);
         let unreachable = run.status == RunStatus::Failed
             && run

@@ -313,11 +313,12 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             wake,
             agent.enricher.clone(),
         );
+        let slack = slack.map(|(service, _)| service);
         spawn_workers(
             worker,
-            triage_worker(&store, &agent),
+            triage_worker(&store, &agent, slack.as_ref()),
             alert_embedding_worker(&store, &agent),
-            slack.map(|(service, _)| SlackWorker::new(service)),
+            slack.map(SlackWorker::new),
             shutdown.subscribe(),
         )
     });
@@ -379,11 +380,12 @@ pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> 
     let (policies, watcher) = reloadable_policies(settings, &stop)?;
     let store = open_store(settings).await?;
     let agent = crate::agent::build(settings, store.clone()).await?;
-    let triage = triage_worker(&store, &agent);
-    let alerts = alert_embedding_worker(&store, &agent);
     let slack = slack(settings, &store, &policies, &agent)
         .await?
-        .map(|(service, _)| SlackWorker::new(service));
+        .map(|(service, _)| service);
+    let triage = triage_worker(&store, &agent, slack.as_ref());
+    let alerts = alert_embedding_worker(&store, &agent);
+    let slack = slack.map(SlackWorker::new);
     let worker = Worker::new(
         store,
         policies.clone(),
@@ -400,14 +402,23 @@ pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> 
     })
 }
 
-fn triage_worker(store: &Arc<dyn Store>, agent: &crate::agent::AgentParts) -> TriageWorker {
-    TriageWorker::new(
+/// The triage worker; with Slack, each run's progress is shown in its ticket's thread.
+fn triage_worker(
+    store: &Arc<dyn Store>,
+    agent: &crate::agent::AgentParts,
+    slack: Option<&SlackService>,
+) -> TriageWorker {
+    let worker = TriageWorker::new(
         store.clone(),
         agent.embedder.clone(),
         agent.triage.clone(),
         agent.triage_settings.clone(),
         Arc::new(Notify::new()),
-    )
+    );
+    match slack {
+        Some(slack) => worker.with_progress(Arc::new(slack.clone())),
+        None => worker,
+    }
 }
 
 /// Slack, when a bot token and a signing secret are configured: the token is checked

@@ -1948,11 +1948,19 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
     assert_eq!(status, 401);
 
     // An alert becomes a ticket, posted to the channel with its buttons; triage's finding
-    // updates the message in place.
+    // updates the message in place. The agent reads the alerts, then thinks a while before
+    // its finding: its progress is in the thread meanwhile.
     llm.push_chat(Reply::tool_calls(
-        &[("c1", "submit_finding", &finding_args(&[]))],
+        &[("c1", "get_alerts", r#"{"limit": 5, "offset": 0}"#)],
         (100, 10),
     ));
+    llm.push_chat(
+        Reply::tool_calls(
+            &[("c2", "submit_finding", &finding_args(&["step-2"]))],
+            (100, 10),
+        )
+        .with_delay(Duration::from_secs(4)),
+    );
     let [(schema, payload), _] = two_single_alert_payloads();
     let (status, _) = h
         .post(
@@ -1990,6 +1998,35 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
             .any(|t| t.contains("🔧 `submit_finding`") && t.contains("expected admin activity"))
     })
     .await;
+    // One message for the run: posted while it worked (its tool call, no finding yet), then
+    // updated in place with the finding.
+    let triage_messages: Vec<_> = slack
+        .thread(SLACK_CHANNEL, &card_ts)
+        .into_iter()
+        .filter(|m| m.bot && m.text.contains("Triage agent"))
+        .collect();
+    assert_eq!(triage_messages.len(), 1, "{triage_messages:?}");
+    let progress = slack
+        .calls_of("chat.postMessage")
+        .into_iter()
+        .find(|c| {
+            c.params["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Triage agent"))
+        })
+        .expect("the progress message");
+    let first = progress.params["text"].as_str().unwrap_or_default();
+    assert!(
+        first.contains("is investigating") && first.contains("🔧 `get_alerts`"),
+        "progress is shown while the run works: {first}"
+    );
+    assert!(!first.contains("Finding"), "{first}");
+    assert!(
+        triage_messages[0]
+            .text
+            .contains("🔧 `get_alerts`\n🔧 `submit_finding`"),
+        "{triage_messages:?}"
+    );
     let (_, state) = h.get(&format!("/api/v1/tickets/{}/slack", ticket.id)).await;
     assert_eq!(state["channel"], SLACK_CHANNEL);
     assert_eq!(state["last_error"], Value::Null);
@@ -2189,12 +2226,15 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
             .any(|t| t.contains("It is the weekly authorised scan"))
     })
     .await;
+    // The answer is a comment, posted by the thread's sync, which may come before the
+    // progress message's last update.
+    eventually("the progress message ends answered", || async {
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .any(|t| t.starts_with("✅ Answered"))
+    })
+    .await;
     assert_eq!(model_calls(), before + 1);
-    let texts = bot_texts(&slack, &card_ts);
-    assert!(
-        texts.iter().any(|t| t.starts_with("✅ Answered")),
-        "the progress message ends answered: {texts:?}"
-    );
     let answers: Vec<_> = slack
         .messages()
         .into_iter()
@@ -2250,9 +2290,9 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
     let (id, event) = ask("Ev0ABORT", "abort");
     assert_eq!(slack_event(&h, &id, event, None).await, 200);
     eventually("the chat is stopped", || async {
-        bot_texts(&slack, &card_ts)
-            .iter()
-            .any(|t| t.starts_with("🛑 Stopped the agent"))
+        let texts = bot_texts(&slack, &card_ts);
+        texts.iter().any(|t| t.starts_with("🛑 Stopping the agent"))
+            && texts.iter().any(|t| t == "🛑 Stopped.")
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -2356,7 +2396,139 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
         !slack.calls_of("views.open").is_empty()
     })
     .await;
+    let modal = slack.calls_of("views.open").remove(0);
+    assert_eq!(modal.params["trigger_id"], "1234.5678.abcdef");
+    assert_eq!(
+        modal.params["view"]["private_metadata"],
+        ticket.id.to_string()
+    );
+
+    // Alice assigns it to herself, then resolves it through the modal: both recorded under
+    // her Slack identity, each a line in the thread, the card updated.
+    assert_eq!(
+        slack_click(
+            &h,
+            "U0ALICE",
+            "heron_assign_me",
+            &ticket.id.to_string(),
+            &card_ts
+        )
+        .await,
+        200
+    );
+    eventually("the ticket is Alice's", || async {
+        h.store()
+            .get_ticket(ticket.id)
+            .await
+            .expect("ticket")
+            .is_some_and(|t| t.assignee.as_deref() == Some("Alice"))
+    })
+    .await;
+    let resolved =
+        slack_submit_resolve(&h, "U0ALICE", ticket.id, "false_positive", "our scanner").await;
+    assert_eq!(resolved, 200);
+    eventually("the ticket is resolved from the modal", || async {
+        h.store()
+            .get_ticket(ticket.id)
+            .await
+            .expect("ticket")
+            .is_some_and(|t| {
+                t.status == heron_core::TicketStatus::Resolved
+                    && t.conclusion == Some(heron_core::Conclusion::FalsePositive)
+                    && t.reason.as_deref() == Some("our scanner")
+            })
+    })
+    .await;
+    let all = comments(&h, ticket.id).await;
+    assert!(
+        all.iter()
+            .any(|c| c.text.contains("Alice (Slack U0ALICE in C0TRIAGE)")
+                && c.text.contains("assign")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|c| c.text.contains("Alice (Slack U0ALICE in C0TRIAGE)")
+                && c.text.contains("resolved")),
+        "{all:?}"
+    );
+    eventually(
+        "the card shows it resolved, without buttons to act",
+        || async {
+            slack
+                .messages()
+                .into_iter()
+                .find(|m| m.ts == card_ts)
+                .is_some_and(|m| {
+                    let blocks = m.blocks.to_string();
+                    blocks.to_lowercase().contains("resolved")
+                        && !blocks.contains("heron_resolve\"")
+                        && !blocks.contains("heron_assign_me")
+                })
+        },
+    )
+    .await;
+    // Mallory's modal submission (had she got one) changes nothing.
+    assert_eq!(
+        slack_submit_resolve(&h, "U0MALLORY", ticket.id, "true_positive", "mine now").await,
+        200
+    );
+    eventually("Mallory's submission is refused", || async {
+        bot_texts(&slack, &card_ts)
+            .iter()
+            .filter(|t| t.contains("<@U0MALLORY>") && t.contains("not allowed"))
+            .count()
+            >= 3
+    })
+    .await;
+    let t = h
+        .store()
+        .get_ticket(ticket.id)
+        .await
+        .expect("ticket")
+        .expect("exists");
+    assert_eq!(t.conclusion, Some(heron_core::Conclusion::FalsePositive));
     h.stop().await;
+}
+
+/// Submits the Resolve modal as Slack sends a `view_submission`.
+async fn slack_submit_resolve(
+    h: &Harness,
+    user: &str,
+    ticket: heron_core::TicketId,
+    conclusion: &str,
+    reason: &str,
+) -> u16 {
+    let payload = json!({
+        "type": "view_submission",
+        "team": {"id": heron_slack::testing::TEAM_ID, "domain": "example"},
+        "user": {"id": user, "username": user.to_lowercase(), "team_id": heron_slack::testing::TEAM_ID},
+        "api_app_id": "A0HERON", "token": "unused", "trigger_id": "4321.8765.fedcba",
+        "view": {
+            "id": format!("V0{user}"), "type": "modal", "callback_id": "heron_resolve_submit",
+            "private_metadata": ticket.to_string(), "hash": format!("1700000000.{user}"),
+            "state": {"values": {
+                "conclusion": {"value": {"type": "static_select",
+                    "selected_option": {"text": {"type": "plain_text", "text": conclusion}, "value": conclusion}}},
+                "reason": {"value": {"type": "plain_text_input", "value": reason}},
+            }},
+        },
+    });
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish();
+    let now = chrono::Utc::now().timestamp();
+    slack_send(
+        h,
+        "/hooks/slack/interaction",
+        "application/x-www-form-urlencoded",
+        &body,
+        now,
+        SLACK_SECRET,
+        None,
+    )
+    .await
+    .0
 }
 
 macro_rules! on_every_backend {

@@ -385,6 +385,28 @@ pub trait SlackStore: Send + Sync {
         retry_at: Option<Timestamp>,
         now: Timestamp,
     ) -> StoreResult<()>;
+    /// Claims `thread` for one agent chat held by `holder`: `false` when another chat holds
+    /// it, unless that claim was last renewed before `stale_before` (its process died), in
+    /// which case it is taken over. Across processes, one chat per thread.
+    async fn claim_slack_chat(
+        &self,
+        thread: &MessageRef,
+        holder: uuid::Uuid,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Renews `holder`'s claim at `now`: `false` when the chat was asked to stop or its claim
+    /// is gone (taken over), so it must stop.
+    async fn renew_slack_chat(
+        &self,
+        thread: &MessageRef,
+        holder: uuid::Uuid,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Asks the chat running in `thread` (in any process) to stop: `false` when none runs.
+    async fn abort_slack_chat(&self, thread: &MessageRef) -> StoreResult<bool>;
+    /// Ends `holder`'s claim (another holder's is left alone).
+    async fn release_slack_chat(&self, thread: &MessageRef, holder: uuid::Uuid) -> StoreResult<()>;
 }
 
 /// Why a request did not come from Slack.

@@ -472,6 +472,87 @@ macro_rules! slack_store {
                 }
                 Ok(())
             }
+
+            async fn claim_slack_chat(
+                &self,
+                thread: &heron_core::slack::MessageRef,
+                holder: uuid::Uuid,
+                now: heron_core::Timestamp,
+                stale_before: heron_core::Timestamp,
+            ) -> heron_core::ports::StoreResult<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO slack_chats \
+                     (channel, thread_ts, holder, renewed_at, abort_requested) \
+                     VALUES ($1, $2, $3, $4, FALSE) \
+                     ON CONFLICT (channel, thread_ts) DO UPDATE SET holder = excluded.holder, \
+                     renewed_at = excluded.renewed_at, abort_requested = FALSE \
+                     WHERE slack_chats.renewed_at < $5",
+                )
+                .bind(&thread.channel)
+                .bind(&thread.ts)
+                .bind(holder.to_string())
+                .bind(crate::rows::micros(now))
+                .bind(crate::rows::micros(stale_before))
+                .execute(&self.pool)
+                .await
+                .map_err(crate::error::map)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn renew_slack_chat(
+                &self,
+                thread: &heron_core::slack::MessageRef,
+                holder: uuid::Uuid,
+                now: heron_core::Timestamp,
+            ) -> heron_core::ports::StoreResult<bool> {
+                let aborted: Option<bool> = sqlx::query_scalar(
+                    "UPDATE slack_chats SET renewed_at = $4 \
+                     WHERE channel = $1 AND thread_ts = $2 AND holder = $3 \
+                     RETURNING abort_requested",
+                )
+                .bind(&thread.channel)
+                .bind(&thread.ts)
+                .bind(holder.to_string())
+                .bind(crate::rows::micros(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::error::map)?;
+                Ok(aborted == Some(false))
+            }
+
+            async fn abort_slack_chat(
+                &self,
+                thread: &heron_core::slack::MessageRef,
+            ) -> heron_core::ports::StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE slack_chats SET abort_requested = TRUE \
+                     WHERE channel = $1 AND thread_ts = $2",
+                )
+                .bind(&thread.channel)
+                .bind(&thread.ts)
+                .execute(&self.pool)
+                .await
+                .map_err(crate::error::map)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_slack_chat(
+                &self,
+                thread: &heron_core::slack::MessageRef,
+                holder: uuid::Uuid,
+            ) -> heron_core::ports::StoreResult<()> {
+                sqlx::query(
+                    "DELETE FROM slack_chats \
+                     WHERE channel = $1 AND thread_ts = $2 AND holder = $3",
+                )
+                .bind(&thread.channel)
+                .bind(&thread.ts)
+                .bind(holder.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(crate::error::map)?;
+                Ok(())
+            }
         }
     };
 }

@@ -4795,3 +4795,97 @@ pub async fn a_ticket_opened_from_a_thread_is_found_by_that_thread_and_has_a_tri
         Err(StoreError::Conflict(_))
     ));
 }
+
+pub async fn one_agent_chat_holds_a_thread_until_released_aborted_or_stale(store: Shared) {
+    let thread = msg("C1", "1700000000.000100");
+    let other_thread = msg("C1", "1700000000.000200");
+    let (first, second) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    assert!(
+        store
+            .claim_slack_chat(&thread, first, at(100), at(70))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_slack_chat(&thread, second, at(101), at(71))
+            .await
+            .unwrap(),
+        "a second chat in the same thread is refused"
+    );
+    assert!(
+        store
+            .claim_slack_chat(&other_thread, second, at(101), at(71))
+            .await
+            .unwrap(),
+        "another thread is free"
+    );
+    assert!(
+        store
+            .renew_slack_chat(&thread, first, at(110))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .renew_slack_chat(&thread, second, at(110))
+            .await
+            .unwrap(),
+        "only the holder renews"
+    );
+    // A claim renewed at 110 is not stale at 130 (stale before 100); it is at 200.
+    assert!(
+        !store
+            .claim_slack_chat(&thread, second, at(130), at(100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_slack_chat(&thread, second, at(200), at(170))
+            .await
+            .unwrap(),
+        "a claim its process stopped renewing is taken over"
+    );
+    assert!(
+        !store
+            .renew_slack_chat(&thread, first, at(201))
+            .await
+            .unwrap(),
+        "the old holder learns it lost the thread"
+    );
+    store.release_slack_chat(&thread, first).await.unwrap();
+    assert!(
+        store
+            .renew_slack_chat(&thread, second, at(202))
+            .await
+            .unwrap(),
+        "a stale holder's release leaves the new claim alone"
+    );
+    // Abort: the holder's next renewal says stop.
+    assert!(store.abort_slack_chat(&thread).await.unwrap());
+    assert!(
+        !store
+            .renew_slack_chat(&thread, second, at(203))
+            .await
+            .unwrap()
+    );
+    store.release_slack_chat(&thread, second).await.unwrap();
+    assert!(
+        !store.abort_slack_chat(&thread).await.unwrap(),
+        "nothing runs after the release"
+    );
+    assert!(
+        store
+            .claim_slack_chat(&thread, first, at(204), at(174))
+            .await
+            .unwrap(),
+        "a released thread is free, and a new claim is not aborted"
+    );
+    assert!(
+        store
+            .renew_slack_chat(&thread, first, at(205))
+            .await
+            .unwrap()
+    );
+}

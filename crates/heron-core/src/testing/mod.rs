@@ -137,6 +137,7 @@ macro_rules! conformance_tests {
             a_similar_ticket_carries_the_finding_the_agent_wrote,
             the_tool_cache_serves_an_entry_until_it_expires_and_replaces_it,
             a_slack_delivery_is_accepted_once_and_leased_until_done,
+            one_agent_chat_holds_a_thread_until_released_aborted_or_stale,
             discovering_gives_new_tickets_and_notices_one_pending_thread,
             a_sync_requested_while_syncing_keeps_the_thread_due,
             a_failed_sync_backs_off_then_fails_for_good_and_a_stale_lease_is_refused,

@@ -17,6 +17,8 @@ pub(super) struct SlackMem {
     threads: BTreeMap<Uuid, StoredThread>,
     links: HashMap<(String, String), SlackMessageLink>,
     deliveries: BTreeMap<String, StoredDelivery>,
+    /// Agent chats by thread: holder, last renewal, asked to stop.
+    chats: HashMap<(String, String), (Uuid, Timestamp, bool)>,
 }
 
 #[derive(Debug, Clone)]
@@ -415,6 +417,67 @@ impl SlackStore for InMemoryStore {
                 d.next_attempt_at = micros(at);
             }
             (Some(_), None) => d.state = "failed",
+        }
+        Ok(())
+    }
+
+    async fn claim_slack_chat(
+        &self,
+        thread: &MessageRef,
+        holder: Uuid,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock();
+        let key = (thread.channel.clone(), thread.ts.clone());
+        match state.slack.chats.get(&key) {
+            Some((_, renewed, _)) if *renewed >= stale_before => Ok(false),
+            _ => {
+                state.slack.chats.insert(key, (holder, now, false));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn renew_slack_chat(
+        &self,
+        thread: &MessageRef,
+        holder: Uuid,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock();
+        let key = (thread.channel.clone(), thread.ts.clone());
+        match state.slack.chats.get_mut(&key) {
+            Some((h, renewed, aborted)) if *h == holder => {
+                *renewed = now;
+                Ok(!*aborted)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn abort_slack_chat(&self, thread: &MessageRef) -> StoreResult<bool> {
+        let mut state = self.lock();
+        let key = (thread.channel.clone(), thread.ts.clone());
+        match state.slack.chats.get_mut(&key) {
+            Some((_, _, aborted)) => {
+                *aborted = true;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn release_slack_chat(&self, thread: &MessageRef, holder: Uuid) -> StoreResult<()> {
+        let mut state = self.lock();
+        let key = (thread.channel.clone(), thread.ts.clone());
+        if state
+            .slack
+            .chats
+            .get(&key)
+            .is_some_and(|(h, _, _)| *h == holder)
+        {
+            state.slack.chats.remove(&key);
         }
         Ok(())
     }
