@@ -88,7 +88,16 @@ pub struct TuningValidation {
     pub replay: ReplayReport,
     /// Events whose outcome the draft changes (alerts discarded), over the replay.
     pub events_changed: u64,
+    /// The tickets now holding alerts of those events (of the first
+    /// [`TICKETS_LOOKED_UP`] changed events per kind of change), in id order: what the draft
+    /// would have kept from being opened or grown.
+    pub tickets_changed: Vec<TicketId>,
 }
+
+/// Changed events per kind of change whose tickets a draft's validation looks up.
+pub const TICKETS_LOOKED_UP: usize = 1_000;
+/// Example event ids per kind of change kept in the draft's replay report.
+const REPORTED_EXAMPLES: usize = 5;
 
 /// The draft for `ticket_id`, validated.
 pub async fn draft(
@@ -219,11 +228,13 @@ async fn validate(
             since: settings.since,
             schema: Some(files.schema.clone()),
             dedup_window: settings.dedup_window,
+            examples: TICKETS_LOOKED_UP,
             ..ReplaySettings::default()
         },
     )
     .await
     .map_err(|e| e.to_string())?;
+    let mut report = report;
     let schema = report.schema(files.schema.as_str());
     if let Some(errors) = schema.and_then(|s| s.change("candidate error")) {
         return Err(format!(
@@ -231,19 +242,35 @@ async fn validate(
             errors.count, errors.examples
         ));
     }
-    let events_changed = schema.map_or(0, |s| {
+    let published = |s: &&crate::replay::SchemaReplay| {
         s.changes
             .iter()
             .filter(|c| c.kind.starts_with("publish "))
-            .map(|c| c.count)
-            .sum()
-    });
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let changed = schema.map(|s| published(&s)).unwrap_or_default();
+    let events_changed = changed.iter().map(|c| c.count).sum();
+    let changed_events: Vec<_> = changed
+        .iter()
+        .flat_map(|c| c.examples.iter().copied())
+        .collect();
+    let tickets_changed = store
+        .tickets_of_events(&changed_events)
+        .await
+        .map_err(|e| format!("cannot look up the tickets the draft changes: {e}"))?;
+    for schema in &mut report.schemas {
+        for change in &mut schema.changes {
+            change.examples.truncate(REPORTED_EXAMPLES);
+        }
+    }
     Ok(TuningValidation {
         compiled: true,
         tests_passed: trial.tests_passed,
         tests_total: trial.tests_total,
         replay: report,
         events_changed,
+        tickets_changed,
     })
 }
 

@@ -217,6 +217,11 @@ async fn a_draft_for_a_seeded_false_positive_compiles_passes_and_changes_exactly
     assert_eq!(discard.count, 3);
     assert_eq!(discard.examples, seeded.backup_events);
     assert_eq!(draft.validation.events_changed, 3);
+    assert_eq!(
+        draft.validation.tickets_changed,
+        vec![seeded.backup_ticket],
+        "the tickets the draft would have kept from opening: the backup one, not Alice's"
+    );
     assert_eq!(auth.candidate.tickets, auth.current.tickets - 1);
     assert!(
         auth.changes

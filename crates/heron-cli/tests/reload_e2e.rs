@@ -526,6 +526,10 @@ async fn a_resolved_false_positive_gets_a_validated_tuning_draft_over_the_api() 
     );
     assert_eq!(draft["validation"]["tests_passed"], 2);
     assert_eq!(draft["validation"]["events_changed"], 2);
+    assert_eq!(
+        draft["validation"]["tickets_changed"],
+        json!([backup.to_string()])
+    );
     assert!(
         draft["patch"]
             .as_str()

@@ -386,6 +386,8 @@ pub trait TicketRepository: Send + Sync {
 pub trait AlertRepository: Send + Sync {
     async fn get_alert(&self, id: AlertId) -> StoreResult<Option<Alert>>;
     async fn list_alerts(&self, query: &AlertQuery) -> StoreResult<Page<Alert>>;
+    /// The tickets holding alerts of `events`, each once, in id order.
+    async fn tickets_of_events(&self, events: &[EventId]) -> StoreResult<Vec<TicketId>>;
 }
 
 #[async_trait]

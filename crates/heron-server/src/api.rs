@@ -517,7 +517,7 @@ async fn reload_policies(
 /// tickets (or without a policy folder), 422 when the draft is not valid.
 #[utoipa::path(get, path = "/api/v1/tickets/{id}/tuning", tag = "tickets",
     params(("id" = String, Path)),
-    responses((status = 200, body = Object, description = "{ticket_id, schema, author, matched_on, rule_path, rule, test_path, test, patch, validation: {compiled, tests_passed, tests_total, events_changed, replay}}"),
+    responses((status = 200, body = Object, description = "{ticket_id, schema, author, matched_on, rule_path, rule, test_path, test, patch, validation: {compiled, tests_passed, tests_total, events_changed, tickets_changed, replay}}"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn ticket_tuning(

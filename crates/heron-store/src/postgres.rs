@@ -885,6 +885,19 @@ impl AlertRepository for PgStore {
         row.map(Alert::try_from).transpose()
     }
 
+    async fn tickets_of_events(&self, events: &[EventId]) -> StoreResult<Vec<TicketId>> {
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.as_uuid()).collect();
+        let rows: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT ticket_id FROM alerts \
+             WHERE ticket_id IS NOT NULL AND event_id = ANY($1) ORDER BY ticket_id",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(rows.into_iter().map(TicketId::from_uuid).collect())
+    }
+
     async fn list_alerts(&self, query: &AlertQuery) -> StoreResult<Page<Alert>> {
         let limit = page_limit(query.limit);
         let mut sql = QueryBuilder::<Postgres>::new(concat!(

@@ -878,6 +878,28 @@ impl AlertRepository for SqliteStore {
         row.map(Alert::try_from).transpose()
     }
 
+    async fn tickets_of_events(&self, events: &[EventId]) -> StoreResult<Vec<TicketId>> {
+        let mut tickets = std::collections::BTreeSet::new();
+        // Within SQLite's limit on bound variables.
+        for chunk in events.chunks(500) {
+            let mut sql = QueryBuilder::<Sqlite>::new(
+                "SELECT DISTINCT ticket_id FROM alerts WHERE ticket_id IS NOT NULL AND event_id IN (",
+            );
+            let mut ids = sql.separated(", ");
+            for id in chunk {
+                ids.push_bind(id_text(id));
+            }
+            sql.push(")");
+            let rows: Vec<DbUuid> = sql
+                .build_query_scalar()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map)?;
+            tickets.extend(rows.into_iter().map(|id| TicketId::from_uuid(id.0)));
+        }
+        Ok(tickets.into_iter().collect())
+    }
+
     async fn list_alerts(&self, query: &AlertQuery) -> StoreResult<Page<Alert>> {
         let limit = page_limit(query.limit);
         let mut sql = QueryBuilder::<Sqlite>::new(concat!(

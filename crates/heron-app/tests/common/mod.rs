@@ -157,6 +157,7 @@ delegate!(TicketRepository {
 delegate!(AlertRepository {
         get_alert(id: AlertId) -> StoreResult<Option<Alert>>;
         list_alerts(query: &AlertQuery) -> StoreResult<Page<Alert>>;
+        tickets_of_events(events: &[EventId]) -> StoreResult<Vec<TicketId>>;
 });
 
 delegate!(NoticeRepository {
@@ -206,6 +207,10 @@ delegate!(SlackStore {
         accept_slack_delivery(delivery: &NewSlackDelivery) -> StoreResult<bool>;
         lease_slack_deliveries(limit: usize, now: Timestamp, lease_until: Timestamp) -> StoreResult<Vec<SlackDelivery>>;
         finish_slack_delivery(delivery: &SlackDelivery, error: Option<&str>, retry_at: Option<Timestamp>, now: Timestamp) -> StoreResult<()>;
+        claim_slack_chat(thread: &MessageRef, holder: uuid::Uuid, now: Timestamp, stale_before: Timestamp) -> StoreResult<bool>;
+        renew_slack_chat(thread: &MessageRef, holder: uuid::Uuid, now: Timestamp) -> StoreResult<bool>;
+        abort_slack_chat(thread: &MessageRef) -> StoreResult<bool>;
+        release_slack_chat(thread: &MessageRef, holder: uuid::Uuid) -> StoreResult<()>;
 });
 
 delegate!(ToolCache {

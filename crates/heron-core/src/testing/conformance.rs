@@ -1920,6 +1920,50 @@ pub async fn attaching_bumps_count_and_last_seen_but_not_the_version(store: Shar
     assert_eq!((t.alert_count, t.last_seen, t.version), (3, at(300), 1));
 }
 
+pub async fn tickets_of_events_are_those_holding_their_alerts_each_once(store: Shared) {
+    let first = open_ticket(&store, "probe", at(100)).await;
+    let mut events = Vec::new();
+    ingest(&store, at(200), |id| {
+        events.push(id);
+        vec![
+            attach(new_alert(id, "guardduty", "probe", at(200)), first, at(200)),
+            attach(new_alert(id, "guardduty", "probe", at(200)), first, at(200)),
+        ]
+    })
+    .await;
+    let mut second = None;
+    let bindings = ingest(&store, at(300), |id| {
+        events.push(id);
+        vec![
+            open(new_alert(id, "guardduty", "scan", at(300)), at(300)),
+            discard(new_alert(id, "guardduty", "noise", at(300))),
+        ]
+    })
+    .await;
+    if let [AlertBinding::Opened(id), ..] = bindings.as_slice() {
+        second = Some(*id);
+    }
+    let second = second.expect("a second ticket");
+    let discarded_only = ingest(&store, at(400), |id| {
+        events.push(id);
+        vec![discard(new_alert(id, "guardduty", "noise", at(400)))]
+    })
+    .await;
+    assert!(!discarded_only.is_empty());
+    let mut want = vec![first, second];
+    want.sort();
+    assert_eq!(store.tickets_of_events(&events).await.unwrap(), want);
+    assert_eq!(
+        store.tickets_of_events(&events[2..]).await.unwrap(),
+        Vec::<TicketId>::new(),
+        "an event whose alerts were discarded holds no ticket"
+    );
+    assert_eq!(
+        store.tickets_of_events(&[]).await.unwrap(),
+        Vec::<TicketId>::new()
+    );
+}
+
 pub async fn attach_to_a_resolved_ticket_conflicts_and_stores_nothing(store: Shared) {
     let tid = open_ticket(&store, "probe", at(100)).await;
     change(&store, tid, resolve_change(), at(150)).await;

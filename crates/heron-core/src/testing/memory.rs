@@ -829,6 +829,18 @@ impl AlertRepository for InMemoryStore {
                 && (!query.unbound || a.ticket_id.is_none())
         }))
     }
+
+    async fn tickets_of_events(&self, events: &[EventId]) -> StoreResult<Vec<TicketId>> {
+        let wanted: std::collections::HashSet<_> = events.iter().collect();
+        let state = self.lock();
+        let tickets: std::collections::BTreeSet<TicketId> = state
+            .alerts
+            .values()
+            .filter(|a| wanted.contains(&a.event_id))
+            .filter_map(|a| a.ticket_id)
+            .collect();
+        Ok(tickets.into_iter().collect())
+    }
 }
 
 #[async_trait]

@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             opening_a_ticket_makes_it_the_dedup_target,
             open_with_a_fresh_target_attaches_to_it,
             attaching_bumps_count_and_last_seen_but_not_the_version,
+            tickets_of_events_are_those_holding_their_alerts_each_once,
             attach_to_a_resolved_ticket_conflicts_and_stores_nothing,
             attach_to_a_stale_ticket_conflicts,
             attach_to_a_ticket_of_another_fingerprint_conflicts,
