@@ -1948,18 +1948,19 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
     assert_eq!(status, 401);
 
     // An alert becomes a ticket, posted to the channel with its buttons; triage's finding
-    // updates the message in place. The agent reads the alerts, then thinks a while before
-    // its finding: its progress is in the thread meanwhile.
+    // updates the message in place. The agent reads the alerts, and its finding is held back
+    // until its progress has been seen in the thread.
     llm.push_chat(Reply::tool_calls(
         &[("c1", "get_alerts", r#"{"limit": 5, "offset": 0}"#)],
         (100, 10),
     ));
+    let finding_held = std::sync::Arc::new(tokio::sync::Notify::new());
     llm.push_chat(
         Reply::tool_calls(
             &[("c2", "submit_finding", &finding_args(&["step-2"]))],
             (100, 10),
         )
-        .with_delay(Duration::from_secs(4)),
+        .held_until(finding_held.clone()),
     );
     let [(schema, payload), _] = two_single_alert_payloads();
     let (status, _) = h
@@ -1972,6 +1973,19 @@ async fn a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allo
     assert_eq!(status, 202);
     h.drained().await;
     let ticket = h.all_tickets().await.remove(0);
+    eventually(
+        "the triage run's progress is in the thread while it works",
+        || async {
+            slack.messages().iter().any(|m| {
+                m.bot
+                    && m.thread_ts.is_some()
+                    && m.text.contains("Triage agent* is investigating")
+                    && m.text.contains("🔧 `get_alerts`")
+            })
+        },
+    )
+    .await;
+    finding_held.notify_one();
     triage_settled(&h, &ticket).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let card_ts = loop {

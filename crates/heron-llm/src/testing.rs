@@ -32,6 +32,8 @@ pub struct Reply {
     pub body: Value,
     /// Wait this long before answering (past the client's timeout: a hang).
     pub delay: Duration,
+    /// Answer only once this is notified (a test holds a run at a chosen step).
+    pub gate: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl Reply {
@@ -41,6 +43,7 @@ impl Reply {
             headers: Vec::new(),
             body,
             delay: Duration::ZERO,
+            gate: None,
         }
     }
 
@@ -117,6 +120,12 @@ impl Reply {
 
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Holds the answer until `gate` is notified (`notify_one`, before or after the request).
+    pub fn held_until(mut self, gate: std::sync::Arc<tokio::sync::Notify>) -> Self {
+        self.gate = Some(gate);
         self
     }
 }
@@ -300,6 +309,9 @@ async fn answer(
                 .unwrap_or_else(|| default_embeddings(&body)),
         }
     };
+    if let Some(gate) = &reply.gate {
+        gate.notified().await;
+    }
     tokio::time::sleep(reply.delay).await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, Json(reply.body)).into_response();
