@@ -36,6 +36,25 @@ test_one_alert_per_event if {
 }
 "#;
 
+/// Drops a test database made for one test (a kept local server would collect them).
+#[cfg(feature = "postgres-tests")]
+async fn drop_postgres(url: &str) {
+    use sqlx::Connection;
+    let (Ok(base), Some((_, name))) = (
+        std::env::var("HERON_TEST_DATABASE_URL"),
+        url.rsplit_once('/'),
+    ) else {
+        return;
+    };
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
 #[cfg(feature = "postgres-tests")]
 async fn fresh_postgres() -> String {
     use sqlx::Connection;
@@ -325,7 +344,9 @@ async fn on_sqlite_reloads_during_load_lose_and_duplicate_nothing() {
 #[cfg(feature = "postgres-tests")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_postgres_reloads_during_load_lose_and_duplicate_nothing() {
-    reloads_during_load_lose_and_duplicate_nothing(Some(fresh_postgres().await)).await;
+    let url = fresh_postgres().await;
+    reloads_during_load_lose_and_duplicate_nothing(Some(url.clone())).await;
+    drop_postgres(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

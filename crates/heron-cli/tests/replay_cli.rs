@@ -178,6 +178,11 @@ async fn replay_on_postgres_prints_the_exact_diff_and_writes_nothing() {
         .unwrap();
     let (prefix, _) = base.rsplit_once('/').unwrap();
     replay_prints_the_exact_diff_and_writes_nothing(Some(format!("{prefix}/{name}"))).await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await;
 }
 
 #[test]
