@@ -8,10 +8,13 @@
 //! ticket. The two sides are then compared alert by alert (an alert is identified by its
 //! event and its position among that event's alerts).
 //!
-//! Cost: ingest dominates (one policy evaluation per event and side). When both sets report
-//! the same [`PolicyEngine::ingest_digest`] (the change is in triage or enrich only), ingest
-//! runs once per event for both sides. Ingest of a page runs on several threads; the two
-//! simulations (sequential by nature: dedup depends on the order) run beside each other.
+//! Cost: ingest dominates (one policy evaluation per event and side). It runs on the fast
+//! evaluator ([`PolicyEngine::ingest_unchecked`], regorus's VM), and again on the worker's
+//! own for the events whose two outcomes differ, so every reported change is what the worker
+//! would do. When both sets report the same [`PolicyEngine::ingest_digest`] (the change is in
+//! triage or enrich only), ingest runs once per event for both sides. Ingest of a page runs
+//! on several threads; the two simulations (sequential by nature: dedup depends on the
+//! order) run beside each other.
 //!
 //! Invariants:
 //! - replay only reads: it is given an [`EventHistory`], which has no method that writes, and
@@ -23,7 +26,7 @@
 //!   replay window opens one in the replay, on both sides alike.
 
 use crate::pipeline;
-use heron_core::policy::{PolicyEngine, Publish};
+use heron_core::policy::{IngestOutput, PolicyEngine, Publish};
 use heron_core::ports::{Disposition, EventHistory, EventScan, NewAlert, StoreError};
 use heron_core::{Event, EventId, EventState, Fingerprint, SchemaName, Severity, Timestamp};
 use serde::Serialize;
@@ -168,20 +171,58 @@ struct Side {
 /// What ingest made of one event (alerts with fingerprints), or why it failed.
 type Ingested = Result<Vec<NewAlert>, String>;
 
-/// Ingest for one event: the alerts exactly as the worker would make them.
-fn ingest(policies: &dyn PolicyEngine, replayed: &Replayed) -> Ingested {
+/// What an ingest policy made of one event, or why it failed.
+type Drafts = Result<IngestOutput, String>;
+
+/// Ingest of one event, through the fast evaluator ([`PolicyEngine::ingest_unchecked`]) or
+/// the worker's own.
+fn drafts(policies: &dyn PolicyEngine, replayed: &Replayed, checked: bool) -> Drafts {
+    let body = replayed.body.as_ref().map_err(Clone::clone)?;
+    let schema = &replayed.event.schema;
+    let output = if checked {
+        policies.ingest(schema, body)
+    } else {
+        policies.ingest_unchecked(schema, body)
+    };
+    output.map_err(|e| e.to_string())
+}
+
+/// The alerts exactly as the worker would make them from `drafts`.
+fn alerts(replayed: &Replayed, drafts: Drafts) -> Ingested {
     let body = replayed.body.as_ref().map_err(Clone::clone)?;
     let event = &replayed.event;
-    let output = policies
-        .ingest(&event.schema, body)
-        .map_err(|e| e.to_string())?;
     Ok(pipeline::alerts_from_drafts(
         event.id,
         &event.schema,
-        output.alerts,
+        drafts?.alerts,
         body,
         event.received_at,
     ))
+}
+
+/// Ingest of one event for both sides (the candidate's only unless `shared`). The fast
+/// evaluator may turn a rule conflict into fewer alerts where the worker would fail the
+/// event, so an event whose two outcomes differ is evaluated again the worker's way, and
+/// what replay reports as a change is what the worker would do. (Equal outcomes are equal
+/// the worker's way too, or both sides conflict: the worker fails such an event either way.)
+fn ingest_both(
+    current: &dyn PolicyEngine,
+    candidate: &dyn PolicyEngine,
+    replayed: &Replayed,
+    shared: bool,
+) -> (Ingested, Option<Ingested>) {
+    let now = drafts(current, replayed, false);
+    if shared {
+        return (alerts(replayed, now), None);
+    }
+    let next = drafts(candidate, replayed, false);
+    if now == next {
+        let same = alerts(replayed, now);
+        return (same.clone(), Some(same));
+    }
+    let now = drafts(current, replayed, true);
+    let next = drafts(candidate, replayed, true);
+    (alerts(replayed, now), Some(alerts(replayed, next)))
 }
 
 impl Side {
@@ -274,9 +315,15 @@ fn ingest_page(
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
-                    let now: Vec<Ingested> = part.iter().map(|r| ingest(current, r)).collect();
-                    let next =
-                        (!shared).then(|| part.iter().map(|r| ingest(candidate, r)).collect());
+                    let mut now = Vec::with_capacity(part.len());
+                    let mut next = (!shared).then(|| Vec::with_capacity(part.len()));
+                    for r in part {
+                        let (a, b) = ingest_both(current, candidate, r, shared);
+                        now.push(a);
+                        if let (Some(next), Some(b)) = (next.as_mut(), b) {
+                            next.push(b);
+                        }
+                    }
                     (now, next)
                 })
             })

@@ -296,3 +296,44 @@ async fn enrich_packages_are_reported_as_not_run() {
     assert!(report.enrich_skipped.candidate);
     assert!(!report.changed());
 }
+
+#[tokio::test]
+async fn an_ingest_conflict_in_the_candidate_is_reported_as_the_error_the_worker_would_hit() {
+    let store = Arc::new(InMemoryStore::new());
+    let bodies: Vec<(&str, serde_json::Value, i64)> = (0..10)
+        .map(|i| ("auth", login(&format!("u{i}"), "10.0.0.1"), i))
+        .collect();
+    let ids = seed(&store, &bodies).await;
+    // Two values for one complete rule when the user is u3: the worker fails that event;
+    // replay's fast evaluator alone would have seen one alert fewer.
+    let conflicting = r#"package ingest.auth
+
+level := "high" if input.user == "u3"
+level := "low" if input.user == "u3"
+level := "medium" if input.user != "u3"
+
+alerts contains {
+    "title": sprintf("Login by %s", [input.user]),
+    "attrs": [{"key": "user", "value": input.user}, {"key": "ip", "value": input.ip}],
+    "severity": level,
+} if {
+    input.kind == "login"
+}
+"#;
+    let report = run(
+        &store,
+        policies(&[INGEST, TRIAGE_ALL]),
+        policies(&[conflicting, TRIAGE_ALL]),
+        ReplaySettings::default(),
+    )
+    .await;
+    let auth = report.schema("auth").unwrap();
+    assert_eq!((auth.current.errors, auth.candidate.errors), (0, 1));
+    let error = auth.change("candidate error").unwrap();
+    assert_eq!((error.count, error.examples.clone()), (1, vec![ids[3]]));
+    assert!(
+        auth.change("ingest fewer alerts").is_none(),
+        "{:?}",
+        auth.changes
+    );
+}

@@ -140,6 +140,17 @@ pub trait PolicyEngine: Send + Sync {
         event: &serde_json::Value,
     ) -> Result<IngestOutput, PolicyError>;
     fn triage(&self, input: &TriageInput) -> Result<TriageDecision, PolicyError>;
+    /// [`ingest`](Self::ingest) through a faster evaluator that may report a rule conflict
+    /// as fewer alerts instead of an error. Only for callers that check what they report
+    /// (replay re-evaluates with `ingest` every event whose outcome differs), never for the
+    /// worker. Default: `ingest`.
+    fn ingest_unchecked(
+        &self,
+        schema: &SchemaName,
+        event: &serde_json::Value,
+    ) -> Result<IngestOutput, PolicyError> {
+        self.ingest(schema, event)
+    }
     fn info(&self) -> PolicyInfo;
     /// A digest of everything [`ingest`](Self::ingest) depends on, when the engine can tell:
     /// two engines with equal digests make the same alerts from every event, so a caller
