@@ -189,7 +189,7 @@ impl Harness {
         loop {
             let page = store
                 .list_tickets(&TicketQuery {
-                    before,
+                    cursor: before,
                     limit: 500,
                     ..TicketQuery::default()
                 })

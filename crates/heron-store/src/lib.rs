@@ -139,6 +139,83 @@ pub(crate) fn count_by_status(rows: Vec<(String, i64)>) -> StoreResult<Vec<(Tick
     Ok(counts)
 }
 
+/// What both databases answer for the dashboard's figures, before it is typed: counts per
+/// day as (days since 1970-01-01, value), counts per stored name, and ticket times.
+pub(crate) struct MetricRows {
+    pub alerts: Vec<(i64, i64)>,
+    pub status: Vec<(String, i64)>,
+    pub severity: Vec<(String, i64)>,
+    pub conclusion: Vec<(String, i64)>,
+    pub tokens: Vec<(i64, i64)>,
+    pub bytes: Vec<(i64, i64)>,
+    pub times: Vec<heron_core::dashboard::TicketTimes>,
+}
+
+/// The SQL of a ticket's severity rank (`info` 0 … `critical` 4), as
+/// [`heron_core::dashboard::severity_rank`] has it.
+pub(crate) const SEVERITY_RANK_SQL: &str = "(CASE severity WHEN 'info' THEN 0 WHEN 'low' THEN 1 \
+     WHEN 'medium' THEN 2 WHEN 'high' THEN 3 WHEN 'critical' THEN 4 END)";
+
+/// Types the rows of [`MetricRows`] (a stored name no variant has is a corrupt row).
+pub(crate) fn dashboard_metrics(
+    since: heron_core::Timestamp,
+    until: heron_core::Timestamp,
+    rows: MetricRows,
+) -> StoreResult<heron_core::dashboard::DashboardMetrics> {
+    use heron_core::dashboard::{DashboardMetrics, DayValue, SEVERITIES_DESC, counts_by};
+    use heron_core::{Conclusion, Severity};
+    fn days(rows: Vec<(i64, i64)>) -> StoreResult<Vec<DayValue>> {
+        rows.into_iter()
+            .map(|(day, value)| {
+                let day = day
+                    .checked_mul(86_400)
+                    .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+                    .ok_or_else(|| error::corrupt(format!("day {day} out of range")))?;
+                Ok(DayValue {
+                    day: day.date_naive(),
+                    value: u64::try_from(value).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+    fn named<T: std::str::FromStr>(
+        rows: Vec<(String, i64)>,
+        what: &str,
+    ) -> StoreResult<Vec<(T, u64)>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        rows.into_iter()
+            .map(|(name, n)| {
+                let value = name
+                    .parse::<T>()
+                    .map_err(|e| error::corrupt(format!("stored {what}: {e}")))?;
+                Ok((value, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+    Ok(DashboardMetrics {
+        since,
+        until,
+        alerts_per_day: days(rows.alerts)?,
+        tickets_by_status: counts_by(
+            TicketStatus::ALL,
+            &named::<TicketStatus>(rows.status, "ticket status")?,
+        ),
+        tickets_by_severity: counts_by(
+            &SEVERITIES_DESC,
+            &named::<Severity>(rows.severity, "ticket severity")?,
+        ),
+        conclusions: counts_by(
+            Conclusion::ALL,
+            &named::<Conclusion>(rows.conclusion, "ticket conclusion")?,
+        ),
+        tokens_per_day: days(rows.tokens)?,
+        bigquery_bytes_per_day: days(rows.bytes)?,
+        ticket_times: rows.times,
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
