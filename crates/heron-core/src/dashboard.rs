@@ -177,7 +177,7 @@ impl DashboardMetrics {
     }
 }
 
-/// Every status with a count from `rows` (zero for the others), in lifecycle order.
+/// Every key of `all`, in that order, with the sum of its counts in `rows` (zero when none).
 pub fn counts_by<T: Copy + PartialEq>(all: &[T], rows: &[(T, u64)]) -> Vec<(T, u64)> {
     all.iter()
         .map(|k| {

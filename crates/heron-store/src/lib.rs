@@ -140,12 +140,11 @@ pub(crate) fn count_by_status(rows: Vec<(String, i64)>) -> StoreResult<Vec<(Tick
 }
 
 /// What both databases answer for the dashboard's figures, before it is typed: counts per
-/// day as (days since 1970-01-01, value), counts per stored name, and ticket times.
+/// day as (days since 1970-01-01, value), tickets counted per (status, severity,
+/// conclusion) as stored, and ticket times.
 pub(crate) struct MetricRows {
     pub alerts: Vec<(i64, i64)>,
-    pub status: Vec<(String, i64)>,
-    pub severity: Vec<(String, i64)>,
-    pub conclusion: Vec<(String, i64)>,
+    pub tickets: Vec<(String, String, Option<String>, i64)>,
     pub tokens: Vec<(i64, i64)>,
     pub bytes: Vec<(i64, i64)>,
     pub times: Vec<heron_core::dashboard::TicketTimes>,
@@ -178,38 +177,31 @@ pub(crate) fn dashboard_metrics(
             })
             .collect()
     }
-    fn named<T: std::str::FromStr>(
-        rows: Vec<(String, i64)>,
-        what: &str,
-    ) -> StoreResult<Vec<(T, u64)>>
+    fn parse<T: std::str::FromStr>(name: &str, what: &str) -> StoreResult<T>
     where
         T::Err: std::fmt::Display,
     {
-        rows.into_iter()
-            .map(|(name, n)| {
-                let value = name
-                    .parse::<T>()
-                    .map_err(|e| error::corrupt(format!("stored {what}: {e}")))?;
-                Ok((value, u64::try_from(n).unwrap_or(0)))
-            })
-            .collect()
+        name.parse::<T>()
+            .map_err(|e| error::corrupt(format!("stored {what}: {e}")))
+    }
+    let mut status = Vec::new();
+    let mut severity = Vec::new();
+    let mut conclusion = Vec::new();
+    for (s, v, c, n) in rows.tickets {
+        let n = u64::try_from(n).unwrap_or(0);
+        status.push((parse::<TicketStatus>(&s, "ticket status")?, n));
+        severity.push((parse::<Severity>(&v, "ticket severity")?, n));
+        if let Some(c) = c {
+            conclusion.push((parse::<Conclusion>(&c, "ticket conclusion")?, n));
+        }
     }
     Ok(DashboardMetrics {
         since,
         until,
         alerts_per_day: days(rows.alerts)?,
-        tickets_by_status: counts_by(
-            TicketStatus::ALL,
-            &named::<TicketStatus>(rows.status, "ticket status")?,
-        ),
-        tickets_by_severity: counts_by(
-            &SEVERITIES_DESC,
-            &named::<Severity>(rows.severity, "ticket severity")?,
-        ),
-        conclusions: counts_by(
-            Conclusion::ALL,
-            &named::<Conclusion>(rows.conclusion, "ticket conclusion")?,
-        ),
+        tickets_by_status: counts_by(TicketStatus::ALL, &status),
+        tickets_by_severity: counts_by(&SEVERITIES_DESC, &severity),
+        conclusions: counts_by(Conclusion::ALL, &conclusion),
         tokens_per_day: days(rows.tokens)?,
         bigquery_bytes_per_day: days(rows.bytes)?,
         ticket_times: rows.times,

@@ -878,6 +878,7 @@ impl TicketRepository for PgStore {
         since: Timestamp,
         until: Timestamp,
     ) -> StoreResult<DashboardMetrics> {
+        // The five reads run at once, on separate connections of the pool.
         let day = |column: &str| format!("floor(extract(epoch FROM {column}) / 86400)::bigint");
         let per_day = |sql: String| {
             let pool = self.pool.clone();
@@ -891,34 +892,16 @@ impl TicketRepository for PgStore {
                     .map_err(map)
             }
         };
-        let per_name = |column: &str| {
-            let pool = self.pool.clone();
-            let sql = format!(
-                "SELECT {column}, COUNT(*) FROM tickets WHERE created_at >= $1 \
-                 AND created_at < $2 AND {column} IS NOT NULL GROUP BY {column}"
-            );
-            async move {
-                // Audited: built from this function's literals only.
-                sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
-                    .bind(since)
-                    .bind(until)
-                    .fetch_all(&pool)
-                    .await
-                    .map_err(map)
-            }
-        };
         let alerts = per_day(format!(
             "SELECT {} AS day, COUNT(*) FROM alerts \
              WHERE created_at >= $1 AND created_at < $2 GROUP BY day ORDER BY day",
             day("created_at")
-        ))
-        .await?;
+        ));
         let tokens = per_day(format!(
             "SELECT {} AS day, SUM(total_tokens)::bigint FROM agent_runs \
              WHERE started_at >= $1 AND started_at < $2 GROUP BY day ORDER BY day",
             day("started_at")
-        ))
-        .await?;
+        ));
         let bytes = per_day(format!(
             "SELECT {} AS day, SUM((s.value ->> 'bytes_processed')::bigint)::bigint \
              FROM agent_runs r CROSS JOIN LATERAL jsonb_array_elements(r.steps) AS s(value) \
@@ -926,28 +909,41 @@ impl TicketRepository for PgStore {
              AND s.value ->> 'bytes_processed' IS NOT NULL \
              GROUP BY day ORDER BY day",
             day("r.started_at")
-        ))
-        .await?;
-        let times: Vec<(DbTime, Option<DbTime>, Option<DbTime>)> = sqlx::query_as(
-            "SELECT created_at, acked_at, resolved_at FROM ( \
-             SELECT id, created_at, acked_at, resolved_at FROM tickets \
-             WHERE created_at >= $1 AND created_at < $2 ORDER BY id DESC LIMIT $3) newest \
-             ORDER BY created_at, id",
-        )
-        .bind(since)
-        .bind(until)
-        .bind(MAX_TICKET_TIMES as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map)?;
+        ));
+        let tickets = async {
+            sqlx::query_as::<_, (String, String, Option<String>, i64)>(
+                "SELECT status, severity, conclusion, COUNT(*) FROM tickets \
+                 WHERE created_at >= $1 AND created_at < $2 \
+                 GROUP BY status, severity, conclusion",
+            )
+            .bind(since)
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+        };
+        let times = async {
+            sqlx::query_as::<_, (DbTime, Option<DbTime>, Option<DbTime>)>(
+                "SELECT created_at, acked_at, resolved_at FROM ( \
+                 SELECT id, created_at, acked_at, resolved_at FROM tickets \
+                 WHERE created_at >= $1 AND created_at < $2 ORDER BY id DESC LIMIT $3) newest \
+                 ORDER BY created_at, id",
+            )
+            .bind(since)
+            .bind(until)
+            .bind(MAX_TICKET_TIMES as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+        };
+        let (alerts, tokens, bytes, tickets, times) =
+            futures_util::future::try_join5(alerts, tokens, bytes, tickets, times).await?;
         crate::dashboard_metrics(
             since,
             until,
             crate::MetricRows {
                 alerts,
-                status: per_name("status").await?,
-                severity: per_name("severity").await?,
-                conclusion: per_name("conclusion").await?,
+                tickets,
                 tokens,
                 bytes,
                 times: times

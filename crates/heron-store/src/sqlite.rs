@@ -866,7 +866,7 @@ impl TicketRepository for SqliteStore {
         until: Timestamp,
     ) -> StoreResult<DashboardMetrics> {
         // Timestamps are unix microseconds, never negative here: integer division is the
-        // UTC day.
+        // UTC day. The five reads run at once, on separate connections (WAL readers).
         const DAY: &str = "86400000000";
         let (from, to) = (micros(since), micros(until));
         let per_day = |sql: String| {
@@ -881,32 +881,14 @@ impl TicketRepository for SqliteStore {
                     .map_err(map)
             }
         };
-        let per_name = |column: &str| {
-            let pool = self.pool.clone();
-            let sql = format!(
-                "SELECT {column}, COUNT(*) FROM tickets WHERE created_at >= $1 \
-                 AND created_at < $2 AND {column} IS NOT NULL GROUP BY {column}"
-            );
-            async move {
-                // Audited: built from this function's literals only.
-                sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
-                    .bind(from)
-                    .bind(to)
-                    .fetch_all(&pool)
-                    .await
-                    .map_err(map)
-            }
-        };
         let alerts = per_day(format!(
             "SELECT created_at / {DAY} AS day, COUNT(*) FROM alerts \
              WHERE created_at >= $1 AND created_at < $2 GROUP BY day ORDER BY day"
-        ))
-        .await?;
+        ));
         let tokens = per_day(format!(
             "SELECT started_at / {DAY} AS day, SUM(total_tokens) FROM agent_runs \
              WHERE started_at >= $1 AND started_at < $2 GROUP BY day ORDER BY day"
-        ))
-        .await?;
+        ));
         let bytes = per_day(format!(
             "SELECT r.started_at / {DAY} AS day, \
              SUM(json_extract(s.value, '$.bytes_processed')) \
@@ -914,28 +896,41 @@ impl TicketRepository for SqliteStore {
              WHERE r.started_at >= $1 AND r.started_at < $2 \
              AND json_extract(s.value, '$.bytes_processed') IS NOT NULL \
              GROUP BY day ORDER BY day"
-        ))
-        .await?;
-        let times: Vec<(DbTime, Option<DbTime>, Option<DbTime>)> = sqlx::query_as(
-            "SELECT created_at, acked_at, resolved_at FROM ( \
-             SELECT id, created_at, acked_at, resolved_at FROM tickets \
-             WHERE created_at >= $1 AND created_at < $2 ORDER BY id DESC LIMIT $3) \
-             ORDER BY created_at, id",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(MAX_TICKET_TIMES as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map)?;
+        ));
+        let tickets = async {
+            sqlx::query_as::<_, (String, String, Option<String>, i64)>(
+                "SELECT status, severity, conclusion, COUNT(*) FROM tickets \
+                 WHERE created_at >= $1 AND created_at < $2 \
+                 GROUP BY status, severity, conclusion",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+        };
+        let times = async {
+            sqlx::query_as::<_, (DbTime, Option<DbTime>, Option<DbTime>)>(
+                "SELECT created_at, acked_at, resolved_at FROM ( \
+                 SELECT id, created_at, acked_at, resolved_at FROM tickets \
+                 WHERE created_at >= $1 AND created_at < $2 ORDER BY id DESC LIMIT $3) \
+                 ORDER BY created_at, id",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(MAX_TICKET_TIMES as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+        };
+        let (alerts, tokens, bytes, tickets, times) =
+            futures_util::future::try_join5(alerts, tokens, bytes, tickets, times).await?;
         crate::dashboard_metrics(
             since,
             until,
             crate::MetricRows {
                 alerts,
-                status: per_name("status").await?,
-                severity: per_name("severity").await?,
-                conclusion: per_name("conclusion").await?,
+                tickets,
                 tokens,
                 bytes,
                 times: times
