@@ -800,6 +800,7 @@ impl PolicyEngine for NamedPolicies {
 }
 
 async fn app_with_policies(policies: PolicyHandle, auth: AuthMode) -> axum::Router {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let store: Arc<dyn Store> = Arc::new(InMemoryStore::new());
     let intake = Intake::new(store.clone(), Arc::new(Notify::new()));
     let state = ServerState::new(
