@@ -1,24 +1,143 @@
 // Heron dashboard: progressive enhancement only. Pages work without this file.
 //
-// On the ticket queue, announce tickets that arrived after the page was rendered (Server-Sent
-// Events from /live/tickets), with a link that reloads the queue.
+// Shared: swap in the sections of a page this server rendered. Sections that change are
+// marked `data-swap` and have an id; each is replaced by the element with the same id in the
+// new page (nothing else of the new page is inserted).
+var heron = (function () {
+  "use strict";
+  function swap(html) {
+    var doc = new DOMParser().parseFromString(html, "text/html");
+    var swapped = 0;
+    document.querySelectorAll("[data-swap][id]").forEach(function (old) {
+      var fresh = doc.getElementById(old.id);
+      if (fresh && fresh.hasAttribute("data-swap")) {
+        old.replaceWith(document.importNode(fresh, true));
+        swapped += 1;
+      }
+    });
+    return swapped;
+  }
+  function say(message, isError) {
+    var status = document.getElementById("action-status");
+    if (!status) {
+      return;
+    }
+    status.classList.toggle("error", !!isError);
+    status.textContent = message;
+  }
+  // The message of an error page ("<h1>Not done</h1><p>why</p>").
+  function errorOf(html, status) {
+    var doc = new DOMParser().parseFromString(html, "text/html");
+    var heading = doc.querySelector("main h1");
+    var message = doc.querySelector("main h1 + p");
+    return (heading ? heading.textContent + ": " : "") +
+      (message ? message.textContent : "the server answered " + status);
+  }
+  return { swap: swap, say: say, errorOf: errorOf };
+})();
+
+// Forms marked `data-enhance` (ticket actions, binding, escalating, retrying, reloading)
+// post with fetch; the server answers with the page it sends the browser back to, whose
+// changed sections are swapped in. Focus goes back to the same control of the new section.
 (function () {
   "use strict";
-  var queue = document.querySelector("[data-live-after]");
-  if (!queue || !window.EventSource) {
+  if (!window.fetch || !window.DOMParser || !window.URLSearchParams) {
     return;
   }
-  var banner = queue;
-  var after = queue.getAttribute("data-live-after");
-  var source = new EventSource("/live/tickets" + (after ? "?after=" + encodeURIComponent(after) : ""));
-  source.addEventListener("tickets", function (event) {
-    var count = parseInt(event.data, 10) || 0;
-    if (count > 0) {
-      banner.querySelector("span").textContent =
-        count === 1 ? "1 new ticket" : (count >= 50 ? "50 or more new tickets" : count + " new tickets");
-      banner.hidden = false;
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-enhance")) {
+      return;
     }
+    event.preventDefault();
+    var section = form.closest("[data-swap][id]");
+    var sectionId = section ? section.id : null;
+    var action = form.getAttribute("action");
+    var button = form.querySelector("button[type=submit], button:not([type])");
+    var label = button ? button.textContent.trim() : "";
+    // Taken before the controls are disabled: FormData skips disabled controls.
+    var body = new URLSearchParams(new FormData(form));
+    var controls = form.querySelectorAll("input, select, textarea, button");
+    controls.forEach(function (c) { c.disabled = true; });
+    if (section) {
+      section.setAttribute("aria-busy", "true");
+    }
+    fetch(action, {
+      method: "POST",
+      body: body,
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      credentials: "same-origin",
+      redirect: "follow",
+    }).then(function (response) {
+      return response.text().then(function (html) {
+        if (!response.ok) {
+          throw new Error(heron.errorOf(html, response.status));
+        }
+        heron.swap(html);
+        heron.say("Done: " + (label || "saved") + ".", false);
+        var again = sectionId && document.getElementById(sectionId);
+        var target = again && (again.querySelector("form[action='" + action + "'] button") ||
+          again.querySelector("button, a, input"));
+        if (target) {
+          target.focus();
+        }
+      });
+    }).catch(function (error) {
+      heron.say(error.message || "The change could not be sent; try again.", true);
+      controls.forEach(function (c) { c.disabled = false; });
+    }).then(function () {
+      if (section) {
+        section.removeAttribute("aria-busy");
+      }
+    });
   });
+})();
+
+// On the first page of the ticket queue, new tickets (announced over Server-Sent Events from
+// /live/tickets) are shown without a reload: the queue is fetched again with its filters and
+// order, and its sections swapped in. The event's id is the newest ticket, from which the
+// next count starts.
+(function () {
+  "use strict";
+  var banner = document.querySelector("[data-live-after]");
+  if (!banner || !window.EventSource) {
+    return;
+  }
+  var after = banner.getAttribute("data-live-after");
+  var source = null;
+  function listen() {
+    source = new EventSource("/live/tickets" + (after ? "?after=" + encodeURIComponent(after) : ""));
+    source.addEventListener("tickets", function (event) {
+      var count = parseInt(event.data, 10) || 0;
+      if (count <= 0) {
+        return;
+      }
+      var newest = event.lastEventId;
+      var text = count === 1 ? "1 new ticket" : (count >= 50 ? "50 or more new tickets" : count + " new tickets");
+      if (!window.fetch || !window.DOMParser || !newest) {
+        // Say so, with a link that shows them.
+        banner.querySelector("span").textContent = text;
+        banner.hidden = false;
+        return;
+      }
+      source.close();
+      fetch(window.location.href, { credentials: "same-origin" }).then(function (response) {
+        if (!response.ok) {
+          throw new Error(String(response.status));
+        }
+        return response.text();
+      }).then(function (html) {
+        heron.swap(html);
+        heron.say(text + " arrived.", false);
+        after = newest;
+        banner.setAttribute("data-live-after", after);
+      }).catch(function () {
+        banner.querySelector("span").textContent = text;
+        banner.hidden = false;
+      }).then(listen);
+    });
+  }
+  listen();
 })();
 
 // On the chat page, stream the agent's answer (its steps as they happen) instead of waiting

@@ -6,7 +6,8 @@ use heron_core::ports::{Store, StoreError};
 use heron_core::slack::SlackSubject;
 use heron_core::ticket::NewTicket;
 use heron_core::{
-    Comment, CommentId, CommentSource, Event, EventId, NoticeId, Ticket, TicketChange, TicketId,
+    Alert, AlertId, Comment, CommentId, CommentSource, Event, EventId, NoticeId, Ticket,
+    TicketChange, TicketId,
 };
 use std::sync::Arc;
 
@@ -185,6 +186,28 @@ impl TicketService {
             .await?;
         self.sync_slack(SlackSubject::Notice(id)).await;
         Ok(ticket)
+    }
+
+    /// Binds an alert that is on no ticket (a notice's or a discarded one) to `ticket`, and
+    /// records on the ticket who did it.
+    pub async fn bind_alert(
+        &self,
+        alert: AlertId,
+        ticket: TicketId,
+        actor: &Actor,
+    ) -> AppResult<Alert> {
+        let bound = self.store.bind_alert(alert, ticket).await?;
+        self.record(
+            ticket,
+            actor,
+            format!("bound alert {alert}: {}", bound.title),
+        )
+        .await?;
+        self.sync_slack(SlackSubject::Ticket(ticket)).await;
+        if let Some(notice) = bound.notice_id {
+            self.sync_slack(SlackSubject::Notice(notice)).await;
+        }
+        Ok(bound)
     }
 
     pub async fn retry_event(&self, id: EventId) -> AppResult<Event> {

@@ -1,5 +1,5 @@
-//! `pages`: server time of the dashboard's queue and ticket pages at 10,000 tickets on
-//! PostgreSQL (target: under 50 ms each).
+//! `pages`: server time of the dashboard's queue (newest first, filtered, sorted), ticket and
+//! metrics pages at 10,000 tickets on PostgreSQL (target: under 50 ms each).
 //!
 //! Loads `tickets` distinct tickets through the real intake and worker (a one-rule policy,
 //! one ticket per event, a few attributes and a raw body of realistic size), then requests
@@ -106,6 +106,18 @@ pub async fn run(base_url: &str, tickets: usize, requests: usize) -> anyhow::Res
     .await?;
     measure(&http, "queue, text + severity filter", requests, |i| {
         format!("{url}/?severity=high&q=user{}%40example", i % 700)
+    })
+    .await?;
+    measure(&http, "queue, by severity", requests, |_| {
+        format!("{url}/?sort=severity&order=desc")
+    })
+    .await?;
+    measure(&http, "queue, by last update", requests, |_| {
+        format!("{url}/?sort=updated&order=asc")
+    })
+    .await?;
+    measure(&http, "metrics page (12 weeks)", requests, |_| {
+        format!("{url}/stats")
     })
     .await?;
     measure(&http, "ticket page", requests, |i| {

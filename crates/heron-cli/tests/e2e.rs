@@ -189,7 +189,7 @@ impl Harness {
         loop {
             let page = store
                 .list_tickets(&TicketQuery {
-                    before,
+                    cursor: before,
                     limit: 500,
                     ..TicketQuery::default()
                 })
@@ -1093,6 +1093,7 @@ async fn openapi_document_covers_every_route(backend: Backend) {
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
+        ("post", "/api/v1/alerts/{id}/bind"),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     for (method, path) in expected {

@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod alert;
 pub mod completion;
+pub mod dashboard;
 pub mod event;
 pub mod fingerprint;
 pub mod ids;

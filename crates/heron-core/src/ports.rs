@@ -23,6 +23,7 @@
 //! host's clock runs ahead. SQLite and the in-memory store serve one host: its clock is theirs.
 
 use crate::alert::{AlertStatus, MetadataSource};
+use crate::dashboard::{DashboardMetrics, TicketCursor, TicketSort};
 use crate::{
     Accepted, Alert, AlertId, Attribute, Comment, Event, EventId, EventState, Fingerprint,
     NewEvent, Notice, NoticeId, SchemaName, Severity, Ticket, TicketId, TicketStatus, Timestamp,
@@ -136,8 +137,26 @@ pub struct TicketQuery {
     pub tag: Option<String>,
     /// Case-insensitive substring of the title or the description.
     pub text: Option<String>,
-    pub before: Option<TicketId>,
+    /// The order; newest first by default.
+    pub sort: TicketSort,
+    /// Only tickets after this one in that order: the `next_cursor` of the page before. Its
+    /// key must be the order's (else `Invalid`).
+    pub cursor: Option<TicketCursor>,
     pub limit: usize,
+}
+
+impl TicketQuery {
+    /// The cursor, checked against the order (see [`TicketQuery::cursor`]).
+    pub fn checked_cursor(&self) -> StoreResult<Option<TicketCursor>> {
+        match self.cursor {
+            Some(cursor) if cursor.key() != self.sort.key => Err(StoreError::Invalid(format!(
+                "a cursor of a listing by {} cannot page a listing by {}",
+                cursor.key(),
+                self.sort.key
+            ))),
+            other => Ok(other),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -376,6 +395,13 @@ pub trait TicketRepository: Send + Sync {
     /// `Conflict`. A ticket that is no longer active stops being its fingerprint's target.
     async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<Ticket>;
     async fn count_tickets_by_status(&self) -> StoreResult<Vec<(TicketStatus, u64)>>;
+    /// The dashboard's figures for `[since, until)`, as [`DashboardMetrics`] defines them
+    /// (see [`crate::dashboard`]).
+    async fn dashboard_metrics(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<DashboardMetrics>;
     /// `NotFound` if the ticket does not exist.
     async fn add_comment(&self, comment: Comment) -> StoreResult<Comment>;
     /// Oldest first.
@@ -388,6 +414,13 @@ pub trait AlertRepository: Send + Sync {
     async fn list_alerts(&self, query: &AlertQuery) -> StoreResult<Page<Alert>>;
     /// The tickets holding alerts of `events`, each once, in id order.
     async fn tickets_of_events(&self, events: &[EventId]) -> StoreResult<Vec<TicketId>>;
+    /// Binds an alert that is on no ticket (a notice's or a discarded one) to `ticket`, in one
+    /// transaction: the alert becomes `ticketed`, the ticket's `alert_count` grows by one and
+    /// its `last_seen` moves to the alert's `created_at` if that is later (its `version` is
+    /// left alone, as for attaching), and a notice of the alert that was not escalated
+    /// records the ticket, as an escalation would. Answers the alert as stored. An alert
+    /// already on a ticket: `Conflict`. Unknown alert or ticket: `NotFound`.
+    async fn bind_alert(&self, alert: AlertId, ticket: TicketId) -> StoreResult<Alert>;
 }
 
 #[async_trait]

@@ -40,6 +40,7 @@ pub(crate) fn routes() -> OpenApiRouter<ServerState> {
         .routes(routes!(retry_failed_events))
         .routes(routes!(list_alerts))
         .routes(routes!(get_alert))
+        .routes(routes!(bind_alert))
         .routes(routes!(list_tickets))
         .routes(routes!(get_ticket, patch_ticket))
         .routes(routes!(list_comments, add_comment))
@@ -244,6 +245,39 @@ async fn get_alert(
         .ok_or_else(|| ApiError::NotFound(format!("alert {alert_id} not found")))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BindAlertBody {
+    ticket_id: String,
+}
+
+/// Bind an alert that is on no ticket (a notice's or a discarded one) to a ticket; the
+/// ticket records who did it (`X-Heron-User` or "api"). 409 when the alert is on a ticket.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/bind", tag = "alerts", params(("id" = String, Path)),
+    request_body = BindAlertBody,
+    responses((status = 200, body = Alert), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Already on a ticket", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn bind_alert(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Result<Json<BindAlertBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Alert> {
+    state.inner.settings.auth.check_api(&headers)?;
+    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let alert = state
+        .inner
+        .tickets
+        .bind_alert(
+            id(&raw, "alert")?,
+            id(&body.ticket_id, "ticket")?,
+            &actor(&headers)?,
+        )
+        .await?;
+    Ok(Json(alert))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct TicketListParams {
@@ -255,11 +289,17 @@ struct TicketListParams {
     tag: Option<String>,
     /// Case-insensitive text in the title or description.
     q: Option<String>,
+    /// created (default), updated or severity
+    sort: Option<String>,
+    /// desc (default: newest, latest or most severe first) or asc
+    order: Option<String>,
+    /// Cursor: the `next_cursor` of the previous page (of the same order).
     before: Option<String>,
     limit: Option<usize>,
 }
 
-/// List tickets, newest first, with filters and cursor pagination.
+/// List tickets, newest first unless `sort` and `order` say otherwise, with filters and
+/// cursor pagination.
 #[utoipa::path(get, path = "/api/v1/tickets", tag = "tickets", params(TicketListParams),
     responses((status = 200, body = Page<Ticket>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 async fn list_tickets(
@@ -276,9 +316,16 @@ async fn list_tickets(
         assignee: non_empty(p.assignee),
         tag: non_empty(p.tag),
         text: non_empty(p.q),
-        before: parse(p.before.as_deref(), "cursor")?,
+        sort: heron_core::dashboard::TicketSort {
+            key: parse(p.sort.as_deref(), "sort")?.unwrap_or_default(),
+            direction: parse(p.order.as_deref(), "order")?.unwrap_or_default(),
+        },
+        cursor: parse(p.before.as_deref(), "cursor")?,
         limit: limit(p.limit)?,
     };
+    query
+        .checked_cursor()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(Json(state.inner.store.list_tickets(&query).await?))
 }
 

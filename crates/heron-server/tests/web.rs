@@ -304,7 +304,7 @@ async fn an_open_queue_hears_of_tickets_newer_than_its_newest() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    open_ticket(&store, "newer").await;
+    let newer = open_ticket(&store, "newer").await;
     let mut body = response.into_body();
     let frame = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         loop {
@@ -320,6 +320,10 @@ async fn an_open_queue_hears_of_tickets_newer_than_its_newest() {
     .await
     .expect("an event within the poll interval");
     assert!(frame.contains("data: 1"), "{frame}");
+    assert!(
+        frame.contains(&format!("id: {newer}")),
+        "the event names the newest ticket, to count from next: {frame}"
+    );
 }
 
 #[tokio::test]
@@ -636,5 +640,503 @@ async fn a_question_on_the_chat_page_is_answered_with_or_without_javascript() {
             .iter()
             .any(|c| c.author == "local" && c.text == "Anything else?"),
         "the question is recorded under the viewer: {comments:?}"
+    );
+}
+
+/// The CSRF token of the first form on a page.
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form with a CSRF token")
+        .to_owned()
+}
+
+/// A POST's status and Location header.
+async fn post_for_location(
+    app: &axum::Router,
+    path: &str,
+    form: &[(&str, &str)],
+    auth: Option<&str>,
+) -> (StatusCode, String) {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let mut request =
+        Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (response.status(), location)
+}
+
+/// Stores an event whose one alert becomes a notice (`notice`) or is discarded.
+async fn unbound_alert(store: &Arc<dyn Store>, title: &str, notice: bool) -> (AlertId, NoticeId) {
+    let now = Utc::now();
+    let accepted = store
+        .accept_event(new_event("guardduty", None, now))
+        .await
+        .unwrap();
+    let leased = store
+        .lease_events(1, now, now + Duration::seconds(60), 5)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut alert = new_alert(accepted.event_id, "guardduty", title, now);
+    alert.title = title.to_owned();
+    let (alert_id, notice_id) = (alert.id, NoticeId::new());
+    let disposition = if notice {
+        Disposition::Notice {
+            notice_id,
+            title: title.to_owned(),
+            channel: None,
+        }
+    } else {
+        Disposition::Discard
+    };
+    store
+        .complete_event(
+            &leased.lease,
+            vec![PlannedAlert { alert, disposition }],
+            now,
+        )
+        .await
+        .unwrap();
+    (alert_id, notice_id)
+}
+
+fn basic(token: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("alice:{token}"))
+    )
+}
+
+#[tokio::test]
+async fn the_metrics_page_draws_accessible_charts_with_their_data_tables() {
+    let (app, _) = app(AuthMode::Disabled).await;
+    let (status, html) = get(&app, "/stats", None).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    for shown in [
+        "Alerts per day",
+        "Tickets by status",
+        "Tickets by severity",
+        "Conclusions",
+        "Time to acknowledge, per week",
+        "Time to resolve, per week",
+        "LLM tokens per day",
+        "BigQuery bytes per day",
+        "role=\"img\"",
+        "aria-label=\"Bar chart of alerts: ",
+        " bars, 1 in all, the most 1 (",
+        "<title>",
+        "<caption class=\"visually-hidden\">LLM tokens per day</caption>",
+        // The fixture's run: 500 tokens and 1.2 TB of BigQuery scans today.
+        "<td>500</td>",
+        "<td>1.2 TB</td>",
+        "How each figure is counted",
+    ] {
+        assert!(html.contains(shown), "{shown} missing:\n{html}");
+    }
+    assert!(
+        !html.contains(HOSTILE),
+        "raw markup must never reach the page"
+    );
+    assert_eq!(html.matches("role=\"img\"").count(), 8, "eight charts");
+
+    let (status, html) = get(&app, "/stats?weeks=2", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("aria-label=\"Bar chart of alerts: "),
+        "{html}"
+    );
+    for bad in ["/stats?weeks=0", "/stats?weeks=27", "/stats?weeks=many"] {
+        assert_eq!(
+            get(&app, bad, None).await.0,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+}
+
+struct RefusingLoader;
+
+impl heron_core::policy::PolicyLoader for RefusingLoader {
+    fn load(&self) -> Result<Arc<dyn PolicyEngine>, heron_core::policy::PolicyLoadFailure> {
+        Err(heron_core::policy::PolicyLoadFailure(format!(
+            "test_probe failed near {HOSTILE}"
+        )))
+    }
+}
+
+struct NamedPolicies;
+
+impl PolicyEngine for NamedPolicies {
+    fn ingest(&self, _: &SchemaName, _: &serde_json::Value) -> Result<IngestOutput, PolicyError> {
+        Ok(IngestOutput::default())
+    }
+    fn triage(&self, _: &TriageInput) -> Result<TriageDecision, PolicyError> {
+        Ok(TriageDecision::default())
+    }
+    fn info(&self) -> PolicyInfo {
+        PolicyInfo {
+            packages: vec!["ingest.guardduty".into(), format!("triage.{HOSTILE}")],
+            ingest_schemas: vec!["guardduty".into()],
+            has_triage: true,
+            files: 3,
+        }
+    }
+}
+
+async fn app_with_policies(policies: PolicyHandle, auth: AuthMode) -> axum::Router {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store: Arc<dyn Store> = Arc::new(InMemoryStore::new());
+    let intake = Intake::new(store.clone(), Arc::new(Notify::new()));
+    let state = ServerState::new(
+        store,
+        intake,
+        policies,
+        ServerSettings {
+            auth,
+            ..ServerSettings::default()
+        },
+        None,
+    )
+    .unwrap();
+    heron_server::router(state)
+}
+
+#[tokio::test]
+async fn the_policies_page_shows_the_set_in_force_and_a_refused_reload_with_its_error_escaped() {
+    let app = app_with_policies(
+        PolicyHandle::reloadable(Arc::new(NamedPolicies), Arc::new(RefusingLoader)),
+        AuthMode::Disabled,
+    )
+    .await;
+    let (status, html) = get(&app, "/policies", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for shown in [
+        "ingest.guardduty",
+        "guardduty",
+        "generation 1",
+        "Reload from disk",
+    ] {
+        assert!(html.contains(shown), "{shown} missing:\n{html}");
+    }
+    assert!(!html.contains(HOSTILE), "package names are escaped");
+    let csrf = csrf_of(&html);
+
+    let (status, _) =
+        post_for_location(&app, "/policies/reload", &[("csrf", "forged")], None).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a form from elsewhere does nothing"
+    );
+    let (_, html) = get(&app, "/policies", None).await;
+    assert!(html.contains("0 taken, 0 refused"), "{html}");
+
+    let (status, location) =
+        post_for_location(&app, "/policies/reload", &[("csrf", &csrf)], None).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/policies")
+    );
+    let (_, html) = get(&app, "/policies", None).await;
+    assert!(html.contains("were refused"), "{html}");
+    assert!(html.contains("test_probe failed near"), "{html}");
+    assert!(html.contains("0 taken, 1 refused"), "{html}");
+    assert!(
+        html.contains("(web)"),
+        "the trigger is the dashboard: {html}"
+    );
+    assert!(!html.contains(HOSTILE), "the error is escaped");
+
+    // A process without a policy folder says so and has nothing to reload.
+    let fixed = app_with_policies(
+        PolicyHandle::new(Arc::new(NamedPolicies)),
+        AuthMode::Disabled,
+    )
+    .await;
+    let (_, html) = get(&fixed, "/policies", None).await;
+    assert!(html.contains("cannot reload"), "{html}");
+    assert!(!html.contains("Reload from disk"));
+    let (status, _) = post_for_location(&fixed, "/policies/reload", &[("csrf", &csrf)], None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn alerts_are_bound_and_notices_escalated_from_the_alerts_page_under_the_viewers_name() {
+    let (app, store, ticket_id) = app_and_store(AuthMode::Disabled).await;
+    let (discarded, _) = unbound_alert(&store, &format!("Noise {HOSTILE}"), false).await;
+    let (noticed, notice_id) = unbound_alert(&store, "Heads-up", true).await;
+    let (status, html) = get(&app, "/alerts", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !html.contains(HOSTILE),
+        "raw markup must never reach the page"
+    );
+    assert!(
+        html.contains(&format!("action=\"/alerts/{discarded}/bind\"")),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("action=\"/notices/{notice_id}/escalate\"")),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("<option value=\"{ticket_id}\">")),
+        "active tickets are offered: {html}"
+    );
+    let csrf = csrf_of(&html);
+
+    let bind = format!("/alerts/{discarded}/bind");
+    let id = ticket_id.to_string();
+    let (status, _) =
+        post_for_location(&app, &bind, &[("csrf", "forged"), ("ticket", &id)], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        store.get_alert(discarded).await.unwrap().unwrap().ticket_id,
+        None
+    );
+    let (status, _) =
+        post_for_location(&app, &bind, &[("csrf", &csrf), ("ticket", "nope")], None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, location) =
+        post_for_location(&app, &bind, &[("csrf", &csrf), ("ticket", &id)], None).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/alerts")
+    );
+    assert_eq!(
+        store.get_alert(discarded).await.unwrap().unwrap().ticket_id,
+        Some(ticket_id)
+    );
+    assert_eq!(
+        store
+            .get_ticket(ticket_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .alert_count,
+        2
+    );
+    let (status, _) =
+        post_for_location(&app, &bind, &[("csrf", &csrf), ("ticket", &id)], None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "an alert is bound once");
+    let comments = store.list_comments(ticket_id).await.unwrap();
+    assert!(
+        comments.iter().any(|c| c.source == CommentSource::System
+            && c.author == "local"
+            && c.text.contains(&format!("bound alert {discarded}"))),
+        "{comments:?}"
+    );
+
+    let escalate = format!("/notices/{notice_id}/escalate");
+    let (status, _) = post_for_location(&app, &escalate, &[("csrf", "forged")], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, location) = post_for_location(&app, &escalate, &[("csrf", &csrf)], None).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/alerts")
+    );
+    let notice = store.get_notice(notice_id).await.unwrap().unwrap();
+    let opened = notice.ticket_id.expect("escalated to a ticket");
+    assert_eq!(
+        store.get_alert(noticed).await.unwrap().unwrap().ticket_id,
+        Some(opened)
+    );
+    assert!(
+        store
+            .list_comments(opened)
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.author == "local" && c.text.contains("escalated notice")),
+        "the escalation is recorded under the viewer"
+    );
+    let (status, _) = post_for_location(&app, &escalate, &[("csrf", &csrf)], None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a notice is escalated once");
+    let (_, html) = get(&app, "/alerts", None).await;
+    assert!(
+        html.contains(&format!("href=\"/tickets/{opened}\"")),
+        "{html}"
+    );
+    assert!(html.contains("Every alert is on a ticket."), "{html}");
+}
+
+#[tokio::test]
+async fn a_failed_event_is_retried_from_the_events_page() {
+    let (app, store, _) = app_and_store(AuthMode::Disabled).await;
+    let now = Utc::now();
+    let accepted = store
+        .accept_event(new_event("okta", None, now))
+        .await
+        .unwrap();
+    let leased = store
+        .lease_events(1, now, now + Duration::seconds(60), 5)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .fail_event(&leased.lease, "policy error", None)
+        .await
+        .unwrap();
+    let (_, html) = get(&app, "/events", None).await;
+    let retry = format!("/events/{}/retry", accepted.event_id);
+    assert!(html.contains(&format!("action=\"{retry}\"")), "{html}");
+    let csrf = csrf_of(&html);
+
+    let (status, _) = post_for_location(&app, &retry, &[("csrf", "forged")], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, location) =
+        post_for_location(&app, &retry, &[("csrf", &csrf), ("state", "failed")], None).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/events?state=failed")
+    );
+    let event = store.get_event(accepted.event_id).await.unwrap().unwrap();
+    assert_eq!((event.state, event.attempts), (EventState::Pending, 0));
+    let (status, _) = post_for_location(&app, &retry, &[("csrf", &csrf)], None).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a pending event is not retried"
+    );
+    let (_, html) = get(&app, "/events", None).await;
+    assert!(html.contains("No failed events."), "{html}");
+}
+
+#[tokio::test]
+async fn the_queue_sorts_by_severity_or_update_either_way_and_pages_in_that_order() {
+    let (app, store, first) = app_and_store(AuthMode::Disabled).await;
+    let mut opened = Vec::new();
+    for i in 0..55 {
+        opened.push(open_ticket(&store, &format!("t{i}")).await);
+    }
+    // One critical ticket among high ones; the oldest is made low.
+    let mut critical = store.get_ticket(opened[10]).await.unwrap().unwrap();
+    critical.severity = Severity::Critical;
+    store.update_ticket(&critical).await.unwrap();
+    let mut low = store.get_ticket(first).await.unwrap().unwrap();
+    low.severity = Severity::Low;
+    low.updated_at = Utc::now() + Duration::seconds(1);
+    store.update_ticket(&low).await.unwrap();
+    let position = |html: &str, id: TicketId| html.find(&format!("data-ticket=\"{id}\""));
+
+    let (status, html) = get(&app, "/?sort=severity", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows: Vec<&str> = html.split("data-ticket=\"").skip(1).collect();
+    assert_eq!(rows.len(), 50);
+    assert!(
+        rows[0].starts_with(&opened[10].to_string()),
+        "the critical one first"
+    );
+    assert!(
+        position(&html, first).is_none(),
+        "the low one is on the last page"
+    );
+    assert!(html.contains("aria-sort=\"descending\""), "{html}");
+    assert!(html.contains("Tickets, most severe first"), "{html}");
+    let next = html
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an older page")
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    assert!(
+        next.contains("sort=severity&order=desc&before=severity%3Ahigh%3A"),
+        "{next}"
+    );
+    let (status, html) = get(&app, &next, None).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let rows: Vec<&str> = html.split("data-ticket=\"").skip(1).collect();
+    assert_eq!(rows.len(), 6);
+    assert!(rows[5].starts_with(&first.to_string()), "the low one last");
+
+    let (_, html) = get(&app, "/?sort=severity&order=asc", None).await;
+    let rows: Vec<&str> = html.split("data-ticket=\"").skip(1).collect();
+    assert!(rows[0].starts_with(&first.to_string()), "the low one first");
+    assert!(html.contains("aria-sort=\"ascending\""), "{html}");
+
+    let (_, html) = get(&app, "/?sort=updated", None).await;
+    let rows: Vec<&str> = html.split("data-ticket=\"").skip(1).collect();
+    assert!(
+        rows[0].starts_with(&first.to_string()),
+        "the last updated first"
+    );
+
+    for bad in [
+        "/?sort=loudness",
+        "/?order=sideways",
+        // A cursor of another order.
+        &format!("/?sort=updated&before={first}"),
+    ] {
+        assert_eq!(
+            get(&app, bad, None).await.0,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_api_token_viewer_can_neither_bind_escalate_retry_nor_reload() {
+    let auth = AuthMode::Tokens(AuthConfig {
+        tokens: vec!["page-token".into()],
+        ..AuthConfig::default()
+    });
+    let (app, store, ticket_id) = app_and_store(auth).await;
+    let (discarded, _) = unbound_alert(&store, "Noise", false).await;
+    let (_, notice_id) = unbound_alert(&store, "Heads-up", true).await;
+    let viewer = basic("page-token");
+    for page in ["/alerts", "/events?state=ignored", "/policies", "/stats"] {
+        let (status, html) = get(&app, page, Some(&viewer)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(
+            !html.contains("name=\"csrf\""),
+            "no forms on {page} for a Basic viewer"
+        );
+    }
+    let id = ticket_id.to_string();
+    for (path, form) in [
+        (
+            format!("/alerts/{discarded}/bind"),
+            vec![("csrf", ""), ("ticket", id.as_str())],
+        ),
+        (format!("/notices/{notice_id}/escalate"), vec![("csrf", "")]),
+        (
+            format!("/events/{}/retry", EventId::new()),
+            vec![("csrf", "")],
+        ),
+        ("/policies/reload".to_owned(), vec![("csrf", "")]),
+    ] {
+        let (status, _) = post_for_location(&app, &path, &form, Some(&viewer)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(
+        store.get_alert(discarded).await.unwrap().unwrap().ticket_id,
+        None
+    );
+    assert_eq!(
+        store
+            .get_notice(notice_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .ticket_id,
+        None
     );
 }

@@ -139,6 +139,75 @@ pub(crate) fn count_by_status(rows: Vec<(String, i64)>) -> StoreResult<Vec<(Tick
     Ok(counts)
 }
 
+/// What both databases answer for the dashboard's figures, before it is typed: counts per
+/// day as (days since 1970-01-01, value), tickets counted per (status, severity,
+/// conclusion) as stored, and ticket times.
+pub(crate) struct MetricRows {
+    pub alerts: Vec<(i64, i64)>,
+    pub tickets: Vec<(String, String, Option<String>, i64)>,
+    pub tokens: Vec<(i64, i64)>,
+    pub bytes: Vec<(i64, i64)>,
+    pub times: Vec<heron_core::dashboard::TicketTimes>,
+}
+
+/// The SQL of a ticket's severity rank (`info` 0 … `critical` 4), as
+/// [`heron_core::dashboard::severity_rank`] has it.
+pub(crate) const SEVERITY_RANK_SQL: &str = "(CASE severity WHEN 'info' THEN 0 WHEN 'low' THEN 1 \
+     WHEN 'medium' THEN 2 WHEN 'high' THEN 3 WHEN 'critical' THEN 4 END)";
+
+/// Types the rows of [`MetricRows`] (a stored name no variant has is a corrupt row).
+pub(crate) fn dashboard_metrics(
+    since: heron_core::Timestamp,
+    until: heron_core::Timestamp,
+    rows: MetricRows,
+) -> StoreResult<heron_core::dashboard::DashboardMetrics> {
+    use heron_core::dashboard::{DashboardMetrics, DayValue, SEVERITIES_DESC, counts_by};
+    use heron_core::{Conclusion, Severity};
+    fn days(rows: Vec<(i64, i64)>) -> StoreResult<Vec<DayValue>> {
+        rows.into_iter()
+            .map(|(day, value)| {
+                let day = day
+                    .checked_mul(86_400)
+                    .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+                    .ok_or_else(|| error::corrupt(format!("day {day} out of range")))?;
+                Ok(DayValue {
+                    day: day.date_naive(),
+                    value: u64::try_from(value).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+    fn parse<T: std::str::FromStr>(name: &str, what: &str) -> StoreResult<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        name.parse::<T>()
+            .map_err(|e| error::corrupt(format!("stored {what}: {e}")))
+    }
+    let mut status = Vec::new();
+    let mut severity = Vec::new();
+    let mut conclusion = Vec::new();
+    for (s, v, c, n) in rows.tickets {
+        let n = u64::try_from(n).unwrap_or(0);
+        status.push((parse::<TicketStatus>(&s, "ticket status")?, n));
+        severity.push((parse::<Severity>(&v, "ticket severity")?, n));
+        if let Some(c) = c {
+            conclusion.push((parse::<Conclusion>(&c, "ticket conclusion")?, n));
+        }
+    }
+    Ok(DashboardMetrics {
+        since,
+        until,
+        alerts_per_day: days(rows.alerts)?,
+        tickets_by_status: counts_by(TicketStatus::ALL, &status),
+        tickets_by_severity: counts_by(&SEVERITIES_DESC, &severity),
+        conclusions: counts_by(Conclusion::ALL, &conclusion),
+        tokens_per_day: days(rows.tokens)?,
+        bigquery_bytes_per_day: days(rows.bytes)?,
+        ticket_times: rows.times,
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

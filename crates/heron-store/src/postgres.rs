@@ -39,6 +39,10 @@ use crate::rows::{
     ticket_columns,
 };
 use async_trait::async_trait;
+use heron_core::dashboard::{
+    DashboardMetrics, MAX_TICKET_TIMES, SortDirection, TicketCursor, TicketSortKey, TicketTimes,
+    severity_rank,
+};
 use heron_core::ports::{
     AlertBinding, AlertQuery, AlertRepository, EventHistory, EventLog, EventQuery, EventQueue,
     EventScan, LEASE_EXPIRED_ERROR, Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository,
@@ -768,17 +772,57 @@ impl TicketRepository for PgStore {
                 .push_bind(needle)
                 .push(") > 0)");
         }
-        if let Some(before) = query.before {
-            sql.push(" AND id < ").push_bind(before.as_uuid());
+        let key = query.sort.key;
+        let (older, order) = match query.sort.direction {
+            SortDirection::Desc => ("<", "DESC"),
+            SortDirection::Asc => (">", "ASC"),
+        };
+        // Keyset paging: after (value, id) in the listing's order.
+        match query.checked_cursor()? {
+            None => {}
+            Some(TicketCursor::Created(id)) => {
+                sql.push(format!(" AND id {older} "))
+                    .push_bind(id.as_uuid());
+            }
+            Some(TicketCursor::Updated(at, id)) => {
+                sql.push(format!(" AND (updated_at {older} "))
+                    .push_bind(at)
+                    .push(" OR (updated_at = ")
+                    .push_bind(at)
+                    .push(format!(" AND id {older} "))
+                    .push_bind(id.as_uuid())
+                    .push("))");
+            }
+            Some(TicketCursor::Severity(severity, id)) => {
+                let rank = crate::SEVERITY_RANK_SQL;
+                sql.push(format!(" AND ({rank} {older} "))
+                    .push_bind(severity_rank(severity) as i32)
+                    .push(format!(" OR ({rank} = "))
+                    .push_bind(severity_rank(severity) as i32)
+                    .push(format!(" AND id {older} "))
+                    .push_bind(id.as_uuid())
+                    .push("))");
+            }
         }
-        sql.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(limit as i64 + 1);
+        match key {
+            TicketSortKey::Created => sql.push(format!(" ORDER BY id {order} LIMIT ")),
+            TicketSortKey::Updated => {
+                sql.push(format!(" ORDER BY updated_at {order}, id {order} LIMIT "))
+            }
+            TicketSortKey::Severity => sql.push(format!(
+                " ORDER BY {} {order}, id {order} LIMIT ",
+                crate::SEVERITY_RANK_SQL
+            )),
+        };
+        sql.push_bind(limit as i64 + 1);
         let rows: Vec<TicketRow> = sql
             .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;
-        Ok(page(convert(rows)?, limit, |t: &Ticket| t.id.to_string()))
+        Ok(page(convert(rows)?, limit, |t: &Ticket| {
+            TicketCursor::after(t, key).to_string()
+        }))
     }
 
     async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<Ticket> {
@@ -827,6 +871,91 @@ impl TicketRepository for PgStore {
                 .await
                 .map_err(map)?;
         crate::count_by_status(rows)
+    }
+
+    async fn dashboard_metrics(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<DashboardMetrics> {
+        // The five reads run at once, on separate connections of the pool.
+        let day = |column: &str| format!("floor(extract(epoch FROM {column}) / 86400)::bigint");
+        let per_day = |sql: String| {
+            let pool = self.pool.clone();
+            async move {
+                // Audited: built from this function's literals only.
+                sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql))
+                    .bind(since)
+                    .bind(until)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(map)
+            }
+        };
+        let alerts = per_day(format!(
+            "SELECT {} AS day, COUNT(*) FROM alerts \
+             WHERE created_at >= $1 AND created_at < $2 GROUP BY day ORDER BY day",
+            day("created_at")
+        ));
+        let tokens = per_day(format!(
+            "SELECT {} AS day, SUM(total_tokens)::bigint FROM agent_runs \
+             WHERE started_at >= $1 AND started_at < $2 GROUP BY day ORDER BY day",
+            day("started_at")
+        ));
+        let bytes = per_day(format!(
+            "SELECT {} AS day, SUM((s.value ->> 'bytes_processed')::bigint)::bigint \
+             FROM agent_runs r CROSS JOIN LATERAL jsonb_array_elements(r.steps) AS s(value) \
+             WHERE r.started_at >= $1 AND r.started_at < $2 \
+             AND s.value ->> 'bytes_processed' IS NOT NULL \
+             GROUP BY day ORDER BY day",
+            day("r.started_at")
+        ));
+        let tickets = async {
+            sqlx::query_as::<_, (String, String, Option<String>, i64)>(
+                "SELECT status, severity, conclusion, COUNT(*) FROM tickets \
+                 WHERE created_at >= $1 AND created_at < $2 \
+                 GROUP BY status, severity, conclusion",
+            )
+            .bind(since)
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+        };
+        let times = async {
+            sqlx::query_as::<_, (DbTime, Option<DbTime>, Option<DbTime>)>(
+                "SELECT created_at, acked_at, resolved_at FROM ( \
+                 SELECT id, created_at, acked_at, resolved_at FROM tickets \
+                 WHERE created_at >= $1 AND created_at < $2 ORDER BY id DESC LIMIT $3) newest \
+                 ORDER BY created_at, id",
+            )
+            .bind(since)
+            .bind(until)
+            .bind(MAX_TICKET_TIMES as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+        };
+        let (alerts, tokens, bytes, tickets, times) =
+            futures_util::future::try_join5(alerts, tokens, bytes, tickets, times).await?;
+        crate::dashboard_metrics(
+            since,
+            until,
+            crate::MetricRows {
+                alerts,
+                tickets,
+                tokens,
+                bytes,
+                times: times
+                    .into_iter()
+                    .map(|(created, acked, resolved)| TicketTimes {
+                        created_at: created.0,
+                        acked_at: acked.map(|t| t.0),
+                        resolved_at: resolved.map(|t| t.0),
+                    })
+                    .collect(),
+            },
+        )
     }
 
     async fn add_comment(&self, comment: Comment) -> StoreResult<Comment> {
@@ -926,6 +1055,62 @@ impl AlertRepository for PgStore {
             .await
             .map_err(map)?;
         Ok(page(convert(rows)?, limit, |a: &Alert| a.id.to_string()))
+    }
+
+    async fn bind_alert(&self, alert: AlertId, ticket: TicketId) -> StoreResult<Alert> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        // The alert's notice first, as an escalation locks it (one lock order, no deadlock);
+        // then the alert: a concurrent binding or escalation waits, then sees this one.
+        sqlx::query("SELECT 1 FROM notices WHERE alert_id = $1 FOR UPDATE")
+            .bind(alert.as_uuid())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map)?;
+        let found: Option<(Option<DbUuid>, DbTime)> =
+            sqlx::query_as("SELECT ticket_id, created_at FROM alerts WHERE id = $1 FOR UPDATE")
+                .bind(alert.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map)?;
+        let Some((bound, created_at)) = found else {
+            return Err(StoreError::NotFound(format!("alert {alert}")));
+        };
+        if let Some(bound) = bound {
+            return Err(StoreError::Conflict(format!(
+                "alert {alert} is already on ticket {}",
+                bound.0
+            )));
+        }
+        // Like attaching: the count and last_seen move, the version (edits only) does not.
+        let updated = sqlx::query(
+            "UPDATE tickets SET alert_count = alert_count + 1, \
+             last_seen = GREATEST(last_seen, $2) WHERE id = $1",
+        )
+        .bind(ticket.as_uuid())
+        .bind(created_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("ticket {ticket}")));
+        }
+        sqlx::query("UPDATE notices SET ticket_id = $2 WHERE alert_id = $1 AND ticket_id IS NULL")
+            .bind(alert.as_uuid())
+            .bind(ticket.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let row: AlertRow = sqlx::query_as(concat!(
+            "UPDATE alerts SET status = 'ticketed', ticket_id = $2 WHERE id = $1 RETURNING ",
+            alert_columns!()
+        ))
+        .bind(alert.as_uuid())
+        .bind(ticket.as_uuid())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Alert::try_from(row)
     }
 }
 

@@ -27,6 +27,10 @@ use crate::rows::{
     page, page_limit, ticket_columns,
 };
 use async_trait::async_trait;
+use heron_core::dashboard::{
+    DashboardMetrics, MAX_TICKET_TIMES, SortDirection, TicketCursor, TicketSortKey, TicketTimes,
+    severity_rank,
+};
 use heron_core::ports::{
     AlertBinding, AlertQuery, AlertRepository, EventHistory, EventLog, EventQuery, EventQueue,
     EventScan, LEASE_EXPIRED_ERROR, Lease, LeasedEvent, NewAlert, NoticeQuery, NoticeRepository,
@@ -761,17 +765,51 @@ impl TicketRepository for SqliteStore {
                 .push_bind(needle)
                 .push(") > 0)");
         }
-        if let Some(before) = query.before {
-            sql.push(" AND id < ").push_bind(id_text(before));
+        let key = query.sort.key;
+        let (older, order) = match query.sort.direction {
+            SortDirection::Desc => ("<", "DESC"),
+            SortDirection::Asc => (">", "ASC"),
+        };
+        let column = match key {
+            TicketSortKey::Created => "id",
+            TicketSortKey::Updated => "updated_at",
+            TicketSortKey::Severity => crate::SEVERITY_RANK_SQL,
+        };
+        // Keyset paging: after (value, id) in the listing's order.
+        match query.checked_cursor()? {
+            None => {}
+            Some(TicketCursor::Created(id)) => {
+                sql.push(format!(" AND id {older} ")).push_bind(id_text(id));
+            }
+            Some(cursor) => {
+                let value = match cursor {
+                    TicketCursor::Updated(at, _) => micros(at),
+                    TicketCursor::Severity(severity, _) => severity_rank(severity),
+                    TicketCursor::Created(_) => 0,
+                };
+                sql.push(format!(" AND ({column} {older} "))
+                    .push_bind(value)
+                    .push(format!(" OR ({column} = "))
+                    .push_bind(value)
+                    .push(format!(" AND id {older} "))
+                    .push_bind(id_text(cursor.id()))
+                    .push("))");
+            }
         }
-        sql.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(limit as i64 + 1);
+        if key == TicketSortKey::Created {
+            sql.push(format!(" ORDER BY id {order} LIMIT "));
+        } else {
+            sql.push(format!(" ORDER BY {column} {order}, id {order} LIMIT "));
+        }
+        sql.push_bind(limit as i64 + 1);
         let rows: Vec<TicketRow> = sql
             .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;
-        Ok(page(convert(rows)?, limit, |t: &Ticket| t.id.to_string()))
+        Ok(page(convert(rows)?, limit, |t: &Ticket| {
+            TicketCursor::after(t, key).to_string()
+        }))
     }
 
     async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<Ticket> {
@@ -820,6 +858,91 @@ impl TicketRepository for SqliteStore {
                 .await
                 .map_err(map)?;
         crate::count_by_status(rows)
+    }
+
+    async fn dashboard_metrics(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<DashboardMetrics> {
+        // Timestamps are unix microseconds, never negative here: integer division is the
+        // UTC day. The five reads run at once, on separate connections (WAL readers).
+        const DAY: &str = "86400000000";
+        let (from, to) = (micros(since), micros(until));
+        let per_day = |sql: String| {
+            let pool = self.pool.clone();
+            async move {
+                // Audited: built from this function's literals only.
+                sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql))
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(map)
+            }
+        };
+        let alerts = per_day(format!(
+            "SELECT created_at / {DAY} AS day, COUNT(*) FROM alerts \
+             WHERE created_at >= $1 AND created_at < $2 GROUP BY day ORDER BY day"
+        ));
+        let tokens = per_day(format!(
+            "SELECT started_at / {DAY} AS day, SUM(total_tokens) FROM agent_runs \
+             WHERE started_at >= $1 AND started_at < $2 GROUP BY day ORDER BY day"
+        ));
+        let bytes = per_day(format!(
+            "SELECT r.started_at / {DAY} AS day, \
+             SUM(json_extract(s.value, '$.bytes_processed')) \
+             FROM agent_runs r, json_each(r.steps) s \
+             WHERE r.started_at >= $1 AND r.started_at < $2 \
+             AND json_extract(s.value, '$.bytes_processed') IS NOT NULL \
+             GROUP BY day ORDER BY day"
+        ));
+        let tickets = async {
+            sqlx::query_as::<_, (String, String, Option<String>, i64)>(
+                "SELECT status, severity, conclusion, COUNT(*) FROM tickets \
+                 WHERE created_at >= $1 AND created_at < $2 \
+                 GROUP BY status, severity, conclusion",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+        };
+        let times = async {
+            sqlx::query_as::<_, (DbTime, Option<DbTime>, Option<DbTime>)>(
+                "SELECT created_at, acked_at, resolved_at FROM ( \
+                 SELECT id, created_at, acked_at, resolved_at FROM tickets \
+                 WHERE created_at >= $1 AND created_at < $2 ORDER BY id DESC LIMIT $3) \
+                 ORDER BY created_at, id",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(MAX_TICKET_TIMES as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+        };
+        let (alerts, tokens, bytes, tickets, times) =
+            futures_util::future::try_join5(alerts, tokens, bytes, tickets, times).await?;
+        crate::dashboard_metrics(
+            since,
+            until,
+            crate::MetricRows {
+                alerts,
+                tickets,
+                tokens,
+                bytes,
+                times: times
+                    .into_iter()
+                    .map(|(created, acked, resolved)| TicketTimes {
+                        created_at: created.0,
+                        acked_at: acked.map(|t| t.0),
+                        resolved_at: resolved.map(|t| t.0),
+                    })
+                    .collect(),
+            },
+        )
     }
 
     async fn add_comment(&self, comment: Comment) -> StoreResult<Comment> {
@@ -928,6 +1051,55 @@ impl AlertRepository for SqliteStore {
             .await
             .map_err(map)?;
         Ok(page(convert(rows)?, limit, |a: &Alert| a.id.to_string()))
+    }
+
+    async fn bind_alert(&self, alert: AlertId, ticket: TicketId) -> StoreResult<Alert> {
+        let mut tx = self.write().await?;
+        let found: Option<(Option<DbUuid>, DbTime)> =
+            sqlx::query_as("SELECT ticket_id, created_at FROM alerts WHERE id = $1")
+                .bind(id_text(alert))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map)?;
+        let Some((bound, created_at)) = found else {
+            return Err(StoreError::NotFound(format!("alert {alert}")));
+        };
+        if let Some(bound) = bound {
+            return Err(StoreError::Conflict(format!(
+                "alert {alert} is already on ticket {}",
+                bound.0
+            )));
+        }
+        // Like attaching: the count and last_seen move, the version (edits only) does not.
+        let updated = sqlx::query(
+            "UPDATE tickets SET alert_count = alert_count + 1, \
+             last_seen = max(last_seen, $2) WHERE id = $1",
+        )
+        .bind(id_text(ticket))
+        .bind(micros(created_at.0))
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("ticket {ticket}")));
+        }
+        sqlx::query("UPDATE notices SET ticket_id = $2 WHERE alert_id = $1 AND ticket_id IS NULL")
+            .bind(id_text(alert))
+            .bind(id_text(ticket))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let row: AlertRow = sqlx::query_as(concat!(
+            "UPDATE alerts SET status = 'ticketed', ticket_id = $2 WHERE id = $1 RETURNING ",
+            alert_columns!()
+        ))
+        .bind(id_text(alert))
+        .bind(id_text(ticket))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Alert::try_from(row)
     }
 }
 

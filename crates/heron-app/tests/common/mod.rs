@@ -143,6 +143,7 @@ delegate!(TicketRepository {
         get_ticket(id: TicketId) -> StoreResult<Option<Ticket>>;
         list_tickets(query: &TicketQuery) -> StoreResult<Page<Ticket>>;
         count_tickets_by_status() -> StoreResult<Vec<(TicketStatus, u64)>>;
+        dashboard_metrics(since: Timestamp, until: Timestamp) -> StoreResult<heron_core::dashboard::DashboardMetrics>;
         add_comment(comment: Comment) -> StoreResult<Comment>;
         list_comments(ticket: TicketId) -> StoreResult<Vec<Comment>>;
     }
@@ -158,6 +159,7 @@ delegate!(AlertRepository {
         get_alert(id: AlertId) -> StoreResult<Option<Alert>>;
         list_alerts(query: &AlertQuery) -> StoreResult<Page<Alert>>;
         tickets_of_events(events: &[EventId]) -> StoreResult<Vec<TicketId>>;
+        bind_alert(alert: AlertId, ticket: TicketId) -> StoreResult<Alert>;
 });
 
 delegate!(NoticeRepository {

@@ -15,6 +15,9 @@ use crate::agent::{
     Verdict,
 };
 use crate::alert::{AlertStatus, MetadataSource};
+use crate::dashboard::{
+    DayValue, SortDirection, TicketCursor, TicketSort, TicketSortKey, TicketTimes, WeeklyTimes,
+};
 use crate::investigation::{TriageJob, TriageJobState, TriageLease, TriageOutcome, TriageStats};
 use crate::llm::TokenUsage;
 use crate::ports::{
@@ -2715,12 +2718,12 @@ pub async fn listing_tickets_filters_by_status_severity_assignee_tag_and_text(st
         page.items.iter().map(|t| t.id).collect::<Vec<_>>(),
         vec![made[4], made[2]]
     );
-    let before = cursor::<TicketId>(&page.next_cursor);
-    assert_eq!(before, Some(made[2]));
+    let before = cursor::<TicketCursor>(&page.next_cursor);
+    assert_eq!(before, Some(TicketCursor::Created(made[2])));
     let rest = store
         .list_tickets(&TicketQuery {
             severity: Some(Severity::High),
-            before,
+            cursor: before,
             limit: 2,
             ..TicketQuery::default()
         })
@@ -2767,6 +2770,386 @@ pub async fn tickets_are_counted_by_status(store: Shared) {
     assert_eq!(count(&counts, TicketStatus::Acknowledged), 1);
     assert_eq!(count(&counts, TicketStatus::Resolved), 1);
     assert_eq!(count(&counts, TicketStatus::Archived), 0);
+}
+
+/// Every page of a listing in `sort`, `limit` at a time: the ids in order.
+async fn list_all(store: &Shared, sort: TicketSort, limit: usize) -> Vec<TicketId> {
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_tickets(&TicketQuery {
+                sort,
+                cursor: after,
+                limit,
+                ..TicketQuery::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.items.len() <= limit);
+        ids.extend(page.items.iter().map(|t| t.id));
+        match cursor::<TicketCursor>(&page.next_cursor) {
+            Some(next) => after = Some(next),
+            None => return ids,
+        }
+        assert!(ids.len() < 100, "paging does not end");
+    }
+}
+
+pub async fn tickets_sort_by_creation_update_or_severity_both_ways_across_pages(store: Shared) {
+    use SortDirection::{Asc, Desc};
+    use TicketSortKey::{Created, Severity as BySeverity, Updated};
+    let a = open_ticket(&store, "a", at(100)).await;
+    let b = open_ticket(&store, "b", at(100)).await;
+    let c = open_ticket(&store, "c", at(100)).await;
+    let d = open_ticket(&store, "d", at(100)).await;
+    let severity = |s| TicketChange {
+        severity: Some(s),
+        ..TicketChange::default()
+    };
+    change(&store, b, severity(Severity::Critical), at(200)).await;
+    change(&store, a, severity(Severity::Low), at(300)).await;
+    change(&store, d, severity(Severity::Low), at(400)).await;
+    // c stays high, last updated when it was opened.
+    let sort = |key, direction| TicketSort { key, direction };
+    for (order, expected) in [
+        (sort(Created, Desc), vec![d, c, b, a]),
+        (sort(Created, Asc), vec![a, b, c, d]),
+        (sort(Updated, Desc), vec![d, a, b, c]),
+        (sort(Updated, Asc), vec![c, b, a, d]),
+        // Equal severities fall back on the id, in the same direction.
+        (sort(BySeverity, Desc), vec![b, c, d, a]),
+        (sort(BySeverity, Asc), vec![a, d, c, b]),
+    ] {
+        for limit in [1, 3, 10] {
+            assert_eq!(
+                list_all(&store, order, limit).await,
+                expected,
+                "{order:?}, {limit} a page"
+            );
+        }
+    }
+    assert_eq!(
+        TicketSort::default(),
+        sort(Created, Desc),
+        "newest first by default"
+    );
+
+    // A cursor keeps its place when its ticket is edited meanwhile.
+    let first = store
+        .list_tickets(&TicketQuery {
+            sort: sort(Updated, Desc),
+            limit: 2,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.items.iter().map(|t| t.id).collect::<Vec<_>>(), [d, a]);
+    change(&store, a, severity(Severity::Medium), at(500)).await;
+    let rest = store
+        .list_tickets(&TicketQuery {
+            sort: sort(Updated, Desc),
+            cursor: cursor::<TicketCursor>(&first.next_cursor),
+            limit: 2,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.items.iter().map(|t| t.id).collect::<Vec<_>>(), [b, c]);
+
+    let mismatched = store
+        .list_tickets(&TicketQuery {
+            sort: sort(BySeverity, Desc),
+            cursor: Some(TicketCursor::Created(a)),
+            limit: 2,
+            ..TicketQuery::default()
+        })
+        .await;
+    assert!(
+        matches!(mismatched, Err(StoreError::Invalid(_))),
+        "a cursor of another order is refused: {mismatched:?}"
+    );
+}
+
+/// Monday 2023-11-13 00:00 UTC plus `secs`.
+fn monday(secs: i64) -> Timestamp {
+    DateTime::from_timestamp(1_699_833_600 + secs, 0).expect("in range")
+}
+
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+
+/// Opens a ticket for `key` whose alert and ticket are both created at `t`.
+async fn open_ticket_at(store: &Shared, key: &str, t: Timestamp) -> TicketId {
+    let bindings = ingest(store, t, |id| {
+        let mut planned = open(new_alert(id, "guardduty", key, t), t);
+        if let Disposition::Open { ticket, .. } = &mut planned.disposition {
+            ticket.created_at = t;
+        }
+        vec![planned]
+    })
+    .await;
+    match bindings.as_slice() {
+        [AlertBinding::Opened(id)] => *id,
+        other => panic!("expected one opened ticket, got {other:?}"),
+    }
+}
+
+pub async fn dashboard_metrics_count_a_small_fixture_exactly(store: Shared) {
+    let to = |status| TicketChange {
+        status: Some(status),
+        ..TicketChange::default()
+    };
+    let resolved_as = |conclusion| TicketChange {
+        status: Some(TicketStatus::Resolved),
+        conclusion: Some(conclusion),
+        ..TicketChange::default()
+    };
+    // Before the window: counted nowhere.
+    let early = open_ticket_at(&store, "early", monday(-HOUR)).await;
+    store
+        .save_agent_run(&agent_run(early, monday(-HOUR), 9_999))
+        .await
+        .unwrap();
+    // Week 1.
+    let a = open_ticket_at(&store, "a", monday(10 * HOUR)).await;
+    change(
+        &store,
+        a,
+        to(TicketStatus::Acknowledged),
+        monday(10 * HOUR + 600),
+    )
+    .await;
+    change(
+        &store,
+        a,
+        resolved_as(Conclusion::FalsePositive),
+        monday(11 * HOUR),
+    )
+    .await;
+    let b = open_ticket_at(&store, "b", monday(DAY + 9 * HOUR)).await;
+    change(
+        &store,
+        b,
+        to(TicketStatus::Acknowledged),
+        monday(DAY + 9 * HOUR + 60),
+    )
+    .await;
+    change(
+        &store,
+        b,
+        TicketChange {
+            severity: Some(Severity::Critical),
+            assignee: Some(Some("bob".to_owned())),
+            ..TicketChange::default()
+        },
+        monday(DAY + 9 * HOUR + 120),
+    )
+    .await;
+    let second_alert_at = monday(DAY + 9 * HOUR + 1_800);
+    ingest(&store, second_alert_at, |id| {
+        vec![attach(
+            new_alert(id, "guardduty", "b", second_alert_at),
+            b,
+            second_alert_at,
+        )]
+    })
+    .await;
+    let c = open_ticket_at(&store, "c", monday(DAY + 12 * HOUR)).await;
+    change(
+        &store,
+        c,
+        resolved_as(Conclusion::TruePositive),
+        monday(DAY + 14 * HOUR),
+    )
+    .await;
+    store
+        .save_agent_run(&agent_run(a, monday(11 * HOUR), 500))
+        .await
+        .unwrap();
+    let mut second = agent_run(a, monday(12 * HOUR), 300);
+    second.steps[1].bytes_processed = Some(1_000);
+    store.save_agent_run(&second).await.unwrap();
+    // Week 2.
+    let d = open_ticket_at(&store, "d", monday(9 * DAY + 8 * HOUR)).await;
+    let mut third = agent_run(d, monday(9 * DAY + 9 * HOUR), 50);
+    third.steps[1].bytes_processed = None;
+    store.save_agent_run(&third).await.unwrap();
+    let discarded_at = monday(10 * DAY + 3 * HOUR);
+    ingest(&store, discarded_at, |id| {
+        vec![discard(new_alert(id, "guardduty", "noise", discarded_at))]
+    })
+    .await;
+    // At the end of the window: excluded.
+    let until = monday(14 * DAY);
+    ingest(&store, until, |id| {
+        vec![discard(new_alert(id, "guardduty", "late", until))]
+    })
+    .await;
+
+    let metrics = store.dashboard_metrics(monday(0), until).await.unwrap();
+    let day = |n: i64| monday(n * DAY).date_naive();
+    let value = |n, value| DayValue { day: day(n), value };
+    assert_eq!((metrics.since, metrics.until), (monday(0), until));
+    assert_eq!(
+        metrics.alerts_per_day,
+        vec![value(0, 1), value(1, 3), value(9, 1), value(10, 1)]
+    );
+    assert_eq!(
+        metrics.tickets_by_status,
+        vec![
+            (TicketStatus::Open, 1),
+            (TicketStatus::Acknowledged, 1),
+            (TicketStatus::Resolved, 2),
+            (TicketStatus::Archived, 0),
+        ]
+    );
+    assert_eq!(
+        metrics.tickets_by_severity,
+        vec![
+            (Severity::Critical, 1),
+            (Severity::High, 3),
+            (Severity::Medium, 0),
+            (Severity::Low, 0),
+            (Severity::Info, 0),
+        ]
+    );
+    assert_eq!(
+        metrics.conclusions,
+        vec![
+            (Conclusion::Intended, 0),
+            (Conclusion::Unaffected, 0),
+            (Conclusion::FalsePositive, 1),
+            (Conclusion::TruePositive, 1),
+            (Conclusion::Escalated, 0),
+        ]
+    );
+    assert_eq!(metrics.tokens_per_day, vec![value(0, 800), value(9, 50)]);
+    assert_eq!(
+        metrics.bigquery_bytes_per_day,
+        vec![value(0, 1_234_567_890_123 + 1_000)]
+    );
+    let times = |created: i64, acked: Option<i64>, resolved: Option<i64>| TicketTimes {
+        created_at: monday(created),
+        acked_at: acked.map(monday),
+        resolved_at: resolved.map(monday),
+    };
+    assert_eq!(
+        metrics.ticket_times,
+        vec![
+            times(10 * HOUR, Some(10 * HOUR + 600), Some(11 * HOUR)),
+            times(DAY + 9 * HOUR, Some(DAY + 9 * HOUR + 60), None),
+            times(
+                DAY + 12 * HOUR,
+                Some(DAY + 14 * HOUR),
+                Some(DAY + 14 * HOUR)
+            ),
+            times(9 * DAY + 8 * HOUR, None, None),
+        ]
+    );
+    assert_eq!(
+        metrics.weekly_times(),
+        vec![
+            WeeklyTimes {
+                week: day(0),
+                created: 3,
+                acknowledged: 3,
+                tta_p50: Some(600),
+                tta_p90: Some(2 * HOUR),
+                resolved: 2,
+                ttr_p50: Some(HOUR),
+                ttr_p90: Some(2 * HOUR),
+            },
+            WeeklyTimes {
+                week: day(7),
+                created: 1,
+                acknowledged: 0,
+                tta_p50: None,
+                tta_p90: None,
+                resolved: 0,
+                ttr_p50: None,
+                ttr_p90: None,
+            },
+        ]
+    );
+
+    let empty = store
+        .dashboard_metrics(monday(-30 * DAY), monday(-20 * DAY))
+        .await
+        .unwrap();
+    assert!(empty.alerts_per_day.is_empty() && empty.ticket_times.is_empty());
+    assert!(empty.tickets_by_status.iter().all(|(_, n)| *n == 0));
+    assert_eq!(empty.tickets_by_status.len(), TicketStatus::ALL.len());
+}
+
+pub async fn binding_an_unbound_alert_puts_it_on_the_ticket_once(store: Shared) {
+    let tid = open_ticket(&store, "a", at(100)).await;
+    let before = ticket(&store, tid).await;
+    let (notice_id, noticed) = make_notice(&store, "probe", at(200)).await;
+    let mut discarded = Vec::new();
+    for secs in [50, 60] {
+        ingest(&store, at(secs), |id| {
+            let alert = new_alert(id, "guardduty", "noise", at(secs));
+            discarded.push(alert.id);
+            vec![discard(alert)]
+        })
+        .await;
+    }
+
+    let bound = store.bind_alert(noticed, tid).await.unwrap();
+    assert_eq!(bound.ticket_id, Some(tid));
+    assert_eq!(bound.status, AlertStatus::Ticketed);
+    assert_eq!(store.get_alert(noticed).await.unwrap().unwrap(), bound);
+    let after = ticket(&store, tid).await;
+    assert_eq!(after.alert_count, before.alert_count + 1);
+    assert_eq!(after.last_seen, at(200), "a later alert moves last_seen");
+    assert_eq!(after.version, before.version, "binding is not an edit");
+    assert_eq!(
+        store
+            .get_notice(notice_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .ticket_id,
+        Some(tid),
+        "the notice records the ticket"
+    );
+
+    store.bind_alert(discarded[0], tid).await.unwrap();
+    let after = ticket(&store, tid).await;
+    assert_eq!(after.alert_count, before.alert_count + 2);
+    assert_eq!(after.last_seen, at(200), "an older alert leaves last_seen");
+    let unbound = store
+        .list_alerts(&AlertQuery {
+            unbound: true,
+            limit: 10,
+            ..AlertQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        unbound.items.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![discarded[1]]
+    );
+
+    assert_conflict(store.bind_alert(noticed, tid).await, "binding twice");
+    assert_not_found(
+        store.bind_alert(AlertId::new(), tid).await,
+        "binding an unknown alert",
+    );
+    assert_not_found(
+        store.bind_alert(discarded[1], TicketId::new()).await,
+        "binding to an unknown ticket",
+    );
+    let still = store.get_alert(discarded[1]).await.unwrap().unwrap();
+    assert_eq!(
+        (still.ticket_id, still.status),
+        (None, AlertStatus::Discarded)
+    );
+    assert_eq!(
+        ticket(&store, tid).await.alert_count,
+        before.alert_count + 2
+    );
 }
 
 pub async fn comments_are_listed_oldest_first_and_need_a_ticket(store: Shared) {

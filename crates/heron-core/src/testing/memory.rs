@@ -16,6 +16,7 @@
 use crate::agent::AgentRun;
 use crate::alert::AlertStatus;
 use crate::completion::{self, BatchWrite, LockedTicket};
+use crate::dashboard::DashboardMetrics;
 use crate::investigation::{
     AgentStore, EmbeddingStore, SimilarTicket, TriageJob, TriageJobState, TriageLease,
     TriageOutcome, TriageStats,
@@ -715,21 +716,56 @@ impl TicketRepository for InMemoryStore {
     }
 
     async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>> {
+        use crate::dashboard::{SortDirection, TicketCursor, TicketSortKey, severity_rank};
+        let cursor = query.checked_cursor()?;
         let state = self.lock();
         let text = query.text.as_ref().map(|t| t.to_lowercase());
-        Ok(page(&state.tickets, query.before, query.limit, |t| {
-            query.status.is_none_or(|want| t.status == want)
-                && query.severity.is_none_or(|want| t.severity == want)
-                && query
-                    .assignee
-                    .as_ref()
-                    .is_none_or(|want| t.assignee.as_ref() == Some(want))
-                && query.tag.as_ref().is_none_or(|want| t.tags.contains(want))
-                && text.as_ref().is_none_or(|want| {
-                    t.title.to_lowercase().contains(want)
-                        || t.description.to_lowercase().contains(want)
-                })
-        }))
+        let sort_key = |t: &Ticket| match query.sort.key {
+            TicketSortKey::Created => (0, t.id),
+            TicketSortKey::Updated => (t.updated_at.timestamp_micros(), t.id),
+            TicketSortKey::Severity => (severity_rank(t.severity), t.id),
+        };
+        let cursor_key = cursor.map(|c| match c {
+            TicketCursor::Created(id) => (0, id),
+            TicketCursor::Updated(at, id) => (at.timestamp_micros(), id),
+            TicketCursor::Severity(severity, id) => (severity_rank(severity), id),
+        });
+        let descending = query.sort.direction == SortDirection::Desc;
+        let mut found: Vec<&Ticket> = state
+            .tickets
+            .values()
+            .filter(|t| {
+                query.status.is_none_or(|want| t.status == want)
+                    && query.severity.is_none_or(|want| t.severity == want)
+                    && query
+                        .assignee
+                        .as_ref()
+                        .is_none_or(|want| t.assignee.as_ref() == Some(want))
+                    && query.tag.as_ref().is_none_or(|want| t.tags.contains(want))
+                    && text.as_ref().is_none_or(|want| {
+                        t.title.to_lowercase().contains(want)
+                            || t.description.to_lowercase().contains(want)
+                    })
+                    && cursor_key.is_none_or(|after| {
+                        if descending {
+                            sort_key(t) < after
+                        } else {
+                            sort_key(t) > after
+                        }
+                    })
+            })
+            .collect();
+        found.sort_by_key(|t| sort_key(t));
+        if descending {
+            found.reverse();
+        }
+        let limit = page_limit(query.limit);
+        let next_cursor = (found.len() > limit)
+            .then(|| TicketCursor::after(found[limit - 1], query.sort.key).to_string());
+        Ok(Page {
+            items: found.into_iter().take(limit).cloned().collect(),
+            next_cursor,
+        })
     }
 
     async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<Ticket> {
@@ -778,6 +814,82 @@ impl TicketRepository for InMemoryStore {
                 (*status, n as u64)
             })
             .collect())
+    }
+
+    async fn dashboard_metrics(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<DashboardMetrics> {
+        use crate::dashboard::{DayValue, MAX_TICKET_TIMES, SEVERITIES_DESC, TicketTimes};
+        use crate::{Conclusion, Severity};
+        let state = self.lock();
+        let within = |t: Timestamp| since <= t && t < until;
+        fn per_day(values: impl Iterator<Item = (Timestamp, u64)>) -> Vec<DayValue> {
+            let mut days: BTreeMap<chrono::NaiveDate, u64> = BTreeMap::new();
+            for (at, n) in values {
+                *days.entry(at.date_naive()).or_default() += n;
+            }
+            days.into_iter()
+                .map(|(day, value)| DayValue { day, value })
+                .collect()
+        }
+        let tickets: Vec<&Ticket> = state
+            .tickets
+            .values()
+            .filter(|t| within(t.created_at))
+            .collect();
+        let count =
+            |keep: &dyn Fn(&Ticket) -> bool| tickets.iter().filter(|t| keep(t)).count() as u64;
+        let runs: Vec<&AgentRun> = state
+            .runs
+            .values()
+            .filter(|r| within(r.started_at))
+            .collect();
+        let mut times: Vec<&Ticket> = tickets.clone();
+        times.sort_by_key(|t| std::cmp::Reverse(t.id));
+        times.truncate(MAX_TICKET_TIMES);
+        times.sort_by_key(|t| (t.created_at, t.id));
+        Ok(DashboardMetrics {
+            since,
+            until,
+            alerts_per_day: per_day(
+                state
+                    .alerts
+                    .values()
+                    .filter(|a| within(a.created_at))
+                    .map(|a| (a.created_at, 1)),
+            ),
+            tickets_by_status: TicketStatus::ALL
+                .iter()
+                .map(|s| (*s, count(&|t| t.status == *s)))
+                .collect(),
+            tickets_by_severity: SEVERITIES_DESC
+                .iter()
+                .map(|s: &Severity| (*s, count(&|t| t.severity == *s)))
+                .collect(),
+            conclusions: Conclusion::ALL
+                .iter()
+                .map(|c| (*c, count(&|t| t.conclusion == Some(*c))))
+                .collect(),
+            tokens_per_day: per_day(
+                runs.iter()
+                    .map(|r| (r.started_at, u64::from(r.usage.total_tokens))),
+            ),
+            bigquery_bytes_per_day: per_day(runs.iter().flat_map(|r| {
+                r.steps
+                    .iter()
+                    .filter_map(|s| s.bytes_processed.map(|b| (r.started_at, b)))
+            })),
+            ticket_times: times
+                .into_iter()
+                .map(|t| TicketTimes {
+                    created_at: t.created_at,
+                    acked_at: t.acked_at,
+                    resolved_at: t.resolved_at,
+                })
+                .collect(),
+        })
     }
 
     async fn add_comment(&self, comment: Comment) -> StoreResult<Comment> {
@@ -840,6 +952,38 @@ impl AlertRepository for InMemoryStore {
             .filter_map(|a| a.ticket_id)
             .collect();
         Ok(tickets.into_iter().collect())
+    }
+
+    async fn bind_alert(&self, alert: AlertId, ticket: TicketId) -> StoreResult<Alert> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let stored = state
+            .alerts
+            .get(&alert)
+            .ok_or_else(|| StoreError::NotFound(format!("alert {alert}")))?;
+        if let Some(bound) = stored.ticket_id {
+            return Err(StoreError::Conflict(format!(
+                "alert {alert} is already on ticket {bound}"
+            )));
+        }
+        let target = state
+            .tickets
+            .get_mut(&ticket)
+            .ok_or_else(|| StoreError::NotFound(format!("ticket {ticket}")))?;
+        target.alert_count += 1;
+        target.last_seen = target.last_seen.max(stored.created_at);
+        if let Some(notice) = stored.notice_id.and_then(|n| state.notices.get_mut(&n))
+            && notice.ticket_id.is_none()
+        {
+            notice.ticket_id = Some(ticket);
+        }
+        let stored = state
+            .alerts
+            .get_mut(&alert)
+            .ok_or_else(|| StoreError::NotFound(format!("alert {alert}")))?;
+        stored.ticket_id = Some(ticket);
+        stored.status = AlertStatus::Ticketed;
+        Ok(stored.clone())
     }
 }
 
