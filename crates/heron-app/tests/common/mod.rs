@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use async_trait::async_trait;
+use heron_core::access::AccessStore;
 use heron_core::agent::AgentRun;
 use heron_core::investigation::*;
 use heron_core::ports::*;
@@ -206,6 +207,16 @@ delegate!(SlackStore {
         accept_slack_delivery(delivery: &NewSlackDelivery) -> StoreResult<bool>;
         lease_slack_deliveries(limit: usize, now: Timestamp, lease_until: Timestamp) -> StoreResult<Vec<SlackDelivery>>;
         finish_slack_delivery(delivery: &SlackDelivery, error: Option<&str>, retry_at: Option<Timestamp>, now: Timestamp) -> StoreResult<()>;
+});
+
+delegate!(AccessStore {
+        create_api_token(token: access::NewApiToken, audit: access::AuditEntry) -> StoreResult<access::ApiToken>;
+        find_api_token(hash: &str) -> StoreResult<Option<access::ApiToken>>;
+        list_api_tokens() -> StoreResult<Vec<access::ApiToken>>;
+        revoke_api_token(token: &access::TokenRef, at: Timestamp, audit: access::AuditEntry) -> StoreResult<access::ApiToken>;
+        touch_api_tokens(used: &[(TokenId, Timestamp)]) -> StoreResult<()>;
+        record_audit(entry: access::AuditEntry) -> StoreResult<()>;
+        list_audit(query: &access::AuditQuery) -> StoreResult<Page<access::AuditEntry>>;
 });
 
 delegate!(ToolCache {

@@ -36,6 +36,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
+mod access;
 mod slack;
 
 /// Most items one listing page returns, whatever limit is asked for (a limit of 0 means 1).
@@ -71,6 +72,7 @@ struct State {
     /// Tool cache: key → (value, expires_at).
     cache: HashMap<String, (String, Timestamp)>,
     slack: slack::SlackMem,
+    access: access::AccessMem,
 }
 
 #[derive(Debug, Clone)]
