@@ -118,9 +118,17 @@ pub struct TriageWorker {
     agent: Option<TriageAgent>,
     settings: TriageSettings,
     wake: Arc<Notify>,
+    /// Investigations wait while it is tripped ([`crate::backlog`]).
+    breaker: Option<Arc<crate::BacklogBreaker>>,
 }
 
 impl TriageWorker {
+    /// Makes investigations wait while `breaker` is tripped.
+    pub fn with_breaker(mut self, breaker: Option<Arc<crate::BacklogBreaker>>) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         embedder: SimilarityEmbedder,
@@ -134,6 +142,7 @@ impl TriageWorker {
             agent,
             settings,
             wake,
+            breaker: None,
         }
     }
 
@@ -174,6 +183,11 @@ impl TriageWorker {
     }
 
     async fn run_job(&self, shutdown: Option<&watch::Receiver<bool>>) -> Result<bool, StoreError> {
+        if let Some(breaker) = &self.breaker
+            && breaker.model_paused().await
+        {
+            return Ok(false);
+        }
         let now = self.store.now().await?;
         let lease_until = now + to_chrono(self.settings.lease);
         let Some(lease) = self

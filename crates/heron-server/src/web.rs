@@ -12,10 +12,11 @@
 //!   the same `heron-app` use cases as the API, recorded under the viewer's name;
 //! - pages work without JavaScript; the script only adds live notices and streamed chat.
 
+use crate::access::RequestContext;
 use crate::state::ServerState;
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -75,12 +76,13 @@ struct LiveParams {
 /// (UUIDv7), so "newer" is "greater id".
 async fn live_tickets(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     params: Result<Query<LiveParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    signed_in(&state, &headers, &uri)?;
+    signed_in(&state, &ctx, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     let after = match blank_to_none(&params.after) {
         None => None,
@@ -225,7 +227,12 @@ fn bad_request(message: String) -> PageError {
 /// The viewer of a page: an OpenID Connect session, else an API token (HTTP Basic password
 /// or bearer), else — with OpenID Connect configured — a redirect to sign in, or a Basic
 /// challenge without it. Without auth (loopback `--no-auth`) everyone is `local`.
-fn signed_in(state: &ServerState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, PageError> {
+fn signed_in(
+    state: &ServerState,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Viewer, PageError> {
     let settings = &state.inner.settings;
     if matches!(settings.auth, crate::AuthMode::Disabled) {
         return Ok(Viewer {
@@ -245,6 +252,14 @@ fn signed_in(state: &ServerState, headers: &HeaderMap, uri: &Uri) -> Result<View
     if settings.auth.check_api(headers).is_ok() {
         return Ok(Viewer {
             user: "api token".into(),
+            csrf: String::new(),
+        });
+    }
+    // A stored token with the read scope (checked by the access middleware): read only, as
+    // any token over Basic.
+    if let Some(token) = ctx.stored_token() {
+        return Ok(Viewer {
+            user: token.name.clone(),
             csrf: String::new(),
         });
     }
@@ -390,11 +405,12 @@ fn verdict_of(ticket: &Ticket) -> String {
 
 async fn queue(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     params: Result<Query<QueueParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     let status = match blank_to_none(&params.status) {
         None => None,
@@ -681,11 +697,12 @@ async fn similar_to(state: &ServerState, ticket: &Ticket) -> Vec<SimilarView> {
 
 async fn ticket(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let t = existing(&state, &raw).await?;
     let id = t.id;
     let store = &state.inner.store;
@@ -802,10 +819,11 @@ struct AlertsPage {
 
 async fn alerts_page(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let store = &state.inner.store;
     let notices = store
         .list_notices(&heron_core::ports::NoticeQuery {
@@ -880,12 +898,13 @@ const BODY_CHARS: usize = 8_192;
 
 async fn events_page(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     params: Result<Query<EventsParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
     use heron_core::EventState;
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     let wanted = blank_to_none(&params.state).unwrap_or_else(|| "failed".into());
     let event_state: EventState = wanted
@@ -1131,13 +1150,14 @@ fn app_error(e: heron_app::AppError) -> PageError {
 /// One change to a ticket from its page, as the signed-in user; back to the page after.
 async fn ticket_action(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
     form: Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
     use heron_core::{CommentSource, Conclusion, TicketChange};
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
     if viewer.csrf.is_empty()
         || !crate::oidc::constant_eq(viewer.csrf.as_bytes(), form.csrf.as_bytes())
@@ -1159,6 +1179,7 @@ async fn ticket_action(
     let actor = heron_app::Actor {
         name: viewer.user.clone(),
         source: CommentSource::Web,
+        remote: ctx.remote.clone(),
     };
     let tickets = &state.inner.tickets;
     let change = match form.action.as_str() {
@@ -1254,11 +1275,12 @@ async fn existing(state: &ServerState, raw: &str) -> Result<Ticket, PageError> {
 /// The conversation with the agent about a ticket, and a question form.
 async fn chat_page(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let t = existing(&state, &raw).await?;
     let comments = state.inner.store.list_comments(t.id).await?;
     render(&ChatPage {
@@ -1307,12 +1329,13 @@ fn chat_disabled() -> PageError {
 /// then back to the conversation.
 async fn chat_ask(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
     form: Result<axum::Form<ChatForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
     check_csrf(&viewer, &form.csrf)?;
     let t = existing(&state, &raw).await?;
@@ -1320,6 +1343,7 @@ async fn chat_ask(
     let actor = heron_app::Actor {
         name: viewer.user,
         source: heron_core::CommentSource::Web,
+        remote: ctx.remote.clone(),
     };
     service
         .ask(t.id, &actor, &form.question, &|_| {})
@@ -1342,12 +1366,13 @@ struct ChatStreamParams {
 /// It is a GET because `EventSource` only sends GETs; the CSRF token rides in the query.
 async fn chat_stream(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
     params: Result<Query<ChatStreamParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     check_csrf(&viewer, &params.csrf)?;
     let t = existing(&state, &raw).await?;
@@ -1360,6 +1385,7 @@ async fn chat_stream(
     let actor = heron_app::Actor {
         name: viewer.user,
         source: heron_core::CommentSource::Web,
+        remote: ctx.remote.clone(),
     };
     Ok(crate::agent::chat_events(service, t.id, actor, params.question).into_response())
 }
