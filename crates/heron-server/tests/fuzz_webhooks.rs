@@ -244,6 +244,8 @@ fn fuzz_webhook_bodies_get_a_client_error_or_are_stored_parseable() {
         .unwrap();
         heron_server::router(state)
     });
+    let accepted = std::sync::atomic::AtomicUsize::new(0);
+    let refused = std::sync::atomic::AtomicUsize::new(0);
     fuzz("webhook bodies", delivery(), |d| {
         let (status, answer) = runtime.block_on(async {
             let mut request = Request::post(&d.path).header("authorization", "Bearer t");
@@ -279,9 +281,11 @@ fn fuzz_webhook_bodies_get_a_client_error_or_are_stored_parseable() {
             "status {status} for {d:?}: {answer}"
         );
         if status != 202 {
+            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             prop_assert!(answer["error"]["code"].is_string(), "error shape: {answer}");
             return Ok(());
         }
+        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ids: Vec<String> = match answer.get("events") {
             Some(events) => events
                 .as_array()
@@ -302,4 +306,9 @@ fn fuzz_webhook_bodies_get_a_client_error_or_are_stored_parseable() {
         }
         Ok(())
     });
+    eprintln!(
+        "webhook bodies: {} acknowledged and checked, {} refused",
+        accepted.into_inner(),
+        refused.into_inner()
+    );
 }

@@ -15,7 +15,12 @@ where
     S: Strategy,
     S::Value: std::fmt::Debug,
 {
-    let config = Config::default();
+    // Failures are reported (shrunk) on stderr; there is no source file to persist seeds
+    // next to, so none are saved.
+    let config = Config {
+        failure_persistence: None,
+        ..Config::default()
+    };
     let budget = std::env::var("HERON_FUZZ_SECS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
