@@ -2674,13 +2674,14 @@ async fn the_auth_http_policy_guards_webhooks_and_the_api(backend: Backend) {
 
 default allow := false
 
-# Reads: only while the allow-listed environment says which package runs the tests, and
-# the rest of the environment is not shown.
+# Reads: only while the allow-listed environment says which package runs the tests, the
+# rest of the environment is not shown, and from this machine.
 allow if {
 	input.req.method == "GET"
 	startswith(input.req.path, "/api/v1/")
 	input.env.CARGO_PKG_NAME == "heron-cli"
 	not input.env.PATH
+	input.remote == "127.0.0.1"
 }
 
 # Alerts: only from the sender that says so, and never the blocked rule (read from the body).

@@ -256,7 +256,7 @@ pub(crate) async fn enforce(
     if guard != Guard::Other
         && let Some(principal) = &principal
     {
-        match crate::auth_http::check(&state, principal, request).await {
+        match crate::auth_http::check(&state, principal, remote.as_deref(), request).await {
             Ok(allowed) => request = allowed,
             Err(e) => return e.into_response(),
         }

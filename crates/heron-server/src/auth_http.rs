@@ -26,6 +26,7 @@ use serde_json::json;
 pub(crate) async fn check(
     state: &ServerState,
     principal: &Principal,
+    remote: Option<&str>,
     request: Request,
 ) -> Result<Request, ApiError> {
     let engine = state.inner.policies.current();
@@ -51,10 +52,6 @@ pub(crate) async fn check(
                 )));
             }
         };
-    let remote = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
     let input = json!({
         "req": {
             "method": parts.method.as_str(),
