@@ -81,6 +81,15 @@ impl ChatService {
             .await;
         crate::metrics::agent_run(&run);
         self.store.save_agent_run(&run).await?;
+        crate::audit::record(
+            self.store.as_ref(),
+            actor,
+            "agent.run",
+            Some(ticket),
+            Some(run.id.to_string()),
+            serde_json::json!({ "purpose": "chat", "status": run.status }),
+        )
+        .await;
         let answer = match (&run.status, &run.answer) {
             (RunStatus::Completed, Some(text)) => Some(
                 self.tickets
@@ -89,6 +98,7 @@ impl ChatService {
                         &Actor {
                             name: AGENT_AUTHOR.into(),
                             source: CommentSource::Agent,
+                            remote: None,
                         },
                         &clip_answer(text),
                     )

@@ -15,6 +15,8 @@
 //!   errors as their results (ADR 0006): enrichment never loses an alert.
 
 pub mod agent_tools;
+pub mod audit;
+pub mod backlog;
 mod chat;
 pub mod embedding;
 mod enrich;
@@ -30,6 +32,7 @@ pub mod triage;
 pub mod tuning;
 mod worker;
 
+pub use backlog::{BacklogBreaker, BacklogLimits};
 pub use chat::{AGENT_AUTHOR, ChatReply, ChatService, MAX_QUESTION_BYTES};
 pub use embedding::{AlertEmbeddingSettings, AlertEmbeddingWorker, SimilarityEmbedder};
 pub use enrich::{AgentEnricher, AlertText, EnrichError, Enricher, TaskRun};

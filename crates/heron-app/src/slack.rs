@@ -285,6 +285,7 @@ impl SlackService {
                 format!("{name} (Slack {user} in {channel})")
             },
             source: CommentSource::Slack,
+            remote: None,
         }
     }
 
@@ -418,6 +419,7 @@ impl SlackService {
                         &Actor {
                             name,
                             source: CommentSource::Slack,
+                            remote: None,
                         },
                         &said,
                     )
@@ -623,6 +625,7 @@ impl SlackService {
                 &Actor {
                     name: name.to_owned(),
                     source: CommentSource::System,
+                    remote: None,
                 },
                 &format!(
                     "{} made this ticket from a Slack thread",
@@ -680,6 +683,7 @@ impl SlackService {
         let actor = Actor {
             name: name.to_owned(),
             source: CommentSource::Slack,
+            remote: None,
         };
         tracing::info!(ticket_id = %ticket, user = %user, channel = %thread.channel, "agent chat asked from Slack");
         let this = self.clone();

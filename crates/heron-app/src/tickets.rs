@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub struct Actor {
     pub name: String,
     pub source: CommentSource,
+    /// The client address the change came from, when it came over the network.
+    pub remote: Option<String>,
 }
 
 /// Longest comment accepted, in bytes.
@@ -70,8 +72,22 @@ impl TicketService {
                 Ok(updated) => {
                     let summary = describe_change(&before, &updated);
                     if !summary.is_empty() {
-                        self.record(id, actor, summary).await?;
+                        self.record(id, actor, summary.clone()).await?;
                     }
+                    crate::audit::record(
+                        self.store.as_ref(),
+                        actor,
+                        "ticket.update",
+                        Some(id),
+                        None,
+                        serde_json::json!({
+                            "summary": summary,
+                            "version": updated.version,
+                            "before": changed_fields(&before),
+                            "after": changed_fields(&updated),
+                        }),
+                    )
+                    .await;
                     self.sync_slack(SlackSubject::Ticket(id)).await;
                     return Ok(updated);
                 }
@@ -110,6 +126,15 @@ impl TicketService {
                 created_at: Utc::now(),
             })
             .await?;
+        crate::audit::record(
+            self.store.as_ref(),
+            actor,
+            "ticket.comment",
+            Some(ticket),
+            Some(comment.id.to_string()),
+            serde_json::json!({ "bytes": comment.text.len() }),
+        )
+        .await;
         self.sync_slack(SlackSubject::Ticket(ticket)).await;
         Ok(comment)
     }
@@ -184,6 +209,15 @@ impl TicketService {
             .await?;
         self.record(ticket.id, actor, format!("escalated notice {id}"))
             .await?;
+        crate::audit::record(
+            self.store.as_ref(),
+            actor,
+            "notice.escalate",
+            Some(ticket.id),
+            Some(id.to_string()),
+            serde_json::json!({}),
+        )
+        .await;
         self.sync_slack(SlackSubject::Notice(id)).await;
         Ok(ticket)
     }
@@ -203,6 +237,15 @@ impl TicketService {
             format!("bound alert {alert}: {}", bound.title),
         )
         .await?;
+        crate::audit::record(
+            self.store.as_ref(),
+            actor,
+            "alert.bind",
+            Some(ticket),
+            Some(alert.to_string()),
+            serde_json::json!({}),
+        )
+        .await;
         self.sync_slack(SlackSubject::Ticket(ticket)).await;
         if let Some(notice) = bound.notice_id {
             self.sync_slack(SlackSubject::Notice(notice)).await;
@@ -210,13 +253,57 @@ impl TicketService {
         Ok(bound)
     }
 
-    pub async fn retry_event(&self, id: EventId) -> AppResult<Event> {
-        Ok(self.store.retry_event(id, Utc::now()).await?)
+    pub async fn retry_event(&self, id: EventId, actor: &Actor) -> AppResult<Event> {
+        let event = self.store.retry_event(id, Utc::now()).await?;
+        crate::audit::record(
+            self.store.as_ref(),
+            actor,
+            "event.retry",
+            None,
+            Some(id.to_string()),
+            serde_json::json!({}),
+        )
+        .await;
+        Ok(event)
     }
 
-    pub async fn retry_failed_events(&self) -> AppResult<u64> {
-        Ok(self.store.retry_failed_events(Utc::now()).await?)
+    pub async fn retry_failed_events(&self, actor: &Actor) -> AppResult<u64> {
+        let retried = self.store.retry_failed_events(Utc::now()).await?;
+        crate::audit::record(
+            self.store.as_ref(),
+            actor,
+            "event.retry_failed",
+            None,
+            None,
+            serde_json::json!({ "retried": retried }),
+        )
+        .await;
+        Ok(retried)
     }
+
+    /// Records a change made elsewhere (a policy reload, an agent run asked for) in the
+    /// audit log, right after it happened.
+    pub async fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        ticket: Option<TicketId>,
+        target: Option<String>,
+        details: serde_json::Value,
+    ) {
+        crate::audit::record(self.store.as_ref(), actor, action, ticket, target, details).await;
+    }
+}
+
+/// The fields an edit may change, for the audit log.
+fn changed_fields(ticket: &Ticket) -> serde_json::Value {
+    serde_json::json!({
+        "status": ticket.status,
+        "severity": ticket.severity,
+        "assignee": ticket.assignee,
+        "conclusion": ticket.conclusion,
+        "reason": ticket.reason,
+    })
 }
 
 fn describe_change(before: &Ticket, after: &Ticket) -> String {

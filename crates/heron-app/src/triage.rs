@@ -135,9 +135,17 @@ pub struct TriageWorker {
     settings: TriageSettings,
     wake: Arc<Notify>,
     progress: Option<Arc<dyn TriageProgress>>,
+    /// Investigations wait while it is tripped ([`crate::backlog`]).
+    breaker: Option<Arc<crate::BacklogBreaker>>,
 }
 
 impl TriageWorker {
+    /// Makes investigations wait while `breaker` is tripped.
+    pub fn with_breaker(mut self, breaker: Option<Arc<crate::BacklogBreaker>>) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         embedder: SimilarityEmbedder,
@@ -152,6 +160,7 @@ impl TriageWorker {
             settings,
             wake,
             progress: None,
+            breaker: None,
         }
     }
 
@@ -198,6 +207,11 @@ impl TriageWorker {
     }
 
     async fn run_job(&self, shutdown: Option<&watch::Receiver<bool>>) -> Result<bool, StoreError> {
+        if let Some(breaker) = &self.breaker
+            && breaker.model_paused().await
+        {
+            return Ok(false);
+        }
         let now = self.store.now().await?;
         let lease_until = now + to_chrono(self.settings.lease);
         let Some(lease) = self

@@ -66,6 +66,8 @@ pub struct WorkerSettings {
     pub backoff_max: Duration,
     /// Alerts join an active ticket with their fingerprint seen within this window.
     pub dedup_window: Duration,
+    /// Pause model work while the queue is deep ([`crate::backlog`]); `None`: never.
+    pub backlog: Option<crate::BacklogLimits>,
 }
 
 impl Default for WorkerSettings {
@@ -79,6 +81,7 @@ impl Default for WorkerSettings {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             dedup_window: Duration::from_secs(24 * 3600),
+            backlog: None,
         }
     }
 }
@@ -93,6 +96,8 @@ pub struct Worker {
     enricher: Option<Arc<dyn Enricher>>,
     /// Shared by every loop of this worker: one enrichment per fingerprint at a time.
     flights: Arc<EnrichmentFlights>,
+    /// Pauses model work while the queue is deep.
+    breaker: Option<Arc<crate::BacklogBreaker>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -149,6 +154,9 @@ impl Worker {
         wake: Arc<Notify>,
         enricher: Option<Arc<dyn Enricher>>,
     ) -> Self {
+        let breaker = settings
+            .backlog
+            .map(|limits| Arc::new(crate::BacklogBreaker::new(limits, store.clone())));
         Self {
             store,
             policies,
@@ -156,7 +164,13 @@ impl Worker {
             wake,
             enricher,
             flights: Arc::default(),
+            breaker,
         }
+    }
+
+    /// The backlog breaker, to share with the triage worker of the same process.
+    pub fn breaker(&self) -> Option<Arc<crate::BacklogBreaker>> {
+        self.breaker.clone()
     }
 
     /// Runs `concurrency` loops until `shutdown` turns true; in-flight events finish, leased
@@ -548,6 +562,15 @@ impl Worker {
         if !body.is_object() {
             return Err(PlanError::Body("not an object".into()));
         }
+        if event.source == heron_core::EventSource::System {
+            return Ok(system_notice(event, &body));
+        }
+        // While the backlog breaker is tripped, the model stages run as without a model.
+        let paused = match &self.breaker {
+            Some(breaker) => breaker.model_paused().await,
+            None => false,
+        };
+        let enricher = if paused { None } else { self.enricher.as_ref() };
         let ingest_started = Instant::now();
         let output = policies.ingest(&event.schema, &body)?;
         metrics::histogram!(STAGE_SECONDS, "stage" => "ingest").record(ingest_started.elapsed());
@@ -595,7 +618,7 @@ impl Worker {
                 },
                 Known::NoTarget { .. } => {
                     // The fast path (no model, no enrich package) takes no await at all.
-                    let (enrich, ticket_id) = if self.enricher.is_none() && !policies.has_enrich() {
+                    let (enrich, ticket_id) = if enricher.is_none() && !policies.has_enrich() {
                         (Vec::new(), None)
                     } else {
                         let ticket_id = TicketId::new();
@@ -604,7 +627,7 @@ impl Worker {
                         let enrichment = self
                             .flights
                             .enrich(
-                                self.enricher.as_ref(),
+                                enricher,
                                 policies,
                                 &mut alert,
                                 ticket_id,
@@ -770,6 +793,41 @@ impl DedupLookups {
             Known::NoTarget { since } if seen_since >= *since => Some(known.clone()),
             _ => None,
         }
+    }
+}
+
+/// The plan of an event Heron made itself: one notice with its title and description.
+fn system_notice(event: &Event, body: &serde_json::Value) -> Plan {
+    let text = |key: &str| body.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    let draft = heron_core::AlertDraft {
+        title: text("title").or_else(|| Some("Heron".into())),
+        description: text("description"),
+        attributes: Vec::new(),
+        tags: vec!["heron".into()],
+        channel: None,
+        severity: Some(heron_core::Severity::Medium),
+        fingerprint: Some(serde_json::json!(event.id.to_string())),
+    };
+    let alerts = pipeline::alerts_from_drafts(
+        event.id,
+        &event.schema,
+        vec![draft],
+        body,
+        event.received_at,
+    )
+    .into_iter()
+    .map(|alert| PlannedAlert {
+        disposition: Disposition::Notice {
+            notice_id: heron_core::NoticeId::new(),
+            title: alert.title.clone(),
+            channel: alert.channel.clone(),
+        },
+        alert,
+    })
+    .collect();
+    Plan {
+        alerts,
+        runs: Vec::new(),
     }
 }
 

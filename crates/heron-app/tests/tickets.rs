@@ -16,6 +16,7 @@ fn analyst() -> Actor {
     Actor {
         name: "alice".into(),
         source: CommentSource::Api,
+        remote: None,
     }
 }
 

@@ -420,6 +420,7 @@ fn analyst() -> heron_app::Actor {
     heron_app::Actor {
         name: "alice".into(),
         source: CommentSource::Web,
+        remote: None,
     }
 }
 

@@ -140,6 +140,7 @@ async fn seed() -> Seeded {
     let actor = Actor {
         name: "analyst".into(),
         source: CommentSource::Web,
+        remote: None,
     };
     service
         .update(

@@ -6,3 +6,4 @@ pub mod agent;
 pub mod reload;
 pub mod runtime;
 pub mod settings;
+pub mod tokens;

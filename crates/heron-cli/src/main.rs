@@ -103,6 +103,13 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Create, list and revoke stored API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print the effective settings (secrets redacted).
     Config {
         #[command(flatten)]
@@ -192,6 +199,32 @@ enum PolicyCommand {
         input: PathBuf,
         #[command(flatten)]
         common: Common,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret (shown this once; only its hash is stored).
+    Create {
+        /// A unique name: who or what uses the token (recorded as the actor of its changes).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: ingest (webhooks), read (GET API, dashboard), write (changes).
+        #[arg(long)]
+        scopes: String,
+        /// Lifetime: 30d, 12h, 90m… (default: no expiry).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List tokens: name, scopes, created, expires, last used, revoked.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Revoke a token by name or id; requests with it are refused from then on.
+    Revoke {
+        /// The token's name or id.
+        token: String,
     },
 }
 
@@ -335,6 +368,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events { command, common } => {
             let settings = Settings::load(config, &common.overrides())?;
             return events(&settings, command).await;
+        }
+        Command::Token { command, common } => {
+            let settings = Settings::load(config, &common.overrides())?;
+            let store = runtime::open_store(&settings).await?;
+            match command {
+                TokenCommand::Create {
+                    name,
+                    scopes,
+                    expires,
+                } => {
+                    let (secret, token) = heron_cli::tokens::create(
+                        store.as_ref(),
+                        &name,
+                        &scopes,
+                        expires.as_deref(),
+                    )
+                    .await?;
+                    eprintln!(
+                        "created token {:?} ({}); its secret is shown once, store it now:",
+                        token.name, token.id
+                    );
+                    out!("{secret}");
+                }
+                TokenCommand::List { format } => {
+                    let tokens = store.list_api_tokens().await?;
+                    match format {
+                        Format::Json => out!("{}", serde_json::to_string_pretty(&tokens)?),
+                        Format::Text => {
+                            out_raw!("{}", heron_cli::tokens::table(&tokens, chrono::Utc::now()))
+                        }
+                    }
+                }
+                TokenCommand::Revoke { token } => {
+                    let revoked = heron_cli::tokens::revoke(store.as_ref(), &token).await?;
+                    out!("revoked token {:?} ({})", revoked.name, revoked.id);
+                }
+            }
         }
         Command::Config { common } => {
             let settings = Settings::load(config, &common.overrides())?;
@@ -742,11 +812,35 @@ async fn events(settings: &Settings, command: EventsCommand) -> anyhow::Result<E
             None => bail!("event {id} not found"),
         },
         EventsCommand::Retry { id, all_failed } => {
+            let audit = |target: Option<String>, details: serde_json::Value| {
+                heron_core::access::AuditEntry {
+                    id: heron_core::AuditId::new(),
+                    at: chrono::Utc::now(),
+                    actor: heron_cli::tokens::cli_actor(),
+                    source: heron_core::access::AuditSource::Cli,
+                    remote: None,
+                    action: if target.is_some() {
+                        "event.retry"
+                    } else {
+                        "event.retry_failed"
+                    }
+                    .to_owned(),
+                    ticket_id: None,
+                    target,
+                    details,
+                }
+            };
             if all_failed {
                 let n = store.retry_failed_events(now).await?;
+                store
+                    .record_audit(audit(None, serde_json::json!({ "retried": n })))
+                    .await?;
                 out!("{n} failed events queued again");
             } else if let Some(id) = id {
                 let event = store.retry_event(id, now).await?;
+                store
+                    .record_audit(audit(Some(id.to_string()), serde_json::json!({})))
+                    .await?;
                 out!(
                     "event {} queued again (was attempted {} times)",
                     event.id,

@@ -137,6 +137,7 @@ pub fn watch_folders(
     handle: PolicyHandle,
     debounce: Duration,
     mut stop: watch::Receiver<bool>,
+    audit: AuditStore,
 ) -> anyhow::Result<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
@@ -167,7 +168,7 @@ pub fn watch_folders(
                     Err(_) => break,
                 }
             }
-            reload_in_background(&handle, "watch").await;
+            reload_in_background(&handle, "watch", &audit).await;
         }
     });
     Ok(watcher)
@@ -176,7 +177,7 @@ pub fn watch_folders(
 /// Reloads on SIGHUP until `stop`. The handler is installed before this returns, so a SIGHUP
 /// sent once the server is up never falls back to the default action (exit). Must be called
 /// inside the runtime.
-pub fn reload_on_sighup(handle: PolicyHandle, mut stop: watch::Receiver<bool>) {
+pub fn reload_on_sighup(handle: PolicyHandle, mut stop: watch::Receiver<bool>, audit: AuditStore) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -193,19 +194,40 @@ pub fn reload_on_sighup(handle: PolicyHandle, mut stop: watch::Receiver<bool>) {
                     _ = stop.wait_for(|s| *s) => return,
                     got = hangup.recv() => if got.is_none() { return },
                 }
-                reload_in_background(&handle, "sighup").await;
+                reload_in_background(&handle, "sighup", &audit).await;
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = (handle, stop);
+    let _ = (handle, stop, audit);
 }
 
-async fn reload_in_background(handle: &PolicyHandle, trigger: &'static str) {
+/// Where reloads that no one asked for over the API (watch, SIGHUP) are audited: set once the
+/// store is open (policies load before it).
+pub type AuditStore = Arc<std::sync::OnceLock<Arc<dyn heron_core::ports::Store>>>;
+
+async fn reload_in_background(handle: &PolicyHandle, trigger: &'static str, audit: &AuditStore) {
     let handle = handle.clone();
-    // The outcome is logged and recorded by the handle itself.
-    if let Err(e) = tokio::task::spawn_blocking(move || handle.reload(trigger)).await {
-        tracing::error!(error = %e, "policy reload task failed");
+    // The outcome is logged and recorded by the handle itself, and audited here.
+    match tokio::task::spawn_blocking(move || handle.reload(trigger)).await {
+        Err(e) => tracing::error!(error = %e, "policy reload task failed"),
+        Ok(outcome) => {
+            let details = match &outcome {
+                Ok(status) => serde_json::json!({ "ok": true, "generation": status.generation }),
+                Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+            };
+            if let Some(store) = audit.get() {
+                heron_app::audit::record(
+                    store.as_ref(),
+                    &heron_app::Actor::system(trigger),
+                    "policy.reload",
+                    None,
+                    Some(trigger.to_owned()),
+                    details,
+                )
+                .await;
+            }
+        }
     }
 }
 

@@ -144,21 +144,50 @@ fn bootstrap_token(path: &std::path::Path) -> anyhow::Result<String> {
 fn reloadable_policies(
     settings: &Settings,
     stop: &watch::Receiver<bool>,
+    audit: &crate::reload::AuditStore,
 ) -> anyhow::Result<(PolicyHandle, Option<notify::RecommendedWatcher>)> {
     let loader = Arc::new(crate::reload::FolderLoader::new(settings));
     let policies = PolicyHandle::reloadable(Arc::new(load_policies(settings)?), loader);
-    crate::reload::reload_on_sighup(policies.clone(), stop.clone());
+    crate::reload::reload_on_sighup(policies.clone(), stop.clone(), audit.clone());
     let watcher = if settings.policy_watch_debounce_ms > 0 {
         Some(crate::reload::watch_folders(
             &settings.policies,
             policies.clone(),
             Duration::from_millis(settings.policy_watch_debounce_ms),
             stop.clone(),
+            audit.clone(),
         )?)
     } else {
         None
     };
     Ok((policies, watcher))
+}
+
+/// Google ID tokens on the Pub/Sub webhook, when `pubsub_audience` is set.
+fn pubsub_oidc(settings: &Settings) -> anyhow::Result<Option<heron_server::PubsubOidcSettings>> {
+    let Some(audience) = settings
+        .pubsub_audience
+        .clone()
+        .filter(|a| !a.trim().is_empty())
+    else {
+        if settings.pubsub_service_account.is_some() || settings.pubsub_jwks_url.is_some() {
+            bail!("pubsub_service_account and pubsub_jwks_url need pubsub_audience");
+        }
+        return Ok(None);
+    };
+    if settings.pubsub_service_account.is_none() {
+        tracing::warn!(
+            "pubsub_audience without pubsub_service_account: any Google-signed ID token for that audience is accepted on the Pub/Sub webhook"
+        );
+    }
+    Ok(Some(heron_server::PubsubOidcSettings {
+        audience,
+        service_account: settings.pubsub_service_account.clone(),
+        jwks_url: settings
+            .pubsub_jwks_url
+            .clone()
+            .unwrap_or_else(|| heron_server::GOOGLE_JWKS_URL.to_owned()),
+    }))
 }
 
 /// How far back a tuning draft's replay looks.
@@ -243,8 +272,10 @@ fn shutdown_overran() -> anyhow::Error {
 pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> {
     let auth = auth_mode(settings)?;
     let (shutdown, mut on_shutdown) = watch::channel(false);
-    let (policies, watcher) = reloadable_policies(settings, &on_shutdown)?;
+    let audit = crate::reload::AuditStore::default();
+    let (policies, watcher) = reloadable_policies(settings, &on_shutdown, &audit)?;
     let store = open_store(settings).await?;
+    let _ = audit.set(store.clone());
     let wake = Arc::new(Notify::new());
     let intake = Intake::new(store.clone(), wake.clone());
     let server_settings = ServerSettings {
@@ -260,6 +291,12 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
         },
         rate_limits: settings.rate_limit.to_server(),
         oidc: oidc(settings)?,
+        auth_policy_env: settings
+            .auth_policy_env
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value)))
+            .collect(),
+        pubsub_oidc: pubsub_oidc(settings)?,
     };
     let agent = crate::agent::build(settings, store.clone()).await?;
     let state = ServerState::new(
@@ -314,9 +351,10 @@ pub async fn start_server(settings: &Settings) -> anyhow::Result<RunningServer> 
             agent.enricher.clone(),
         );
         let slack = slack.map(|(service, _)| service);
+        let triage = triage_worker(&store, &agent, slack.as_ref()).with_breaker(worker.breaker());
         spawn_workers(
             worker,
-            triage_worker(&store, &agent, slack.as_ref()),
+            triage,
             alert_embedding_worker(&store, &agent),
             slack.map(SlackWorker::new),
             shutdown.subscribe(),
@@ -377,8 +415,10 @@ impl RunningWorker {
 
 pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> {
     let (shutdown, stop) = watch::channel(false);
-    let (policies, watcher) = reloadable_policies(settings, &stop)?;
+    let audit = crate::reload::AuditStore::default();
+    let (policies, watcher) = reloadable_policies(settings, &stop, &audit)?;
     let store = open_store(settings).await?;
+    let _ = audit.set(store.clone());
     let agent = crate::agent::build(settings, store.clone()).await?;
     let slack = slack(settings, &store, &policies, &agent)
         .await?
@@ -393,6 +433,7 @@ pub async fn start_worker(settings: &Settings) -> anyhow::Result<RunningWorker> 
         Arc::new(Notify::new()),
         agent.enricher.clone(),
     );
+    let triage = triage.with_breaker(worker.breaker());
     let task = spawn_workers(worker, triage, alerts, slack, stop);
     Ok(RunningWorker {
         policies,

@@ -120,6 +120,17 @@ pub struct Settings {
     pub slack_authorization: String,
     /// The dashboard's public address (`https://heron.example.com`), for links in Slack.
     pub public_url: Option<String>,
+
+    /// Environment variables `data.auth.http` sees as `input.env` (a list, or one
+    /// comma-separated string); nothing else of the environment is shown to it.
+    #[serde(deserialize_with = "string_or_list")]
+    pub auth_policy_env: Vec<String>,
+    /// Require a Google-signed ID token with this audience on `/hooks/alert/pubsub/*`.
+    pub pubsub_audience: Option<String>,
+    /// With `pubsub_audience`: the token's `email` must be this service account.
+    pub pubsub_service_account: Option<String>,
+    /// The JWKS the ID tokens are checked against (default: Google's).
+    pub pubsub_jwks_url: Option<String>,
 }
 
 /// A list, or one string of comma-separated items (as an environment variable gives it).
@@ -215,6 +226,11 @@ pub struct WorkerSettings {
     pub backoff_base_ms: u64,
     pub backoff_max_secs: u64,
     pub dedup_window_secs: u64,
+    /// Pending events above which model work (enrichment, triage) pauses; 0: never.
+    pub backlog_pause_above: u64,
+    /// Model work resumes once pending events are at or below this (0: half of
+    /// `backlog_pause_above`).
+    pub backlog_resume_below: u64,
 }
 
 impl Default for WorkerSettings {
@@ -230,6 +246,8 @@ impl Default for WorkerSettings {
             backoff_base_ms: d.backoff_base.as_millis() as u64,
             backoff_max_secs: d.backoff_max.as_secs(),
             dedup_window_secs: d.dedup_window.as_secs(),
+            backlog_pause_above: 0,
+            backlog_resume_below: 0,
         }
     }
 }
@@ -246,6 +264,14 @@ impl WorkerSettings {
             backoff_base: Duration::from_millis(self.backoff_base_ms),
             backoff_max: Duration::from_secs(self.backoff_max_secs),
             dedup_window: Duration::from_secs(self.dedup_window_secs),
+            backlog: (self.backlog_pause_above > 0).then(|| heron_app::BacklogLimits {
+                pause_above: self.backlog_pause_above,
+                resume_below: if self.backlog_resume_below == 0 {
+                    self.backlog_pause_above / 2
+                } else {
+                    self.backlog_resume_below.min(self.backlog_pause_above)
+                },
+            }),
         }
     }
 }
@@ -342,6 +368,10 @@ impl Default for Settings {
             slack_allowed_channels: Vec::new(),
             slack_authorization: "allowlist".into(),
             public_url: None,
+            auth_policy_env: Vec::new(),
+            pubsub_audience: None,
+            pubsub_service_account: None,
+            pubsub_jwks_url: None,
         }
     }
 }

@@ -1089,6 +1089,7 @@ async fn openapi_document_covers_every_route(backend: Backend) {
         ("get", "/api/v1/notices"),
         ("post", "/api/v1/notices/{id}/escalate"),
         ("get", "/api/v1/policies"),
+        ("get", "/api/v1/audit"),
         ("post", "/api/v1/policies/reload"),
         ("get", "/healthz"),
         ("get", "/readyz"),
@@ -2546,6 +2547,409 @@ async fn slack_submit_resolve(
     .0
 }
 
+/// A request with `token` (and nothing else): its status and body.
+async fn call_as(
+    h: &Harness,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = h
+        .http
+        .request(method, format!("{}{path}", h.base))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn stored_tokens_open_only_their_scopes_until_revoked_or_expired(backend: Backend) {
+    use reqwest::Method;
+    let h = Harness::start(backend).await;
+    let store = h.store();
+    let create = |name: &'static str, scopes: &'static str, expires: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            heron_cli::tokens::create(store.as_ref(), name, scopes, expires)
+                .await
+                .expect("token created")
+                .0
+        }
+    };
+    let ingester = create("siem", "ingest", Some("30d")).await;
+    let reader = create("dashboard-bot", "read", None).await;
+    let writer = create("soar", "read,write", None).await;
+    let brief = create("brief", "ingest,read,write", Some("1s")).await;
+    let alert =
+        json!({"rule": "Terminal shell in container", "priority": "Warning", "output": "x"});
+
+    let (status, body) = call_as(
+        &h,
+        &ingester,
+        Method::POST,
+        "/hooks/alert/raw/custom",
+        Some(alert.clone()),
+    )
+    .await;
+    assert_eq!(status, 202, "an ingest token posts alerts: {body}");
+    let (status, body) = call_as(&h, &ingester, Method::GET, "/api/v1/tickets", None).await;
+    assert_eq!(status, 403, "an ingest token cannot read: {body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+    h.drained().await;
+    let ticket = h.all_tickets().await.pop().expect("a ticket");
+    let ticket_path = format!("/api/v1/tickets/{}", ticket.id);
+
+    let (status, body) = call_as(&h, &reader, Method::GET, &ticket_path, None).await;
+    assert_eq!(status, 200, "a read token reads: {body}");
+    let (status, _) = call_as(&h, &reader, Method::GET, "/api/v1/events", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call_as(
+        &h,
+        &reader,
+        Method::POST,
+        "/hooks/alert/raw/custom",
+        Some(alert.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "a read token cannot ingest");
+    let (status, _) = call_as(
+        &h,
+        &reader,
+        Method::PATCH,
+        &ticket_path,
+        Some(json!({"status": "acknowledged"})),
+    )
+    .await;
+    assert_eq!(status, 403, "a read token cannot change tickets");
+    let (status, _) = call_as(
+        &h,
+        &reader,
+        Method::POST,
+        "/api/v1/events/retry-failed",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call_as(
+        &h,
+        &reader,
+        Method::GET,
+        &format!("{ticket_path}/chat/stream?question=hi"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "the chat stream changes things: it needs write"
+    );
+
+    let (status, body) = call_as(
+        &h,
+        &writer,
+        Method::PATCH,
+        &ticket_path,
+        Some(json!({"status": "acknowledged"})),
+    )
+    .await;
+    assert_eq!(status, 200, "a write token changes tickets: {body}");
+    let (status, comment) = call_as(
+        &h,
+        &writer,
+        Method::POST,
+        &format!("{ticket_path}/comments"),
+        Some(json!({"text": "looking"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        comment["author"], "soar",
+        "a stored token acts under its own name"
+    );
+
+    let (status, body) = call_as(
+        &h,
+        "heron_not-a-token",
+        Method::GET,
+        "/api/v1/tickets",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+
+    heron_cli::tokens::revoke(store.as_ref(), "siem")
+        .await
+        .expect("revoked");
+    let (status, body) = call_as(
+        &h,
+        &ingester,
+        Method::POST,
+        "/hooks/alert/raw/custom",
+        Some(alert.clone()),
+    )
+    .await;
+    assert_eq!(status, 401, "a revoked token: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("revoked"),
+        "{body}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, body) = call_as(&h, &brief, Method::GET, "/api/v1/tickets", None).await;
+    assert_eq!(status, 401, "an expired token: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
+        "{body}"
+    );
+
+    // The configured token still opens everything.
+    let (status, _) = h.get("/api/v1/tickets").await;
+    assert_eq!(status, 200);
+
+    // Uses are recorded (the first use of each token is written at once, in the background).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tokens = store.list_api_tokens().await.expect("tokens");
+        let used: Vec<&str> = tokens
+            .iter()
+            .filter(|t| t.last_used_at.is_some())
+            .map(|t| t.name.as_str())
+            .collect();
+        if ["siem", "dashboard-bot", "soar"]
+            .iter()
+            .all(|n| used.contains(n))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "last use not recorded: {used:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.stop().await;
+}
+
+async fn every_change_is_in_the_audit_log_with_who_what_when_and_where(backend: Backend) {
+    use reqwest::Method;
+    let h = Harness::start(backend).await;
+    let started = chrono::Utc::now();
+    let (status, _) = h
+        .post(
+            "/hooks/alert/raw/custom",
+            "application/json",
+            json!({"rule": "Terminal shell in container", "priority": "Warning", "output": "x"})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    h.drained().await;
+    let ticket = h.all_tickets().await.pop().expect("a ticket");
+    let ticket_path = format!("/api/v1/tickets/{}", ticket.id);
+    let (status, _) = h
+        .api(
+            Method::PATCH,
+            &ticket_path,
+            Some(json!({"status": "acknowledged", "assignee": "bob"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = h
+        .api(
+            Method::POST,
+            &format!("{ticket_path}/comments"),
+            Some(json!({"text": "on it"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = h.api(Method::POST, "/api/v1/policies/reload", None).await;
+    assert_eq!(status, 200);
+    heron_cli::tokens::create(h.store().as_ref(), "siem", "ingest", None)
+        .await
+        .expect("token");
+
+    let (status, page) = h.get(&format!("/api/v1/audit?ticket={}", ticket.id)).await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().expect("items");
+    let actions: Vec<&str> = items.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["ticket.comment", "ticket.update"], "newest first");
+    let update = &items[1];
+    assert_eq!(update["actor"], "alice");
+    assert_eq!(update["source"], "api");
+    assert_eq!(update["remote"], "127.0.0.1");
+    assert_eq!(update["details"]["before"]["status"], "open");
+    assert_eq!(update["details"]["after"]["status"], "acknowledged");
+    assert_eq!(update["details"]["after"]["assignee"], "bob");
+    let at: chrono::DateTime<chrono::Utc> =
+        update["at"].as_str().expect("at").parse().expect("time");
+    assert!(at >= started - chrono::Duration::seconds(1) && at <= chrono::Utc::now());
+
+    let (_, reloads) = h.get("/api/v1/audit?action=policy.reload").await;
+    assert_eq!(
+        reloads["items"].as_array().map(Vec::len),
+        Some(1),
+        "{reloads}"
+    );
+    assert_eq!(reloads["items"][0]["details"]["ok"], true);
+    let (_, created) = h.get("/api/v1/audit?action=token.create").await;
+    assert_eq!(created["items"][0]["source"], "cli");
+    assert_eq!(created["items"][0]["target"], "siem");
+    let (_, by_alice) = h.get("/api/v1/audit?actor=alice").await;
+    assert_eq!(
+        by_alice["items"].as_array().map(Vec::len),
+        Some(3),
+        "update, comment, reload: {by_alice}"
+    );
+
+    // Paging: one at a time, following the cursor, until the end.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = h
+            .get(&format!("/api/v1/audit?limit=1&cursor={cursor}"))
+            .await;
+        assert_eq!(status, 200);
+        seen.extend(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|e| e["id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (_, none) = h
+        .get(&format!(
+            "/api/v1/audit?since={}",
+            future.replace('+', "%2B")
+        ))
+        .await;
+    assert_eq!(none["items"], json!([]));
+    let (_, all) = h
+        .get(&format!(
+            "/api/v1/audit?until={}",
+            future.replace('+', "%2B")
+        ))
+        .await;
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(4));
+    let (status, body) = h.get("/api/v1/audit?since=yesterday").await;
+    assert_eq!(status, 400, "{body}");
+    h.stop().await;
+}
+
+async fn the_auth_http_policy_guards_webhooks_and_the_api(backend: Backend) {
+    use reqwest::Method;
+    let extra = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        extra.path().join("auth_http.rego"),
+        r#"package auth.http
+
+default allow := false
+
+# Reads: only while the allow-listed environment says which package runs the tests, the
+# rest of the environment is not shown, and from this machine.
+allow if {
+	input.req.method == "GET"
+	startswith(input.req.path, "/api/v1/")
+	input.env.CARGO_PKG_NAME == "heron-cli"
+	not input.env.PATH
+	input.remote == "127.0.0.1"
+}
+
+# Alerts: only from the sender that says so, and never the blocked rule (read from the body).
+allow if {
+	input.req.method == "POST"
+	startswith(input.req.path, "/hooks/alert/raw/")
+	input.req.header["x-sender"][0] == "siem"
+	json.unmarshal(input.req.body).rule != "blocked"
+}
+
+# A broken rule: two different values for one path is an evaluation error.
+allow := true if input.req.path == "/api/v1/notices"
+
+allow := false if input.req.path == "/api/v1/notices"
+"#,
+    )
+    .expect("policy");
+    let h = Harness::start_with(backend, |s| {
+        s.policies.push(extra.path().to_path_buf());
+        s.auth_policy_env = vec!["CARGO_PKG_NAME".into()];
+    })
+    .await;
+    let (status, body) = h.get("/api/v1/tickets").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = h
+        .api(
+            Method::PATCH,
+            "/api/v1/tickets/00000000-0000-7000-8000-000000000000",
+            Some(json!({"status": "acknowledged"})),
+        )
+        .await;
+    assert_eq!(status, 403, "no rule allows changes: {body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+    let alert =
+        |rule: &str| json!({"rule": rule, "priority": "Warning", "output": "x"}).to_string();
+    let (status, _) = h
+        .post_with(
+            "/hooks/alert/raw/custom",
+            "application/json",
+            alert("ok"),
+            &[("x-sender", "siem")],
+        )
+        .await;
+    assert_eq!(
+        status, 202,
+        "the body reaches the handler intact after the policy read it"
+    );
+    let (status, _) = h
+        .post_with(
+            "/hooks/alert/raw/custom",
+            "application/json",
+            alert("blocked"),
+            &[("x-sender", "siem")],
+        )
+        .await;
+    assert_eq!(status, 403, "the policy reads the body");
+    let (status, _) = h
+        .post("/hooks/alert/raw/custom", "application/json", alert("ok"))
+        .await;
+    assert_eq!(status, 403, "the policy reads the headers");
+    let (status, body) = h.get("/api/v1/notices").await;
+    assert_eq!(status, 403, "an evaluation error denies: {body}");
+    let (status, _) = h.get("/api/v1/tickets").await;
+    assert_eq!(status, 200, "and the server goes on");
+    h.drained().await;
+    assert_eq!(
+        h.events(None).await.len(),
+        1,
+        "only the allowed alert was stored"
+    );
+    // Authentication comes first: without a token the policy is not asked.
+    let response = h
+        .http
+        .get(format!("{}/api/v1/tickets", h.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 401);
+    h.stop().await;
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -2585,4 +2989,7 @@ on_every_backend!(
     a_token_over_its_rate_limit_gets_429_with_retry_after_and_stores_nothing,
     nesting_past_the_json_depth_limit_and_oversized_headers_are_refused,
     a_ticket_lives_in_its_slack_thread_and_the_agent_answers_there_for_allowed_users_only,
+    stored_tokens_open_only_their_scopes_until_revoked_or_expired,
+    every_change_is_in_the_audit_log_with_who_what_when_and_where,
+    the_auth_http_policy_guards_webhooks_and_the_api,
 );

@@ -18,6 +18,8 @@ pub enum EventSource {
     Raw,
     Pubsub,
     Sns,
+    /// Made by Heron itself (the notice of a tripped backlog breaker); never from a webhook.
+    System,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -64,7 +66,7 @@ macro_rules! str_enum {
 }
 pub(crate) use str_enum;
 
-str_enum!(EventSource { Raw => "raw", Pubsub => "pubsub", Sns => "sns" });
+str_enum!(EventSource { Raw => "raw", Pubsub => "pubsub", Sns => "sns", System => "system" });
 str_enum!(EventState {
     Pending => "pending",
     Processing => "processing",

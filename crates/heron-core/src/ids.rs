@@ -68,3 +68,11 @@ id_type!(
     /// A comment on a ticket.
     CommentId
 );
+id_type!(
+    /// A stored API token (its row, never its secret).
+    TokenId
+);
+id_type!(
+    /// An entry of the audit log.
+    AuditId
+);

@@ -10,6 +10,7 @@
 //! Feature `testing` adds an in-memory [`testing::InMemoryStore`] and the conformance suite
 //! that every [`ports::Store`] implementation must pass.
 
+pub mod access;
 pub mod agent;
 pub mod alert;
 pub mod completion;
@@ -32,7 +33,7 @@ pub mod testing;
 pub use alert::{Alert, AlertDraft, Attribute, Severity};
 pub use event::{Accepted, Event, EventSource, EventState, NewEvent};
 pub use fingerprint::Fingerprint;
-pub use ids::{AlertId, CommentId, EventId, NoticeId, TicketId};
+pub use ids::{AlertId, AuditId, CommentId, EventId, NoticeId, TicketId, TokenId};
 pub use schema::SchemaName;
 pub use ticket::{Comment, CommentSource, Conclusion, Notice, Ticket, TicketChange, TicketStatus};
 

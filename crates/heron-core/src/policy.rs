@@ -170,6 +170,17 @@ pub trait PolicyEngine: Send + Sync {
         let _ = input;
         Ok(None)
     }
+    /// Whether a `data.auth.http` package is loaded (then every webhook and API request is
+    /// asked about through [`authorize_http`](Self::authorize_http)).
+    fn has_auth_http(&self) -> bool {
+        false
+    }
+    /// `data.auth.http.allow` for a request's `input` (`{req, token, env}`): `None` when no
+    /// `auth.http` package is loaded, else whether it allows (an undefined `allow` denies).
+    fn authorize_http(&self, input: &serde_json::Value) -> Result<Option<bool>, PolicyError> {
+        let _ = input;
+        Ok(None)
+    }
     /// `data.enrich.prompts` for `alert` (warren's flattened alert JSON). No package: no tasks.
     fn enrich(&self, alert: &serde_json::Value) -> Result<Vec<EnrichTask>, PolicyError> {
         let _ = alert;

@@ -446,6 +446,7 @@ pub trait Store:
     + crate::investigation::EmbeddingStore
     + crate::tool::ToolCache
     + crate::slack::SlackStore
+    + crate::access::AccessStore
 {
     /// Cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

@@ -19,6 +19,7 @@ const INTERNAL_PATH: &str = "heron_internal.rego";
 const TRIAGE_DECISION: &str = "data.heron_internal.triage_decision";
 const ENRICH_PROMPTS: &str = "data.enrich.prompts";
 const AUTH_AGENT_ALLOW: &str = "data.auth.agent.allow";
+const AUTH_HTTP_ALLOW: &str = "data.auth.http.allow";
 
 /// Gathers every output field of `data.triage` into one object, so a decision is one
 /// evaluation; Rego v1 (`import rego.v1`), which a v0 engine accepts too.
@@ -79,6 +80,8 @@ pub struct PolicySet {
     /// `data.auth.agent.allow`: `None` without the package; `Some(None)` when the package
     /// has no `allow` rule (which denies everyone).
     auth_agent: Option<Option<CompiledPolicy>>,
+    /// `data.auth.http.allow`, as `auth_agent`.
+    auth_http: Option<Option<CompiledPolicy>>,
     /// Prompt templates by file name (see [`crate::prompts`]).
     templates: BTreeMap<String, Template>,
     info: PolicyInfo,
@@ -278,6 +281,10 @@ impl PolicySet {
             let entry: regorus::Rc<str> = AUTH_AGENT_ALLOW.into();
             engine.clone().compile_with_entrypoint(&entry).ok()
         });
+        let auth_http = packages.iter().any(|p| p == "data.auth.http").then(|| {
+            let entry: regorus::Rc<str> = AUTH_HTTP_ALLOW.into();
+            engine.clone().compile_with_entrypoint(&entry).ok()
+        });
         let info = PolicyInfo {
             packages: packages.clone(),
             ingest_schemas: ingest.keys().cloned().collect(),
@@ -291,6 +298,7 @@ impl PolicySet {
             triage,
             enrich,
             auth_agent,
+            auth_http,
             templates,
             info,
             files: Vec::new(),
@@ -426,6 +434,26 @@ impl PolicyEngine for PolicySet {
             .eval_with_input(Value::from(input.clone()))
             .map_err(|e| PolicyError::Evaluation {
                 query: AUTH_AGENT_ALLOW.into(),
+                message: e.to_string(),
+            })?;
+        Ok(Some(output == Value::from(true)))
+    }
+
+    fn has_auth_http(&self) -> bool {
+        self.auth_http.is_some()
+    }
+
+    fn authorize_http(&self, input: &serde_json::Value) -> Result<Option<bool>, PolicyError> {
+        let Some(compiled) = &self.auth_http else {
+            return Ok(None);
+        };
+        let Some(compiled) = compiled else {
+            return Ok(Some(false));
+        };
+        let output = compiled
+            .eval_with_input(Value::from(input.clone()))
+            .map_err(|e| PolicyError::Evaluation {
+                query: AUTH_HTTP_ALLOW.into(),
                 message: e.to_string(),
             })?;
         Ok(Some(output == Value::from(true)))
@@ -616,6 +644,50 @@ mod tests {
         );
         let none = set("package triage\n\npublish := \"alert\"\n");
         assert_eq!(none.authorize_agent(&input("a", "b")), Ok(None));
+    }
+
+    #[test]
+    fn auth_http_sees_warrens_request_shape_and_an_evaluation_error_is_an_error() {
+        let policy = set(
+            "package auth.http\n\ndefault allow := false\n\nallow if {\n  input.req.method == \"POST\"\n  input.req.path == \"/hooks/alert/raw/okta\"\n  input.req.header[\"x-sender\"][0] == \"siem\"\n  json.unmarshal(input.req.body).ok\n  \"ingest\" in input.token.scopes\n  input.env.HERON_ENV == \"prod\"\n}\n\nallow := true if input.req.path == \"/boom\"\n\nallow := false if input.req.path == \"/boom\"\n",
+        );
+        assert!(policy.has_auth_http());
+        let input = |path: &str, body: &str, scopes: &[&str]| {
+            serde_json::json!({
+                "req": {"method": "POST", "path": path, "header": {"x-sender": ["siem"]}, "body": body},
+                "token": {"name": "siem", "scopes": scopes, "claims": {}},
+                "env": {"HERON_ENV": "prod"},
+            })
+        };
+        assert_eq!(
+            policy.authorize_http(&input(
+                "/hooks/alert/raw/okta",
+                "{\"ok\": true}",
+                &["ingest"]
+            )),
+            Ok(Some(true))
+        );
+        assert_eq!(
+            policy.authorize_http(&input(
+                "/hooks/alert/raw/okta",
+                "{\"ok\": false}",
+                &["ingest"]
+            )),
+            Ok(Some(false)),
+            "the body decides"
+        );
+        assert_eq!(
+            policy.authorize_http(&input("/hooks/alert/raw/okta", "{\"ok\": true}", &["read"])),
+            Ok(Some(false)),
+            "the token's scopes decide"
+        );
+        assert!(
+            policy.authorize_http(&input("/boom", "", &[])).is_err(),
+            "conflicting values are an evaluation error, not a decision"
+        );
+        let none = set("package triage\n\npublish := \"alert\"\n");
+        assert!(!none.has_auth_http());
+        assert_eq!(none.authorize_http(&input("/", "", &[])), Ok(None));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::error::ErrorBody;
 use crate::state::{AgentState, ServerState};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use heron_app::ChatService;
@@ -83,10 +83,8 @@ struct AgentRuns {
     responses((status = 200, body = AgentRuns), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn list_agent_runs(
     State(state): State<ServerState>,
-    headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> ApiResult<AgentRuns> {
-    state.inner.settings.auth.check_api(&headers)?;
     let ticket = existing_ticket(&state, &raw).await?;
     let store = &state.inner.store;
     let agent = state.inner.agent.as_ref();
@@ -105,10 +103,10 @@ async fn list_agent_runs(
     security(("bearer" = [])))]
 async fn rerun_triage(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<crate::access::RequestContext>,
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<(StatusCode, Json<TriageJob>), ApiError> {
-    state.inner.settings.auth.check_api(&headers)?;
     if !agent(&state)?.enabled {
         return Err(ApiError::Conflict(
             "the agent is disabled: no LLM is configured (llm_base_url)".into(),
@@ -117,6 +115,17 @@ async fn rerun_triage(
     let ticket = existing_ticket(&state, &raw).await?;
     let store = &state.inner.store;
     let job = store.requeue_triage(ticket.id, store.now().await?).await?;
+    state
+        .inner
+        .tickets
+        .audit(
+            &actor(&headers, &ctx)?,
+            "agent.run",
+            Some(ticket.id),
+            None,
+            serde_json::json!({ "purpose": "triage", "requested": true }),
+        )
+        .await;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
@@ -134,11 +143,9 @@ struct SimilarParams {
     security(("bearer" = [])))]
 async fn similar_tickets(
     State(state): State<ServerState>,
-    headers: HeaderMap,
     Path(raw): Path<String>,
     params: Result<Query<SimilarParams>, QueryRejection>,
 ) -> ApiResult<Vec<SimilarTicket>> {
-    state.inner.settings.auth.check_api(&headers)?;
     let limit = similar_limit(params)?;
     let ticket = existing_ticket(&state, &raw).await?;
     let embedder = &agent(&state)?.embedder;
@@ -174,11 +181,9 @@ async fn similar_tickets(
     security(("bearer" = [])))]
 async fn tickets_like_alert(
     State(state): State<ServerState>,
-    headers: HeaderMap,
     Path(raw): Path<String>,
     params: Result<Query<SimilarParams>, QueryRejection>,
 ) -> ApiResult<Vec<SimilarTicket>> {
-    state.inner.settings.auth.check_api(&headers)?;
     let limit = similar_limit(params)?;
     let alert_id: AlertId = id(&raw, "alert")?;
     let store = &state.inner.store;
@@ -246,16 +251,16 @@ struct ChatAnswer {
     security(("bearer" = [])))]
 async fn chat(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<crate::access::RequestContext>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Result<Json<ChatRequestBody>, JsonRejection>,
 ) -> ApiResult<ChatAnswer> {
-    state.inner.settings.auth.check_api(&headers)?;
     let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let service = chat_service(&state)?;
     let ticket_id: TicketId = id(&raw, "ticket")?;
     let reply = service
-        .ask(ticket_id, &actor(&headers)?, &body.question, &|_| {})
+        .ask(ticket_id, &actor(&headers, &ctx)?, &body.question, &|_| {})
         .await?;
     Ok(Json(ChatAnswer {
         run: reply.run,
@@ -290,11 +295,11 @@ struct Done<'a> {
     security(("bearer" = [])))]
 async fn chat_stream(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<crate::access::RequestContext>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     params: Result<Query<ChatStreamParams>, QueryRejection>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    state.inner.settings.auth.check_api(&headers)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let service = chat_service(&state)?.clone();
     // Errors that need no model are answered as plain HTTP errors, before the stream starts.
@@ -302,7 +307,7 @@ async fn chat_stream(
     if params.question.trim().is_empty() {
         return Err(ApiError::BadRequest("the question is empty".into()));
     }
-    let who = actor(&headers)?;
+    let who = actor(&headers, &ctx)?;
     Ok(chat_events(service, ticket.id, who, params.question))
 }
 

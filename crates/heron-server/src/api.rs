@@ -1,11 +1,12 @@
 //! The REST API under `/api/v1`. Handlers parse, authenticate and delegate.
 
 use crate::ApiError;
+use crate::access::RequestContext;
 use crate::error::ErrorBody;
 use crate::state::ServerState;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use heron_app::Actor;
 use heron_core::ports::{AlertQuery, EventQuery, NoticeQuery, Page, TicketQuery};
@@ -78,7 +79,17 @@ pub(crate) fn id<T: FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
 /// The acting user: the `X-Heron-User` header if given, else "api". A display name, not an
 /// identity (docs/api.md); a value that is too long or holds control characters is refused
 /// rather than silently replaced.
-pub(crate) fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
+///
+/// A request made with a stored token acts as that token (its name), whatever the header
+/// says: the token is the identity.
+pub(crate) fn actor(headers: &HeaderMap, ctx: &RequestContext) -> Result<Actor, ApiError> {
+    if let Some(token) = ctx.stored_token() {
+        return Ok(Actor {
+            name: token.name.clone(),
+            source: CommentSource::Api,
+            remote: ctx.remote.clone(),
+        });
+    }
     let bad = || {
         ApiError::BadRequest(
             "X-Heron-User must be 1 to 128 printable characters without control characters".into(),
@@ -97,6 +108,7 @@ pub(crate) fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
     Ok(Actor {
         name: name.to_owned(),
         source: CommentSource::Api,
+        remote: ctx.remote.clone(),
     })
 }
 
@@ -124,11 +136,9 @@ struct EventListParams {
     security(("bearer" = [])))]
 async fn list_events(
     State(state): State<ServerState>,
-    headers: HeaderMap,
     query: Result<Query<EventListParams>, QueryRejection>,
 ) -> ApiResult<Page<Event>> {
     let Query(p) = query.map_err(bad_query)?;
-    state.inner.settings.auth.check_api(&headers)?;
     let query = EventQuery {
         state: parse::<EventState>(p.state.as_deref(), "state")?,
         schema: p
@@ -147,12 +157,7 @@ async fn list_events(
 /// Get one event with its body, state and last error.
 #[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", params(("id" = String, Path)),
     responses((status = 200, body = Event), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-async fn get_event(
-    State(state): State<ServerState>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult<Event> {
-    state.inner.settings.auth.check_api(&headers)?;
+async fn get_event(State(state): State<ServerState>, Path(raw): Path<String>) -> ApiResult<Event> {
     let event_id: EventId = id(&raw, "event")?;
     let event = state.inner.store.get_event(event_id).await?;
     event
@@ -166,11 +171,16 @@ async fn get_event(
     security(("bearer" = [])))]
 async fn retry_event(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> ApiResult<Event> {
-    state.inner.settings.auth.check_api(&headers)?;
-    let event = state.inner.tickets.retry_event(id(&raw, "event")?).await?;
+    let who = actor(&headers, &ctx)?;
+    let event = state
+        .inner
+        .tickets
+        .retry_event(id(&raw, "event")?, &who)
+        .await?;
     Ok(Json(event))
 }
 
@@ -184,10 +194,14 @@ struct RetriedBody {
     responses((status = 200, body = RetriedBody)), security(("bearer" = [])))]
 async fn retry_failed_events(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
 ) -> ApiResult<RetriedBody> {
-    state.inner.settings.auth.check_api(&headers)?;
-    let retried = state.inner.tickets.retry_failed_events().await?;
+    let retried = state
+        .inner
+        .tickets
+        .retry_failed_events(&actor(&headers, &ctx)?)
+        .await?;
     Ok(Json(RetriedBody { retried }))
 }
 
@@ -208,11 +222,9 @@ struct AlertListParams {
     responses((status = 200, body = Page<Alert>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 async fn list_alerts(
     State(state): State<ServerState>,
-    headers: HeaderMap,
     query: Result<Query<AlertListParams>, QueryRejection>,
 ) -> ApiResult<Page<Alert>> {
     let Query(p) = query.map_err(bad_query)?;
-    state.inner.settings.auth.check_api(&headers)?;
     let query = AlertQuery {
         schema: p
             .schema
@@ -232,12 +244,7 @@ async fn list_alerts(
 /// Get one alert with its raw data.
 #[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = String, Path)),
     responses((status = 200, body = Alert), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-async fn get_alert(
-    State(state): State<ServerState>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult<Alert> {
-    state.inner.settings.auth.check_api(&headers)?;
+async fn get_alert(State(state): State<ServerState>, Path(raw): Path<String>) -> ApiResult<Alert> {
     let alert_id: AlertId = id(&raw, "alert")?;
     let alert = state.inner.store.get_alert(alert_id).await?;
     alert
@@ -260,11 +267,11 @@ struct BindAlertBody {
     security(("bearer" = [])))]
 async fn bind_alert(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Result<Json<BindAlertBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Alert> {
-    state.inner.settings.auth.check_api(&headers)?;
     let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let alert = state
         .inner
@@ -272,7 +279,7 @@ async fn bind_alert(
         .bind_alert(
             id(&raw, "alert")?,
             id(&body.ticket_id, "ticket")?,
-            &actor(&headers)?,
+            &actor(&headers, &ctx)?,
         )
         .await?;
     Ok(Json(alert))
@@ -304,11 +311,9 @@ struct TicketListParams {
     responses((status = 200, body = Page<Ticket>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 async fn list_tickets(
     State(state): State<ServerState>,
-    headers: HeaderMap,
     query: Result<Query<TicketListParams>, QueryRejection>,
 ) -> ApiResult<Page<Ticket>> {
     let Query(p) = query.map_err(bad_query)?;
-    state.inner.settings.auth.check_api(&headers)?;
     let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let query = TicketQuery {
         status: parse::<TicketStatus>(p.status.as_deref(), "status")?,
@@ -334,10 +339,8 @@ async fn list_tickets(
     responses((status = 200, body = Ticket), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn get_ticket(
     State(state): State<ServerState>,
-    headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> ApiResult<Ticket> {
-    state.inner.settings.auth.check_api(&headers)?;
     let ticket_id: TicketId = id(&raw, "ticket")?;
     let ticket = state.inner.store.get_ticket(ticket_id).await?;
     ticket
@@ -374,11 +377,11 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     security(("bearer" = [])))]
 async fn patch_ticket(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Result<Json<TicketPatch>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Ticket> {
-    state.inner.settings.auth.check_api(&headers)?;
     let Json(patch) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let change = TicketChange {
         status: patch.status,
@@ -390,7 +393,7 @@ async fn patch_ticket(
     let ticket = state
         .inner
         .tickets
-        .update(id(&raw, "ticket")?, change, &actor(&headers)?)
+        .update(id(&raw, "ticket")?, change, &actor(&headers, &ctx)?)
         .await?;
     Ok(Json(ticket))
 }
@@ -400,10 +403,8 @@ async fn patch_ticket(
     responses((status = 200, body = Vec<Comment>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn list_comments(
     State(state): State<ServerState>,
-    headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> ApiResult<Vec<Comment>> {
-    state.inner.settings.auth.check_api(&headers)?;
     let ticket_id: TicketId = id(&raw, "ticket")?;
     if state.inner.store.get_ticket(ticket_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("ticket {ticket_id} not found")));
@@ -424,16 +425,16 @@ struct NewCommentBody {
     security(("bearer" = [])))]
 async fn add_comment(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Result<Json<NewCommentBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Comment>), ApiError> {
-    state.inner.settings.auth.check_api(&headers)?;
     let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let comment = state
         .inner
         .tickets
-        .add_comment(id(&raw, "ticket")?, &actor(&headers)?, &body.text)
+        .add_comment(id(&raw, "ticket")?, &actor(&headers, &ctx)?, &body.text)
         .await?;
     Ok((StatusCode::CREATED, Json(comment)))
 }
@@ -451,11 +452,9 @@ struct NoticeListParams {
     responses((status = 200, body = Page<Notice>)), security(("bearer" = [])))]
 async fn list_notices(
     State(state): State<ServerState>,
-    headers: HeaderMap,
     query: Result<Query<NoticeListParams>, QueryRejection>,
 ) -> ApiResult<Page<Notice>> {
     let Query(p) = query.map_err(bad_query)?;
-    state.inner.settings.auth.check_api(&headers)?;
     let query = NoticeQuery {
         escalated: p.escalated,
         before: parse(p.before.as_deref(), "cursor")?,
@@ -470,15 +469,15 @@ async fn list_notices(
     security(("bearer" = [])))]
 async fn escalate_notice(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<(StatusCode, Json<Ticket>), ApiError> {
-    state.inner.settings.auth.check_api(&headers)?;
     let notice_id: NoticeId = id(&raw, "notice")?;
     let ticket = state
         .inner
         .tickets
-        .escalate_notice(notice_id, &actor(&headers)?)
+        .escalate_notice(notice_id, &actor(&headers, &ctx)?)
         .await?;
     Ok((StatusCode::CREATED, Json(ticket)))
 }
@@ -528,8 +527,7 @@ fn policies_view(handle: &heron_app::PolicyHandle) -> PoliciesView {
 /// The loaded policy set (packages, the schemas with an ingest policy) and its reload status.
 #[utoipa::path(get, path = "/api/v1/policies", tag = "ops",
     responses((status = 200, body = PoliciesView)), security(("bearer" = [])))]
-async fn policies(State(state): State<ServerState>, headers: HeaderMap) -> ApiResult<PoliciesView> {
-    state.inner.settings.auth.check_api(&headers)?;
+async fn policies(State(state): State<ServerState>) -> ApiResult<PoliciesView> {
     Ok(Json(policies_view(&state.inner.policies)))
 }
 
@@ -543,13 +541,25 @@ async fn policies(State(state): State<ServerState>, headers: HeaderMap) -> ApiRe
     security(("bearer" = [])))]
 async fn reload_policies(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
 ) -> ApiResult<PoliciesView> {
-    state.inner.settings.auth.check_api(&headers)?;
+    let who = actor(&headers, &ctx)?;
     let handle = state.inner.policies.clone();
     let outcome = tokio::task::spawn_blocking(move || handle.reload("api"))
         .await
         .map_err(|e| ApiError::Internal(format!("policy reload task: {e}")))?;
+    let details = match &outcome {
+        Ok(status) => serde_json::json!({ "ok": true, "generation": status.generation }),
+        Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+    };
+    if !matches!(outcome, Err(heron_app::ReloadError::NotReloadable)) {
+        state
+            .inner
+            .tickets
+            .audit(&who, "policy.reload", None, Some("api".into()), details)
+            .await;
+    }
     match outcome {
         Ok(_) => Ok(Json(policies_view(&state.inner.policies))),
         Err(e @ heron_app::ReloadError::NotReloadable) => Err(ApiError::Conflict(e.to_string())),
@@ -569,11 +579,9 @@ async fn reload_policies(
     security(("bearer" = [])))]
 async fn ticket_tuning(
     State(state): State<ServerState>,
-    headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> ApiResult<serde_json::Value> {
     use heron_app::tuning::{TuningError, TuningSettings, draft};
-    state.inner.settings.auth.check_api(&headers)?;
     let ticket_id: TicketId = id(&raw, "ticket")?;
     let Some(tuning) = state.inner.tuning.clone() else {
         return Err(ApiError::Conflict(

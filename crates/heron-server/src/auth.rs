@@ -37,7 +37,7 @@ impl std::fmt::Debug for AuthConfig {
     }
 }
 
-fn matches_any(presented: &str, candidates: &[String]) -> bool {
+pub(crate) fn matches_any(presented: &str, candidates: &[String]) -> bool {
     let presented = digest(&SHA256, presented.as_bytes());
     // Check every candidate, so timing doesn't reveal which one matched.
     candidates
@@ -51,7 +51,7 @@ fn matches_any(presented: &str, candidates: &[String]) -> bool {
 
 /// The token a request presents, from `Authorization: Bearer`, `Authorization: Basic` or
 /// `?token=` (percent-decoded). An empty token is no token: it can never match.
-fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+pub(crate) fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     presented_token_raw(headers, query).filter(|t| !t.is_empty())
 }
 

@@ -8,23 +8,29 @@
 //! - every error body is `{"error": {"code", "message"}}`, and 5xx bodies never carry
 //!   internal details (those go to the log).
 
+mod access;
 mod agent;
 mod api;
+mod audit;
 mod auth;
+mod auth_http;
 mod error;
 mod limits;
 mod oidc;
 mod ops;
+mod pubsub_oidc;
 mod slack;
 mod sns;
 mod state;
 mod web;
 mod webhooks;
 
+pub use access::{LAST_USED_EVERY, Principal, PrincipalKind, RequestContext};
 pub use auth::{AuthConfig, AuthMode};
 pub use error::ApiError;
 pub use limits::{RateLimit, RateLimitSettings};
 pub use oidc::{Oidc, OidcError, OidcSettings};
+pub use pubsub_oidc::{GOOGLE_ISSUERS, GOOGLE_JWKS_URL, PubsubOidc, PubsubOidcSettings};
 pub use sns::SnsSettings;
 pub use state::{AgentState, ServerSettings, ServerState, SlackState, StateError, TuningState};
 
@@ -47,6 +53,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "tickets", description = "Tickets, their lifecycle and comments"),
         (name = "notices", description = "Low-key alerts and their escalation"),
         (name = "agent", description = "The triage agent: runs, similar tickets, chat"),
+        (name = "audit", description = "Who changed what, when and from where"),
         (name = "ops", description = "Health, readiness, metrics, policies")
     ),
     modifiers(&BearerAuth)
@@ -61,6 +68,7 @@ pub fn router(state: ServerState) -> Router {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(webhooks::routes(&state))
         .merge(api::routes())
+        .merge(audit::routes())
         .merge(agent::routes())
         .merge(ops::routes())
         .merge(slack::routes())
@@ -75,6 +83,12 @@ pub fn router(state: ServerState) -> Router {
             }),
         )
         .merge(web::routes())
+        // Only on routes that exist, with a method they take: an unknown route stays 404 and
+        // a wrong method 405, token or not.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::enforce,
+        ))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())

@@ -20,6 +20,10 @@ pub struct ServerSettings {
     pub rate_limits: crate::RateLimitSettings,
     /// Dashboard sign-in; `None`: pages take an API token (HTTP Basic) only.
     pub oidc: Option<std::sync::Arc<crate::Oidc>>,
+    /// The environment variables `data.auth.http` sees as `input.env` (read at start).
+    pub auth_policy_env: std::collections::BTreeMap<String, String>,
+    /// Google ID tokens required on the Pub/Sub webhook.
+    pub pubsub_oidc: Option<crate::PubsubOidcSettings>,
 }
 
 impl Default for ServerSettings {
@@ -32,6 +36,8 @@ impl Default for ServerSettings {
             sns: SnsSettings::default(),
             rate_limits: crate::RateLimitSettings::default(),
             oidc: None,
+            auth_policy_env: std::collections::BTreeMap::new(),
+            pubsub_oidc: None,
         }
     }
 }
@@ -54,6 +60,8 @@ pub(crate) struct Inner {
     pub agent: Option<AgentState>,
     pub tuning: Option<TuningState>,
     pub slack: Option<SlackState>,
+    pub usage: crate::access::UsageRecorder,
+    pub pubsub_oidc: Option<Arc<crate::PubsubOidc>>,
 }
 
 /// What tuning drafts need: a workbench to try changes on the configured policies, and how
@@ -104,6 +112,13 @@ impl ServerState {
         metrics: Option<PrometheusHandle>,
     ) -> Result<Self, StateError> {
         let sns = SnsVerifier::new(settings.sns.clone()).map_err(StateError::HttpClient)?;
+        let pubsub_oidc = settings
+            .pubsub_oidc
+            .clone()
+            .map(crate::PubsubOidc::new)
+            .transpose()
+            .map_err(StateError::HttpClient)?
+            .map(Arc::new);
         Ok(Self {
             inner: Arc::new(Inner {
                 tickets: TicketService::new(store.clone()),
@@ -117,6 +132,8 @@ impl ServerState {
                 agent: None,
                 tuning: None,
                 slack: None,
+                usage: crate::access::UsageRecorder::default(),
+                pubsub_oidc,
             }),
         })
     }

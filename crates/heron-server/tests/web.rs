@@ -1140,3 +1140,66 @@ async fn an_api_token_viewer_can_neither_bind_escalate_retry_nor_reload() {
         None
     );
 }
+
+#[tokio::test]
+async fn a_stored_token_with_the_read_scope_opens_the_pages_and_one_without_it_does_not() {
+    use base64::Engine as _;
+    use heron_core::access::{AuditEntry, AuditSource, NewApiToken, Scope, TokenRef, token_hash};
+    let auth = AuthMode::Tokens(AuthConfig {
+        tokens: vec!["configured".into()],
+        ..AuthConfig::default()
+    });
+    let (app, store, _) = app_and_store(auth).await;
+    let audit = || AuditEntry {
+        id: heron_core::AuditId::new(),
+        at: Utc::now(),
+        actor: "test".into(),
+        source: AuditSource::Cli,
+        remote: None,
+        action: "token.create".into(),
+        ticket_id: None,
+        target: None,
+        details: serde_json::json!({}),
+    };
+    for (name, secret, scopes) in [
+        ("reader", "heron_reader-secret", vec![Scope::Read]),
+        ("sender", "heron_sender-secret", vec![Scope::Ingest]),
+    ] {
+        store
+            .create_api_token(
+                NewApiToken {
+                    id: TokenId::new(),
+                    name: name.into(),
+                    hash: token_hash(secret),
+                    scopes,
+                    created_at: Utc::now(),
+                    expires_at: None,
+                },
+                audit(),
+            )
+            .await
+            .unwrap();
+    }
+    let basic = |password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("x:{password}"))
+        )
+    };
+    let (status, html) = get(&app, "/", Some(&basic("heron_reader-secret"))).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_eq!(
+        get(&app, "/", Some(&basic("heron_sender-secret"))).await.0,
+        StatusCode::UNAUTHORIZED,
+        "an ingest-only token cannot read the pages"
+    );
+    store
+        .revoke_api_token(&TokenRef::Name("reader".into()), Utc::now(), audit())
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&app, "/", Some(&basic("heron_reader-secret"))).await.0,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token no longer opens them"
+    );
+}

@@ -59,7 +59,8 @@ impl RequestVerifier for SigningSecret {
             .trim()
             .parse()
             .map_err(|_| SignatureError::Malformed)?;
-        if (now.timestamp() - sent).abs() > MAX_SKEW_SECS {
+        // `abs_diff`: a timestamp near i64::MIN must not overflow the subtraction.
+        if now.timestamp().abs_diff(sent) > MAX_SKEW_SECS.unsigned_abs() {
             return Err(SignatureError::Stale);
         }
         let given = signature
@@ -141,6 +142,18 @@ mod tests {
             secret.verify("soon", SIGNATURE, BODY.as_bytes(), at(0)),
             Err(SignatureError::Malformed)
         );
+    }
+
+    #[test]
+    fn a_timestamp_at_the_ends_of_the_integer_range_is_stale_not_an_overflow() {
+        let secret = SigningSecret::new(SECRET);
+        for ts in [i64::MIN.to_string(), i64::MAX.to_string()] {
+            let signed = secret.sign(&ts, b"x");
+            assert_eq!(
+                secret.verify(&ts, &signed, b"x", at(1_700_000_000)),
+                Err(SignatureError::Stale)
+            );
+        }
     }
 
     #[test]

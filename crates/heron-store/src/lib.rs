@@ -28,6 +28,7 @@
 //! unique violations → `Conflict`, values the database cannot hold → `Invalid`, anything else
 //! (including corrupt rows) → `Backend`.
 
+mod access;
 mod error;
 mod postgres;
 mod rows;

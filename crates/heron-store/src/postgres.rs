@@ -65,6 +65,8 @@ use std::time::Duration;
 mod agent;
 mod slack;
 
+crate::access::access_store!(PgStore, sqlx::Postgres);
+
 pub use agent::{EF_SEARCH, MAX_HNSW_DIMS, hnsw_index_sql, similar_sql};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -81,6 +83,10 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    async fn access_tx(&self) -> StoreResult<sqlx::Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(map)
+    }
+
     /// Connects with a pool of up to `max_connections` and applies pending migrations (under
     /// sqlx's advisory lock, so processes starting together migrate once).
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgStore> {

@@ -123,7 +123,13 @@ impl SqliteStore {
     async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)
     }
+
+    async fn access_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.write().await
+    }
 }
+
+crate::access::access_store!(SqliteStore, sqlx::Sqlite);
 
 fn id_text(id: impl std::fmt::Display) -> String {
     id.to_string()

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use async_trait::async_trait;
+use heron_core::access::AccessStore;
 use heron_core::agent::AgentRun;
 use heron_core::investigation::*;
 use heron_core::ports::*;
@@ -213,6 +214,16 @@ delegate!(SlackStore {
         renew_slack_chat(thread: &MessageRef, holder: uuid::Uuid, now: Timestamp) -> StoreResult<bool>;
         abort_slack_chat(thread: &MessageRef) -> StoreResult<bool>;
         release_slack_chat(thread: &MessageRef, holder: uuid::Uuid) -> StoreResult<()>;
+});
+
+delegate!(AccessStore {
+        create_api_token(token: access::NewApiToken, audit: access::AuditEntry) -> StoreResult<access::ApiToken>;
+        find_api_token(hash: &str) -> StoreResult<Option<access::ApiToken>>;
+        list_api_tokens() -> StoreResult<Vec<access::ApiToken>>;
+        revoke_api_token(token: &access::TokenRef, at: Timestamp, audit: access::AuditEntry) -> StoreResult<access::ApiToken>;
+        touch_api_tokens(used: &[(TokenId, Timestamp)]) -> StoreResult<()>;
+        record_audit(entry: access::AuditEntry) -> StoreResult<()>;
+        list_audit(query: &access::AuditQuery) -> StoreResult<Page<access::AuditEntry>>;
 });
 
 delegate!(ToolCache {

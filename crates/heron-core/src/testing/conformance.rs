@@ -35,6 +35,8 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use super::access_conformance::*;
+
 type Shared = Arc<dyn Store>;
 
 type TicketSpec = (

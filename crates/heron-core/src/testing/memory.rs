@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
+mod access;
 mod slack;
 
 /// Most items one listing page returns, whatever limit is asked for (a limit of 0 means 1).
@@ -72,6 +73,7 @@ struct State {
     /// Tool cache: key → (value, expires_at).
     cache: HashMap<String, (String, Timestamp)>,
     slack: slack::SlackMem,
+    access: access::AccessMem,
 }
 
 #[derive(Debug, Clone)]

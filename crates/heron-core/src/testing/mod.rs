@@ -12,10 +12,12 @@
 //! up in [`StoreFixture::teardown`]. The calling crate needs `tokio` (with `macros` and
 //! `rt-multi-thread`) as a dev-dependency.
 
+mod access_conformance;
 mod chat;
 pub mod chat_conformance;
 pub mod conformance;
 mod embedder;
+pub mod fuzz;
 mod llm;
 mod memory;
 mod tool_cache;
@@ -147,6 +149,10 @@ macro_rules! conformance_tests {
             a_failed_sync_backs_off_then_fails_for_good_and_a_stale_lease_is_refused,
             messages_link_to_comments_once_and_edits_and_deletions_follow,
             a_ticket_opened_from_a_thread_is_found_by_that_thread_and_has_a_triage_job,
+            a_token_is_found_by_the_hash_of_its_secret_and_listed_without_it,
+            a_token_name_is_taken_until_its_token_is_revoked,
+            token_use_moves_last_used_forward_only,
+            audit_entries_list_newest_first_filtered_and_paged,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {

@@ -9,8 +9,10 @@ use super::{
     CsrfForm, PAGE_SIZE, PageError, Viewer, actor_of, app_error, bad_request, check_csrf, label,
     or_dash, parse_id, render, see_other, signed_in, when,
 };
+use crate::access::RequestContext;
 use crate::state::ServerState;
 use askama::Template;
+use axum::extract::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
@@ -57,10 +59,11 @@ struct AlertsPage {
 
 pub(super) async fn alerts_page(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let store = &state.inner.store;
     let notices = store
         .list_notices(&heron_core::ports::NoticeQuery {
@@ -133,12 +136,13 @@ pub(super) struct BindForm {
 /// Binds an unbound alert to the ticket the form names, as the signed-in user.
 pub(super) async fn bind(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
     form: Result<axum::Form<BindForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
     check_csrf(&viewer, &form.csrf)?;
     let alert: AlertId = parse_id(&raw, "an alert")?;
@@ -146,7 +150,7 @@ pub(super) async fn bind(
     state
         .inner
         .tickets
-        .bind_alert(alert, ticket, &actor_of(&viewer))
+        .bind_alert(alert, ticket, &actor_of(&viewer, &ctx))
         .await
         .map_err(app_error)?;
     Ok(see_other("/alerts"))
@@ -155,19 +159,20 @@ pub(super) async fn bind(
 /// Opens a ticket from a notice, as the signed-in user.
 pub(super) async fn escalate(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
     form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
     check_csrf(&viewer, &form.csrf)?;
     let notice: NoticeId = parse_id(&raw, "a notice")?;
     state
         .inner
         .tickets
-        .escalate_notice(notice, &actor_of(&viewer))
+        .escalate_notice(notice, &actor_of(&viewer, &ctx))
         .await
         .map_err(app_error)?;
     Ok(see_other("/alerts"))

@@ -9,8 +9,10 @@ use super::{
     CommentView, PageError, Viewer, actor_of, app_error, bad_request, check_csrf, comment_view,
     existing, render, see_other, signed_in,
 };
+use crate::access::RequestContext;
 use crate::state::ServerState;
 use askama::Template;
+use axum::extract::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -31,11 +33,12 @@ struct ChatPage {
 /// The conversation with the agent about a ticket, and a question form.
 pub(super) async fn chat_page(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let t = existing(&state, &raw).await?;
     let comments = state.inner.store.list_comments(t.id).await?;
     render(&ChatPage {
@@ -70,18 +73,19 @@ fn chat_disabled() -> PageError {
 /// then back to the conversation.
 pub(super) async fn chat_ask(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
     form: Result<axum::Form<ChatForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
     check_csrf(&viewer, &form.csrf)?;
     let t = existing(&state, &raw).await?;
     let service = crate::agent::chat_service_of(&state).ok_or_else(chat_disabled)?;
     service
-        .ask(t.id, &actor_of(&viewer), &form.question, &|_| {})
+        .ask(t.id, &actor_of(&viewer, &ctx), &form.question, &|_| {})
         .await
         .map_err(app_error)?;
     Ok(see_other(&format!("/tickets/{}/chat", t.id)))
@@ -97,12 +101,13 @@ pub(super) struct ChatStreamParams {
 /// It is a GET because `EventSource` only sends GETs; the CSRF token rides in the query.
 pub(super) async fn chat_stream(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
     params: Result<Query<ChatStreamParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     check_csrf(&viewer, &params.csrf)?;
     let t = existing(&state, &raw).await?;
@@ -113,7 +118,7 @@ pub(super) async fn chat_stream(
         .ok_or_else(chat_disabled)?
         .clone();
     Ok(
-        crate::agent::chat_events(service, t.id, actor_of(&viewer), params.question)
+        crate::agent::chat_events(service, t.id, actor_of(&viewer, &ctx), params.question)
             .into_response(),
     )
 }

@@ -7,11 +7,13 @@
 //! list it came from.
 
 use super::{
-    OptionView, PAGE_SIZE, PageError, Viewer, app_error, bad_request, blank_to_none, check_csrf,
-    parse_id, render, see_other, signed_in, when,
+    OptionView, PAGE_SIZE, PageError, Viewer, actor_of, app_error, bad_request, blank_to_none,
+    check_csrf, parse_id, render, see_other, signed_in, when,
 };
+use crate::access::RequestContext;
 use crate::state::ServerState;
 use askama::Template;
+use axum::extract::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Uri};
@@ -51,12 +53,13 @@ const BODY_CHARS: usize = 8_192;
 
 pub(super) async fn events_page(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     params: Result<Query<EventsParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
     use heron_core::EventState;
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     let wanted = blank_to_none(&params.state).unwrap_or_else(|| "failed".into());
     let event_state: EventState = wanted
@@ -116,19 +119,20 @@ pub(super) struct RetryForm {
 /// Puts a failed or ignored event back in the queue, as the signed-in user.
 pub(super) async fn retry(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
     form: Result<axum::Form<RetryForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
     check_csrf(&viewer, &form.csrf)?;
     let id: EventId = parse_id(&raw, "an event")?;
     state
         .inner
         .tickets
-        .retry_event(id)
+        .retry_event(id, &actor_of(&viewer, &ctx))
         .await
         .map_err(app_error)?;
     tracing::info!(event_id = %id, user = %viewer.user, "event retried from the dashboard");

@@ -8,8 +8,10 @@
 
 use super::charts::{Chart, Unit, bar_chart, line_chart};
 use super::{PageError, Viewer, bad_request, blank_to_none, render, signed_in};
+use crate::access::RequestContext;
 use crate::state::ServerState;
 use askama::Template;
+use axum::extract::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
@@ -65,11 +67,12 @@ fn label_every(days: usize) -> usize {
 
 pub(super) async fn metrics_page(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     params: Result<Query<MetricsParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     let weeks = match blank_to_none(&params.weeks) {
         None => DEFAULT_WEEKS,

@@ -32,6 +32,7 @@ mod policies;
 mod queue;
 mod ticket;
 
+use crate::access::RequestContext;
 use crate::state::ServerState;
 use askama::Template;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -187,7 +188,12 @@ fn bad_request(message: String) -> PageError {
 /// The viewer of a page: an OpenID Connect session, else an API token (HTTP Basic password
 /// or bearer), else — with OpenID Connect configured — a redirect to sign in, or a Basic
 /// challenge without it. Without auth (loopback `--no-auth`) everyone is `local`.
-fn signed_in(state: &ServerState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, PageError> {
+fn signed_in(
+    state: &ServerState,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Viewer, PageError> {
     let settings = &state.inner.settings;
     if matches!(settings.auth, crate::AuthMode::Disabled) {
         return Ok(Viewer {
@@ -207,6 +213,14 @@ fn signed_in(state: &ServerState, headers: &HeaderMap, uri: &Uri) -> Result<View
     if settings.auth.check_api(headers).is_ok() {
         return Ok(Viewer {
             user: "api token".into(),
+            csrf: String::new(),
+        });
+    }
+    // A stored token with the read scope (checked by the access middleware): read only, as
+    // any token over Basic.
+    if let Some(token) = ctx.stored_token() {
+        return Ok(Viewer {
+            user: token.name.clone(),
             csrf: String::new(),
         });
     }
@@ -377,10 +391,11 @@ fn check_csrf(viewer: &Viewer, presented: &str) -> Result<(), PageError> {
 }
 
 /// The viewer as the actor of a change made from the pages.
-fn actor_of(viewer: &Viewer) -> heron_app::Actor {
+fn actor_of(viewer: &Viewer, ctx: &RequestContext) -> heron_app::Actor {
     heron_app::Actor {
         name: viewer.user.clone(),
         source: heron_core::CommentSource::Web,
+        remote: ctx.remote.clone(),
     }
 }
 

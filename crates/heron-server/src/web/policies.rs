@@ -9,8 +9,10 @@
 use super::{
     CsrfForm, PageError, Viewer, bad_request, check_csrf, render, see_other, signed_in, when,
 };
+use crate::access::RequestContext;
 use crate::state::ServerState;
 use askama::Template;
+use axum::extract::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
@@ -35,10 +37,11 @@ struct PoliciesPage {
 
 pub(super) async fn policies_page(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let handle = &state.inner.policies;
     let info = handle.current().info();
     let status = handle.status();
@@ -64,11 +67,12 @@ pub(super) async fn policies_page(
 /// it went (a refused set is not an error of the request: its error is on the page).
 pub(super) async fn reload(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
     check_csrf(&viewer, &form.csrf)?;
     let handle = state.inner.policies.clone();

@@ -10,8 +10,10 @@ use super::{
     OptionView, PAGE_SIZE, PageError, SEVERITIES, STATUSES, Viewer, bad_request, blank_to_none,
     or_dash, render, signed_in, verdict_of, when,
 };
+use crate::access::RequestContext;
 use crate::state::ServerState;
 use askama::Template;
+use axum::extract::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
@@ -36,12 +38,13 @@ pub(super) struct LiveParams {
 /// time-ordered (UUIDv7), so "newer" is "greater id".
 pub(super) async fn live_tickets(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     params: Result<Query<LiveParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    signed_in(&state, &headers, &uri)?;
+    signed_in(&state, &ctx, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     let after = match blank_to_none(&params.after) {
         None => None,
@@ -223,11 +226,12 @@ fn caption(sort: TicketSort) -> String {
 
 pub(super) async fn queue(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     params: Result<Query<QueueParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let Query(params) = params.map_err(|e| bad_request(e.body_text()))?;
     let status = parse_param::<TicketStatus>(&params.status, "status")?;
     let severity = parse_param::<Severity>(&params.severity, "severity")?;

@@ -10,8 +10,10 @@ use super::{
     CommentView, PageError, SEVERITIES, Viewer, actor_of, app_error, bad_request, check_csrf,
     comment_view, existing, label, or_dash, parse_id, render, see_other, signed_in, when,
 };
+use crate::access::RequestContext;
 use crate::state::ServerState;
 use askama::Template;
+use axum::extract::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
@@ -186,11 +188,12 @@ async fn similar_to(state: &ServerState, ticket: &Ticket) -> Vec<SimilarView> {
 
 pub(super) async fn ticket(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
 ) -> Result<Response, PageError> {
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let t = existing(&state, &raw).await?;
     let id = t.id;
     let store = &state.inner.store;
@@ -288,17 +291,18 @@ pub(super) struct ActionForm {
 /// One change to a ticket from its page, as the signed-in user; back to the page after.
 pub(super) async fn ticket_action(
     State(state): State<ServerState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     uri: Uri,
     Path(raw): Path<String>,
     form: Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
     use heron_core::{Conclusion, TicketChange};
-    let viewer = signed_in(&state, &headers, &uri)?;
+    let viewer = signed_in(&state, &ctx, &headers, &uri)?;
     let axum::Form(form) = form.map_err(|e| bad_request(e.body_text()))?;
     check_csrf(&viewer, &form.csrf)?;
     let id: TicketId = parse_id(&raw, "a ticket")?;
-    let actor = actor_of(&viewer);
+    let actor = actor_of(&viewer, &ctx);
     let tickets = &state.inner.tickets;
     let change = match form.action.as_str() {
         "comment" => {
