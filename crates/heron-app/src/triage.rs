@@ -329,9 +329,25 @@ impl TriageWorker {
         }
         tracing::info!(ticket_id = %ticket.id, status = ?run.status, steps = run.steps.len(), tokens = run.usage.total_tokens, "triage run ended");
         let finished = run.finished_at.unwrap_or(now);
+        let details = json!({
+            "run": run.id,
+            "status": run.status,
+            "verdict": run.finding.as_ref().map(|f| f.verdict),
+            "tokens": run.usage.total_tokens,
+        });
         self.store
             .finish_triage(lease, TriageOutcome::Ran(Box::new(run)), finished)
             .await?;
+        // The finding changes the ticket: on record, as Heron's own change.
+        crate::audit::record(
+            self.store.as_ref(),
+            &crate::Actor::system("triage agent"),
+            "agent.triage",
+            Some(ticket.id),
+            None,
+            details,
+        )
+        .await;
         // The finding changes the ticket's Slack message (a no-op without Slack).
         if let Err(e) = self
             .store

@@ -1289,6 +1289,19 @@ async fn the_agent_investigates_each_new_ticket_once_and_answers_questions_about
         ticket["version"], first.version,
         "the finding leaves the version alone"
     );
+    // The run is on record as Heron's own change to the ticket.
+    let audited = format!("/api/v1/audit?action=agent.triage&ticket={}", first.id);
+    eventually("the triage run is in the audit log", || async {
+        let (_, page) = h.get(&audited).await;
+        page["items"].as_array().is_some_and(|items| {
+            items.len() == 1
+                && items[0]["actor"] == "triage agent"
+                && items[0]["source"] == "system"
+                && items[0]["details"]["verdict"] == "benign"
+                && items[0]["details"]["tokens"] == 780
+        })
+    })
+    .await;
 
     let chats: Vec<_> = llm
         .requests()

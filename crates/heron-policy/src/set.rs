@@ -372,10 +372,11 @@ impl PolicyEngine for PolicySet {
             return self.ingest(schema, event);
         };
         let query = || format!("data.ingest.{schema}.alerts");
-        let mut vm = regorus::rvm::vm::RegoVM::new();
-        vm.load_program(program.clone());
-        vm.set_input(Value::from(event.clone()));
-        let output = vm.execute().map_err(|e| PolicyError::Evaluation {
+        let output = with_vm(program, |vm| {
+            vm.set_input(Value::from(event.clone()));
+            vm.execute()
+        })
+        .map_err(|e| PolicyError::Evaluation {
             query: query(),
             message: e.to_string(),
         })?;
@@ -501,6 +502,42 @@ impl PolicyEngine for PolicySet {
 /// `triage`, `enrich` and test packages (`*_test`), sorted, with the syntax version. `None` when
 /// a kept module refers to an excluded package (then ingest may depend on any module, and
 /// the set cannot say what its ingest depends on).
+/// VMs kept per thread, one per program, so an evaluation reuses a loaded VM instead of
+/// building one (each keeps its program alive, so a program's address identifies it).
+const VMS_PER_THREAD: usize = 32;
+
+thread_local! {
+    static VMS: std::cell::RefCell<Vec<(usize, regorus::rvm::vm::RegoVM)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's VM for `program`, loading one the first time; the least
+/// recently used of more than [`VMS_PER_THREAD`] is dropped (after policy reloads), and so
+/// is a VM whose run failed (its state is not trusted for the next input).
+fn with_vm<T, E>(
+    program: &std::sync::Arc<regorus::rvm::program::Program>,
+    f: impl FnOnce(&mut regorus::rvm::vm::RegoVM) -> Result<T, E>,
+) -> Result<T, E> {
+    let key = std::sync::Arc::as_ptr(program) as usize;
+    VMS.with(|cell| {
+        let mut vms = cell.borrow_mut();
+        let mut vm = match vms.iter().position(|(k, _)| *k == key) {
+            Some(i) => vms.remove(i).1,
+            None => {
+                let mut vm = regorus::rvm::vm::RegoVM::new();
+                vm.load_program(program.clone());
+                vm
+            }
+        };
+        let out = f(&mut vm)?;
+        vms.push((key, vm));
+        if vms.len() > VMS_PER_THREAD {
+            vms.remove(0);
+        }
+        Ok(out)
+    })
+}
+
 fn ingest_digest(engine: &Engine, version: RegoVersion) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut engine = engine.clone();
