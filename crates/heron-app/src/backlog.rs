@@ -1,17 +1,20 @@
-//! The backlog breaker: model work pauses while the queue is deep.
+//! The backlog breaker: model work waits while the queue is deep.
 //!
-//! When more than `pause_above` events are pending, the breaker trips: intake goes on storing
-//! every event (it never looks at the breaker), the event worker goes on processing them with
-//! the policies alone (the metadata and enrich stages run as without a model: enrich tasks
-//! are skipped and triage gets an empty `enrich`), and the agent's investigations of new
-//! tickets wait in their durable queue. Once pending events are at or below
-//! `resume_below` (hysteresis: a queue hovering around one threshold does not flap), model
-//! work resumes and the waiting investigations run.
+//! When more than `pause_above` events are pending, the breaker trips. Intake goes on storing
+//! every event (it never looks at the breaker). The event worker goes on processing events
+//! whose alerts need no model work (alerts that join an open ticket, or any alert when no
+//! model is configured); an event that would open a ticket with the model's help (metadata,
+//! enrich tasks) is held back as `waiting` instead, without spending an attempt, and the
+//! agent's investigations of new tickets wait in their durable queue. Once pending events are
+//! at or below `resume_below` (hysteresis: a queue hovering around one threshold does not
+//! flap), model work resumes: waiting events go back to `pending`, oldest first, only as many
+//! as keep the queue under `pause_above` (so that they cannot trip the breaker again by
+//! themselves), and the waiting investigations run. Nothing is skipped, only delayed.
 //!
-//! Tripping publishes exactly one notice per trip and process (a system event, processed by
-//! the worker into a notice like any other; its idempotency key names the trip), and logs a
-//! warning; recovering logs once. The depth is a `COUNT` read at most every
-//! [`CHECK_EVERY`], shared by every loop of the process.
+//! Tripping publishes one notice per hour across every process sharing the database (a
+//! system event whose idempotency key names the hour, processed by the worker into a notice
+//! like any other) and logs a warning; recovering logs once. The depth is a `COUNT` read at
+//! most every [`CHECK_EVERY`], shared by every loop of the process.
 
 use heron_core::ports::Store;
 use heron_core::{EventId, EventSource, NewEvent, SchemaName};
@@ -74,72 +77,104 @@ impl BacklogBreaker {
             return self.paused.load(Ordering::Relaxed);
         }
         *checked = Some(Instant::now());
-        let depth = match self.depth().await {
-            Ok(depth) => depth,
+        let stats = match self.store.queue_stats(store_now(&*self.store).await).await {
+            Ok(stats) => stats,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the queue depth for the backlog breaker");
                 return self.paused.load(Ordering::Relaxed);
             }
         };
+        let depth = stats.pending;
         let paused = self.paused.load(Ordering::Relaxed);
         if !paused && depth > self.limits.pause_above {
             self.paused.store(true, Ordering::Relaxed);
-            let trip = self.trips.fetch_add(1, Ordering::Relaxed) + 1;
+            self.trips.fetch_add(1, Ordering::Relaxed);
             metrics::gauge!("heron_backlog_paused").set(1.0);
             tracing::warn!(
                 pending = depth,
                 pause_above = self.limits.pause_above,
                 resume_below = self.limits.resume_below,
-                "backlog: model work (enrichment, agent triage) paused; events are still stored and processed"
+                "backlog: model work (enrichment, agent triage) waits; events are still stored and processed"
             );
-            self.publish_notice(depth, trip).await;
+            self.publish_notice(depth).await;
         } else if paused && depth <= self.limits.resume_below {
             self.paused.store(false, Ordering::Relaxed);
             metrics::gauge!("heron_backlog_paused").set(0.0);
             tracing::info!(
                 pending = depth,
                 resume_below = self.limits.resume_below,
+                waiting = stats.waiting,
                 "backlog cleared: model work resumes"
             );
         }
-        self.paused.load(Ordering::Relaxed)
+        let paused = self.paused.load(Ordering::Relaxed);
+        if !paused && stats.waiting > 0 {
+            self.resume_waiting(self.limits.pause_above.saturating_sub(depth))
+                .await;
+        }
+        paused
     }
 
-    async fn depth(&self) -> Result<u64, heron_core::ports::StoreError> {
-        let now = self.store.now().await?;
-        Ok(self.store.queue_stats(now).await?.pending)
+    /// Lets up to `room` waiting events back into the queue.
+    async fn resume_waiting(&self, room: u64) {
+        if room == 0 {
+            return;
+        }
+        let resumed = match self.store.now().await {
+            Ok(now) => self.store.resume_waiting_events(now, room).await,
+            Err(e) => Err(e),
+        };
+        match resumed {
+            Ok(0) => {}
+            Ok(resumed) => {
+                tracing::info!(
+                    resumed,
+                    "events held by the backlog breaker are back in the queue"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "could not resume waiting events; will try again"),
+        }
     }
 
-    async fn publish_notice(&self, depth: u64, trip: u64) {
+    async fn publish_notice(&self, depth: u64) {
         let Ok(schema) = SchemaName::parse(SYSTEM_SCHEMA) else {
             return;
         };
-        let started = chrono::Utc::now();
+        let started = store_now(&*self.store).await;
         let body = serde_json::json!({
             "kind": "backlog",
-            "title": format!("Backlog: {depth} events pending; model work paused"),
+            "title": format!("Backlog: {depth} events pending; model work waits"),
             "description": format!(
-                "More than {} events were pending. Events are still stored and processed by the \
-                 policies, but enrich tasks are skipped and agent investigations wait until \
-                 {} or fewer are pending.",
+                "More than {} events were pending. Every event is still stored and processed \
+                 by the policies; alerts that would open a ticket with the model's help wait \
+                 (state `waiting`), and so do agent investigations, until {} or fewer are \
+                 pending.",
                 self.limits.pause_above, self.limits.resume_below
             ),
             "pending": depth,
         });
+        // One notice an hour, whichever process trips first: the key names the hour.
+        let hour = started.timestamp().div_euclid(3_600);
         let event = NewEvent {
             id: EventId::new(),
             schema,
             source: EventSource::System,
             body: body.to_string(),
             metadata: serde_json::json!({}),
-            idempotency_key: Some(format!(
-                "system:backlog:{}:{trip}",
-                started.timestamp_micros()
-            )),
+            idempotency_key: Some(format!("system:backlog:{hour}")),
             received_at: started,
         };
         if let Err(e) = self.store.accept_event(event).await {
             tracing::error!(error = %e, "could not publish the backlog notice");
         }
+    }
+}
+
+/// The store's clock (shared by every process on PostgreSQL), or the host's when it cannot
+/// be read.
+async fn store_now(store: &dyn Store) -> heron_core::Timestamp {
+    match store.now().await {
+        Ok(now) => now,
+        Err(_) => chrono::Utc::now(),
     }
 }

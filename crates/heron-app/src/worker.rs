@@ -121,7 +121,14 @@ enum PlanError {
     /// The model was unavailable for an enrich task; worth retrying later.
     #[error("{0}")]
     Enrich(String),
+    /// An alert would open a ticket with the model's help while the backlog breaker is
+    /// tripped: the event waits (see [`crate::backlog`]).
+    #[error("{WAITING_NOTE}")]
+    Waiting,
 }
+
+/// Why a `waiting` event waits, shown where its error would be.
+const WAITING_NOTE: &str = "waiting: the backlog breaker is tripped and this event would open a ticket with the model's help";
 
 impl From<StageError> for PlanError {
     fn from(e: StageError) -> Self {
@@ -173,9 +180,30 @@ impl Worker {
         self.breaker.clone()
     }
 
+    async fn model_paused(&self) -> bool {
+        match &self.breaker {
+            Some(breaker) => breaker.model_paused().await,
+            None => false,
+        }
+    }
+
     /// Runs `concurrency` loops until `shutdown` turns true; in-flight events finish, leased
     /// but unstarted ones are released.
     pub async fn run(&self, shutdown: watch::Receiver<bool>) {
+        if self.breaker.is_none() {
+            // Held back by a breaker this process no longer has: nothing will resume them.
+            match self.store.now().await {
+                Ok(now) => match self.store.resume_waiting_events(now, u64::MAX).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        resumed = n,
+                        "waiting events are back in the queue (no backlog breaker configured)"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "could not resume waiting events"),
+                },
+                Err(e) => tracing::warn!(error = %e, "could not resume waiting events"),
+            }
+        }
         let mut loops = tokio::task::JoinSet::new();
         for _ in 0..self.settings.concurrency.max(1) {
             let worker = self.clone();
@@ -217,6 +245,9 @@ impl Worker {
         &self,
         shutdown: Option<&watch::Receiver<bool>>,
     ) -> Result<usize, StoreError> {
+        // Read here too, not only when an alert needs the model: an idle queue is when the
+        // breaker recovers and lets waiting events back in (a reading is cached, so cheap).
+        self.model_paused().await;
         let clock = StoreClock::read(self.store.as_ref()).await?;
         let now = clock.now();
         let leased = self
@@ -246,6 +277,7 @@ impl Worker {
                 retrying = report.retrying,
                 failed = report.failed,
                 lost = report.lost,
+                waiting = report.waiting,
                 elapsed_ms = clock.read_at.elapsed().as_millis() as u64,
                 "batch done"
             );
@@ -509,6 +541,19 @@ impl Worker {
     /// spent.
     async fn fail(&self, item: &LeasedEvent, error: PlanError, clock: StoreClock) -> Outcome {
         let event = &item.event;
+        if matches!(error, PlanError::Waiting) {
+            return match self.store.hold_event(&item.lease, WAITING_NOTE).await {
+                Ok(()) => {
+                    tracing::debug!(event_id = %event.id, "event waits for the backlog to clear");
+                    Outcome::Waiting
+                }
+                Err(StoreError::LeaseLost(_)) => lease_lost(event),
+                Err(e) => {
+                    tracing::warn!(event_id = %event.id, error = %e, "could not hold the event back; its lease will expire and it will run again");
+                    Outcome::Retrying
+                }
+            };
+        }
         // `Enrich` is transient by construction: it is only raised while attempts remain.
         let permanent = matches!(
             error,
@@ -565,12 +610,7 @@ impl Worker {
         if event.source == heron_core::EventSource::System {
             return Ok(system_notice(event, &body));
         }
-        // While the backlog breaker is tripped, the model stages run as without a model.
-        let paused = match &self.breaker {
-            Some(breaker) => breaker.model_paused().await,
-            None => false,
-        };
-        let enricher = if paused { None } else { self.enricher.as_ref() };
+        let enricher = self.enricher.as_ref();
         let ingest_started = Instant::now();
         let output = policies.ingest(&event.schema, &body)?;
         metrics::histogram!(STAGE_SECONDS, "stage" => "ingest").record(ingest_started.elapsed());
@@ -617,6 +657,10 @@ impl Worker {
                     seen_since,
                 },
                 Known::NoTarget { .. } => {
+                    // The model's work waits while the backlog is deep; so does the event.
+                    if enricher.is_some() && self.model_paused().await {
+                        return Err(PlanError::Waiting);
+                    }
                     // The fast path (no model, no enrich package) takes no await at all.
                     let (enrich, ticket_id) = if enricher.is_none() && !policies.has_enrich() {
                         (Vec::new(), None)
@@ -712,6 +756,8 @@ enum Outcome {
     Retrying,
     Failed,
     Lost,
+    /// Held back by the backlog breaker.
+    Waiting,
 }
 
 /// Counts of a batch's outcomes, for the log.
@@ -723,6 +769,7 @@ struct BatchReport {
     retrying: usize,
     failed: usize,
     lost: usize,
+    waiting: usize,
 }
 
 impl BatchReport {
@@ -733,6 +780,7 @@ impl BatchReport {
             Outcome::Retrying => self.retrying += 1,
             Outcome::Failed => self.failed += 1,
             Outcome::Lost => self.lost += 1,
+            Outcome::Waiting => self.waiting += 1,
         }
     }
 }

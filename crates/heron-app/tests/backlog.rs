@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The backlog breaker: past its threshold every event is still stored and processed, model
-//! work pauses, one notice says so, and model work resumes under the lower threshold.
+//! The backlog breaker: past its threshold every event is still stored, events that need no
+//! model are processed, those that would open a ticket with the model's help wait without
+//! spending attempts, one notice says so (however many processes trip), and under the lower
+//! threshold the waiting events come back a roomful at a time and get the model's help.
 
 mod common;
 
@@ -98,15 +100,76 @@ async fn send(intake: &Intake, rule: &str) {
         .unwrap();
 }
 
-async fn drain(store: &Arc<dyn Store>, worker: &Worker) {
+fn worker(store: &Arc<dyn Store>, model: &Arc<CountingModel>, wake: &Arc<Notify>) -> Worker {
+    Worker::new(
+        store.clone(),
+        PolicyHandle::new(Arc::new(OneAlert)),
+        WorkerSettings {
+            batch_size: 4,
+            backlog: Some(BacklogLimits {
+                pause_above: 10,
+                resume_below: 3,
+            }),
+            ..WorkerSettings::default()
+        },
+        wake.clone(),
+        Some(model.clone()),
+    )
+}
+
+async fn stats(store: &Arc<dyn Store>) -> QueueStats {
+    store.queue_stats(store.now().await.unwrap()).await.unwrap()
+}
+
+/// Runs the workers in turn until nothing is due.
+async fn run_until_idle(workers: &[&Worker]) {
     for _ in 0..1_000 {
-        worker.run_once().await.unwrap();
-        let stats = store.queue_stats(store.now().await.unwrap()).await.unwrap();
-        if stats.pending == 0 && stats.processing == 0 {
+        let mut leased = 0;
+        for worker in workers {
+            leased += worker.run_once().await.unwrap();
+        }
+        if leased == 0 {
             return;
         }
     }
-    panic!("the queue did not drain");
+    panic!("the workers never went idle");
+}
+
+/// Runs the worker until nothing is pending, processing or waiting; waiting events come back
+/// only when the breaker reads the depth again, at most every `CHECK_EVERY`.
+async fn drain_everything(store: &Arc<dyn Store>, worker: &Worker) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        run_until_idle(&[worker]).await;
+        let s = stats(store).await;
+        if s.pending == 0 && s.processing == 0 && s.waiting == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the queue did not drain: {:?}", stats(store).await);
+}
+
+async fn events(store: &Arc<dyn Store>) -> Vec<Event> {
+    store
+        .list_events(&EventQuery {
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap()
+        .items
+}
+
+async fn tickets(store: &Arc<dyn Store>) -> Vec<Ticket> {
+    store
+        .list_tickets(&TicketQuery {
+            limit: 100,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap()
+        .items
 }
 
 async fn notices(store: &Arc<dyn Store>) -> Vec<Notice> {
@@ -121,9 +184,129 @@ async fn notices(store: &Arc<dyn Store>) -> Vec<Notice> {
 }
 
 #[tokio::test]
-async fn past_the_threshold_every_event_is_processed_without_the_model_and_one_notice_says_so() {
+async fn past_the_threshold_new_tickets_wait_for_the_model_and_known_ones_still_grow() {
     let store: Arc<dyn Store> = Arc::new(FlakyStore::new(0));
     let model = Arc::new(CountingModel::default());
+    let wake = Arc::new(Notify::new());
+    let worker = worker(&store, &model, &wake);
+    let intake = Intake::new(store.clone(), wake);
+    send(&intake, "known").await;
+    drain_everything(&store, &worker).await;
+    assert_eq!(
+        model.calls.load(Ordering::SeqCst),
+        1,
+        "the model described it"
+    );
+    let known = tickets(&store).await.remove(0);
+
+    for i in 0..24 {
+        send(&intake, &format!("rule-{i}")).await;
+    }
+    send(&intake, "known").await;
+    // The breaker reads the depth again only after its check interval.
+    tokio::time::sleep(heron_app::backlog::CHECK_EVERY + Duration::from_millis(100)).await;
+    run_until_idle(&[&worker]).await;
+
+    let breaker = worker.breaker().unwrap();
+    assert_eq!(breaker.trips(), 1);
+    assert_eq!(
+        model.calls.load(Ordering::SeqCst),
+        1,
+        "no model work while the breaker is tripped"
+    );
+    let waiting: Vec<Event> = events(&store)
+        .await
+        .into_iter()
+        .filter(|e| e.state == EventState::Waiting)
+        .collect();
+    assert_eq!(waiting.len(), 24, "every new rule waits for the model");
+    assert!(waiting.iter().all(|e| {
+        e.attempts == 0
+            && e.last_error
+                .as_deref()
+                .is_some_and(|n| n.contains("backlog"))
+    }));
+    let grown = store.get_ticket(known.id).await.unwrap().unwrap();
+    assert_eq!(
+        grown.alert_count, 2,
+        "an alert joining an open ticket needs no model and is processed at once"
+    );
+    assert_eq!(
+        tickets(&store).await.len(),
+        1,
+        "no ticket opened without the model"
+    );
+    let published = notices(&store).await;
+    assert_eq!(published.len(), 1, "exactly one notice: {published:?}");
+    assert!(
+        published[0].title.starts_with("Backlog:"),
+        "{}",
+        published[0].title
+    );
+
+    // Under the lower threshold (read again after the check interval), the waiting events
+    // come back, at most as many as keep the queue under the upper one.
+    tokio::time::sleep(heron_app::backlog::CHECK_EVERY + Duration::from_millis(100)).await;
+    assert!(
+        !breaker.model_paused().await,
+        "recovered: nothing is pending"
+    );
+    let s = stats(&store).await;
+    assert_eq!((s.pending, s.waiting), (10, 14), "a roomful came back");
+
+    drain_everything(&store, &worker).await;
+    assert!(
+        events(&store)
+            .await
+            .iter()
+            .all(|e| e.state == EventState::Processed),
+        "every event was processed in the end"
+    );
+    assert_eq!(
+        tickets(&store).await.len(),
+        25,
+        "every rule opened its ticket"
+    );
+    assert_eq!(
+        model.calls.load(Ordering::SeqCst),
+        25,
+        "each new ticket got the model's description, late but not skipped"
+    );
+    assert_eq!(
+        breaker.trips(),
+        1,
+        "the returning events did not trip it again"
+    );
+    assert_eq!(
+        notices(&store).await.len(),
+        1,
+        "recovering publishes nothing"
+    );
+}
+
+#[tokio::test]
+async fn two_processes_tripping_on_one_database_publish_one_notice() {
+    let store: Arc<dyn Store> = Arc::new(FlakyStore::new(0));
+    let model = Arc::new(CountingModel::default());
+    let wake = Arc::new(Notify::new());
+    let first = worker(&store, &model, &wake);
+    let second = worker(&store, &model, &wake);
+    let intake = Intake::new(store.clone(), wake);
+    for i in 0..30 {
+        send(&intake, &format!("rule-{i}")).await;
+    }
+
+    run_until_idle(&[&first, &second]).await;
+
+    assert_eq!(first.breaker().unwrap().trips(), 1);
+    assert_eq!(second.breaker().unwrap().trips(), 1);
+    assert_eq!(notices(&store).await.len(), 1);
+    assert_eq!(stats(&store).await.waiting, 30);
+}
+
+#[tokio::test]
+async fn without_a_model_nothing_waits_past_the_threshold() {
+    let store: Arc<dyn Store> = Arc::new(FlakyStore::new(0));
     let wake = Arc::new(Notify::new());
     let worker = Worker::new(
         store.clone(),
@@ -137,77 +320,52 @@ async fn past_the_threshold_every_event_is_processed_without_the_model_and_one_n
             ..WorkerSettings::default()
         },
         wake.clone(),
-        Some(model.clone()),
+        None,
     );
     let intake = Intake::new(store.clone(), wake);
-    for i in 0..40 {
+    for i in 0..30 {
         send(&intake, &format!("rule-{i}")).await;
     }
 
-    drain(&store, &worker).await;
+    run_until_idle(&[&worker]).await;
 
-    let events = store
-        .list_events(&EventQuery {
-            limit: 100,
-            ..EventQuery::default()
-        })
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(
-        events.len(),
-        41,
-        "40 deliveries and the breaker's own notice event"
-    );
-    assert!(
-        events.iter().all(|e| e.state == EventState::Processed),
-        "every event was processed: {:?}",
-        events
-            .iter()
-            .map(|e| (e.state, e.last_error.clone()))
-            .collect::<Vec<_>>()
-    );
-    let tickets = store
-        .list_tickets(&TicketQuery {
-            limit: 100,
-            ..TicketQuery::default()
-        })
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(tickets.len(), 40, "every alert opened its ticket");
-    assert_eq!(
-        model.calls.load(Ordering::SeqCst),
-        0,
-        "no model work while the breaker was tripped"
-    );
-    let published = notices(&store).await;
-    assert_eq!(published.len(), 1, "exactly one notice: {published:?}");
-    assert!(
-        published[0].title.starts_with("Backlog:"),
-        "{}",
-        published[0].title
-    );
-    let breaker = worker.breaker().unwrap();
-    assert_eq!(breaker.trips(), 1);
+    assert_eq!(stats(&store).await, QueueStats::default());
+    assert_eq!(tickets(&store).await.len(), 30);
+    assert_eq!(notices(&store).await.len(), 1, "the notice still says so");
+}
 
-    // Under the lower threshold (read again after the check interval), the model is back.
-    tokio::time::sleep(heron_app::backlog::CHECK_EVERY + Duration::from_millis(100)).await;
-    assert!(
-        !breaker.model_paused().await,
-        "recovered once the queue drained"
+#[tokio::test]
+async fn waiting_events_come_back_when_the_breaker_is_turned_off() {
+    let store: Arc<dyn Store> = Arc::new(FlakyStore::new(0));
+    let model = Arc::new(CountingModel::default());
+    let wake = Arc::new(Notify::new());
+    let intake = Intake::new(store.clone(), wake.clone());
+    for i in 0..20 {
+        send(&intake, &format!("rule-{i}")).await;
+    }
+    run_until_idle(&[&worker(&store, &model, &wake)]).await;
+    assert_eq!(stats(&store).await.waiting, 20);
+
+    // Restarted without a breaker: nothing would ever resume them, so the worker does.
+    let unguarded = Worker::new(
+        store.clone(),
+        PolicyHandle::new(Arc::new(OneAlert)),
+        WorkerSettings::default(),
+        wake.clone(),
+        Some(model.clone()),
     );
-    send(&intake, "after").await;
-    drain(&store, &worker).await;
-    assert_eq!(
-        model.calls.load(Ordering::SeqCst),
-        1,
-        "the next new alert's description is written by the model again"
-    );
-    assert_eq!(
-        notices(&store).await.len(),
-        1,
-        "recovering publishes nothing"
-    );
-    assert_eq!(breaker.trips(), 1);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move { unguarded.run(shutdown).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tickets(&store).await.len() < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            stats(&store).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    assert_eq!(model.calls.load(Ordering::SeqCst), 20);
 }

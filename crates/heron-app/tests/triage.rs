@@ -485,3 +485,44 @@ async fn a_chat_whose_model_fails_keeps_the_question_and_records_the_failed_run(
         .await;
     assert!(matches!(empty, Err(heron_app::AppError::Invalid(_))));
 }
+
+#[tokio::test]
+async fn investigations_wait_while_the_backlog_breaker_is_tripped_and_run_after() {
+    let s = setup();
+    s.send(serde_json::json!({"rule": "brute force"})).await;
+    s.drain_events().await;
+    let ticket = s.tickets().await.remove(0);
+    let breaker = Arc::new(heron_app::BacklogBreaker::new(
+        heron_app::BacklogLimits {
+            pause_above: 3,
+            resume_below: 1,
+        },
+        s.store.clone(),
+    ));
+    for i in 0..5 {
+        s.send(serde_json::json!({ "rule": format!("storm {i}") }))
+            .await;
+    }
+    let model = Arc::new(ScriptedChatModel::new(vec![
+        ScriptedChatModel::calls(&[("get_alerts", r#"{"limit": 5, "offset": 0}"#)], 100),
+        ScriptedChatModel::calls(&[("submit_finding", &finding("step-2"))], 50),
+    ]));
+    let triage = s
+        .triage(Some(model.clone()), 1_000_000)
+        .with_breaker(Some(breaker.clone()));
+
+    assert!(!triage.run_once().await.unwrap(), "the investigation waits");
+    let job = s.store.get_triage_job(ticket.id).await.unwrap().unwrap();
+    assert_eq!(job.state, TriageJobState::Pending);
+    assert_eq!(job.attempts, 0, "waiting spends no attempt");
+    assert_eq!(model.requests().len(), 0, "the model was not asked");
+
+    s.drain_events().await;
+    tokio::time::sleep(heron_app::backlog::CHECK_EVERY + Duration::from_millis(100)).await;
+    assert!(
+        triage.run_once().await.unwrap(),
+        "the backlog cleared: it runs"
+    );
+    let after = s.store.get_ticket(ticket.id).await.unwrap().unwrap();
+    assert_eq!(after.finding.as_ref().unwrap()["verdict"], "true_positive");
+}

@@ -2,7 +2,9 @@
 //!
 //! The event row is also the unit of work for the pipeline: it is `pending` until a worker
 //! leases it, and ends `processed` (alerts made), `ignored` (the ingest policy made none) or
-//! `failed` (with the error, until someone retries it).
+//! `failed` (with the error, until someone retries it). While the backlog breaker is tripped,
+//! an event whose alerts need model work `waits` (not leased, no attempt spent) until the
+//! breaker lets it back to `pending`.
 
 use crate::{EventId, SchemaName};
 use chrono::{DateTime, Utc};
@@ -35,6 +37,9 @@ pub enum EventState {
     Ignored,
     /// Gave up; `last_error` says why. Retrying puts it back to `pending`.
     Failed,
+    /// Held back while the backlog breaker is tripped: it would open a ticket that needs the
+    /// model (enrichment). Back to `pending`, oldest first, as the backlog leaves room.
+    Waiting,
 }
 
 macro_rules! str_enum {
@@ -73,6 +78,7 @@ str_enum!(EventState {
     Processed => "processed",
     Ignored => "ignored",
     Failed => "failed",
+    Waiting => "waiting",
 });
 
 /// What intake hands to the store. `body` is the JSON text of the event object exactly as it

@@ -257,6 +257,8 @@ pub struct QueueStats {
     /// Leased events (including expired leases not yet taken over).
     pub processing: u64,
     pub failed: u64,
+    /// Held back by the backlog breaker (`waiting`); not part of `pending`.
+    pub waiting: u64,
 }
 
 #[async_trait]
@@ -383,6 +385,13 @@ pub trait EventQueue: Send + Sync {
     /// Gives a lease back unfinished (shutdown): `pending`, due at once; the attempt is not
     /// counted.
     async fn release_event(&self, lease: &Lease) -> StoreResult<()>;
+    /// Holds a leased event back (the backlog breaker): `waiting`, not leased by anyone, the
+    /// attempt not counted, `note` in `last_error` so the listing says why. `LeaseLost` as
+    /// for completion.
+    async fn hold_event(&self, lease: &Lease, note: &str) -> StoreResult<()>;
+    /// Puts up to `limit` `waiting` events back to `pending`, oldest (by id) first, due at
+    /// `now`, without their note; returns how many.
+    async fn resume_waiting_events(&self, now: Timestamp, limit: u64) -> StoreResult<u64>;
 }
 
 #[async_trait]

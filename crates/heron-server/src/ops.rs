@@ -125,6 +125,7 @@ async fn metrics(State(state): State<ServerState>) -> Response {
         metrics::gauge!(QUEUE_DEPTH, "state" => "pending").set(stats.pending as f64);
         metrics::gauge!(QUEUE_DEPTH, "state" => "processing").set(stats.processing as f64);
         metrics::gauge!(QUEUE_DEPTH, "state" => "failed").set(stats.failed as f64);
+        metrics::gauge!(QUEUE_DEPTH, "state" => "waiting").set(stats.waiting as f64);
     }
     if let Ok(Ok(stats)) =
         tokio::time::timeout(PROBE_TIMEOUT, state.inner.store.triage_stats(Utc::now())).await

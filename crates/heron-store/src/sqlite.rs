@@ -287,11 +287,12 @@ impl EventLog for SqliteStore {
     }
 
     async fn queue_stats(&self, _now: Timestamp) -> StoreResult<QueueStats> {
-        // Three counts, each answered from its partial index.
-        let (pending, processing, failed): (i64, i64, i64) = sqlx::query_as(
+        // Four counts, each answered from its partial index.
+        let (pending, processing, failed, waiting): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM events WHERE state = 'pending'), \
                     (SELECT COUNT(*) FROM events WHERE state = 'processing'), \
-                    (SELECT COUNT(*) FROM events WHERE state = 'failed')",
+                    (SELECT COUNT(*) FROM events WHERE state = 'failed'), \
+                    (SELECT COUNT(*) FROM events WHERE state = 'waiting')",
         )
         .fetch_one(&self.pool)
         .await
@@ -300,6 +301,7 @@ impl EventLog for SqliteStore {
             pending: pending.max(0) as u64,
             processing: processing.max(0) as u64,
             failed: failed.max(0) as u64,
+            waiting: waiting.max(0) as u64,
         })
     }
 }
@@ -591,6 +593,37 @@ impl EventQueue for SqliteStore {
             return Err(lease_lost(lease));
         }
         Ok(())
+    }
+
+    async fn hold_event(&self, lease: &Lease, note: &str) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE events SET state = 'waiting', attempts = MAX(attempts - 1, 0), \
+             last_error = $3, lease_token = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+        )
+        .bind(id_text(lease.event_id))
+        .bind(id_text(lease.token))
+        .bind(note)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        if done.rows_affected() == 0 {
+            return Err(lease_lost(lease));
+        }
+        Ok(())
+    }
+
+    async fn resume_waiting_events(&self, now: Timestamp, limit: u64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE events SET state = 'pending', next_attempt_at = $1, last_error = NULL \
+             WHERE id IN (SELECT id FROM events WHERE state = 'waiting' ORDER BY id LIMIT $2)",
+        )
+        .bind(micros(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected())
     }
 }
 

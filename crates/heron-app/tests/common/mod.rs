@@ -118,6 +118,8 @@ delegate!(EventQueue {
         find_dedup_ticket(fingerprint: &Fingerprint, seen_since: Timestamp) -> StoreResult<Option<TicketId>>;
         fail_event(lease: &Lease, error: &str, retry_at: Option<Timestamp>) -> StoreResult<()>;
         release_event(lease: &Lease) -> StoreResult<()>;
+        hold_event(lease: &Lease, note: &str) -> StoreResult<()>;
+        resume_waiting_events(now: Timestamp, limit: u64) -> StoreResult<u64>;
     }
     async fn complete_event(&self, lease: &Lease, alerts: Vec<PlannedAlert>, now: Timestamp) -> StoreResult<Vec<AlertBinding>> {
         if self.outage() {

@@ -758,9 +758,81 @@ pub async fn queue_stats_count_pending_processing_and_failed_events(store: Share
         QueueStats {
             pending: 2,
             processing: 2,
-            failed: 1
+            failed: 1,
+            waiting: 0,
         }
     );
+}
+
+pub async fn a_held_event_waits_unleased_until_resumed_oldest_first_without_spending_an_attempt(
+    store: Shared,
+) {
+    let ids: Vec<EventId> = {
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            ids.push(accept(&store, "guardduty", at(i)).await);
+        }
+        ids
+    };
+    let leased = store
+        .lease_events(3, at(10), at(20), MAX_ATTEMPTS)
+        .await
+        .unwrap();
+    for item in &leased {
+        store
+            .hold_event(&item.lease, "waits for the backlog")
+            .await
+            .unwrap();
+    }
+    assert!(
+        matches!(
+            store.hold_event(&leased[0].lease, "again").await,
+            Err(StoreError::LeaseLost(_))
+        ),
+        "a held event's lease is gone"
+    );
+    let held = event(&store, ids[0]).await;
+    assert_eq!(
+        (held.state, held.attempts, held.last_error.as_deref()),
+        (EventState::Waiting, 0, Some("waits for the backlog"))
+    );
+    let stats = store.queue_stats(at(30)).await.unwrap();
+    assert_eq!((stats.pending, stats.processing, stats.waiting), (1, 0, 3));
+    // Waiting events are not leased, however late it is and however expired their old lease.
+    let due = store
+        .lease_events(10, at(1_000), at(1_010), MAX_ATTEMPTS)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|l| l.event.id).collect::<Vec<_>>(),
+        vec![ids[3]]
+    );
+    store.fail_event(&due[0].lease, "boom", None).await.unwrap();
+
+    assert_eq!(store.resume_waiting_events(at(2_000), 2).await.unwrap(), 2);
+    for id in &ids[..2] {
+        let e = event(&store, *id).await;
+        assert_eq!(
+            (e.state, e.next_attempt_at, e.last_error, e.attempts),
+            (EventState::Pending, Some(at(2_000)), None, 0),
+            "the oldest come back first, due at once, without the note"
+        );
+    }
+    assert_eq!(event(&store, ids[2]).await.state, EventState::Waiting);
+    let again = store
+        .lease_events(10, at(2_000), at(2_010), MAX_ATTEMPTS)
+        .await
+        .unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|l| (l.event.id, l.event.attempts))
+            .collect::<Vec<_>>(),
+        vec![(ids[0], 1), (ids[1], 1)],
+        "a resumed event is leased as a first attempt"
+    );
+    assert_eq!(store.resume_waiting_events(at(2_000), 10).await.unwrap(), 1);
+    assert_eq!(store.resume_waiting_events(at(2_000), 10).await.unwrap(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

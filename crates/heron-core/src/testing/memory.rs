@@ -555,6 +555,7 @@ impl EventLog for InMemoryStore {
                 EventState::Pending => stats.pending += 1,
                 EventState::Processing => stats.processing += 1,
                 EventState::Failed => stats.failed += 1,
+                EventState::Waiting => stats.waiting += 1,
                 EventState::Processed | EventState::Ignored => {}
             }
         }
@@ -708,6 +709,34 @@ impl EventQueue for InMemoryStore {
         stored.event.attempts = stored.event.attempts.saturating_sub(1);
         stored.lease = None;
         Ok(())
+    }
+
+    async fn hold_event(&self, lease: &Lease, note: &str) -> StoreResult<()> {
+        let mut state = self.lock();
+        let stored = state.held(lease)?;
+        stored.event.state = EventState::Waiting;
+        stored.event.attempts = stored.event.attempts.saturating_sub(1);
+        stored.event.last_error = Some(note.to_owned());
+        stored.lease = None;
+        Ok(())
+    }
+
+    async fn resume_waiting_events(&self, now: Timestamp, limit: u64) -> StoreResult<u64> {
+        let mut state = self.lock();
+        let mut resumed = 0;
+        // Events are kept in id order: the oldest come back first.
+        for stored in state.events.values_mut() {
+            if resumed >= limit {
+                break;
+            }
+            if stored.event.state == EventState::Waiting {
+                stored.event.state = EventState::Pending;
+                stored.event.next_attempt_at = Some(micros(now));
+                stored.event.last_error = None;
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
     }
 }
 

@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
             retrying_an_ignored_event_makes_it_pending_again,
             retrying_all_failed_events_touches_only_failed_ones,
             queue_stats_count_pending_processing_and_failed_events,
+            a_held_event_waits_unleased_until_resumed_oldest_first_without_spending_an_attempt,
             leasing_takes_due_events_oldest_first_and_counts_the_attempt,
             leased_event_is_not_leased_again_while_its_lease_holds,
             expired_lease_is_taken_over_and_the_old_holder_cannot_complete,
