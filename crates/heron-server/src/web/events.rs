@@ -77,7 +77,7 @@ pub(super) async fn events_page(
         .items;
     render(&EventsPage {
         viewer,
-        states: ["failed", "ignored", "pending", "processing", "processed"]
+        states: ["failed", "waiting", "ignored", "pending", "processing", "processed"]
             .into_iter()
             .map(|value| OptionView {
                 value,
