@@ -393,42 +393,41 @@ pub struct Overrides {
     pub rego_version: Option<String>,
 }
 
-/// Top-level keys read from `HERON_*` variables; other `HERON_*` variables (`HERON_CONFIG`,
-/// `HERON_LOG`, test and benchmark settings) are not settings and are left alone.
-const ENV_KEYS: &[&str] = &[
-    "addr",
-    "data_dir",
-    "database_url",
-    "database_max_connections",
-    "policies",
-    "rego_version",
-    "policy_timeout_ms",
-    "policy_watch_debounce_ms",
-    "no_auth",
-    "max_body_bytes",
-    "request_timeout_secs",
-    "max_concurrent_requests",
-    "public_url",
-    "auth",
-    "sns",
-    "rate_limit",
-    "worker",
-    "log",
-];
-
-/// Prefixes of the flat agent keys (`HERON_LLM_BASE_URL` → `llm_base_url`).
-const ENV_PREFIXES: &[&str] = &[
-    "oidc_",
-    "session_",
-    "llm_",
-    "embedding_",
-    "tool_",
-    "otx_",
-    "urlscan_",
-    "bigquery_",
-    "agent_",
-    "slack_",
-];
+/// The top-level keys of [`Settings`] as serde names them: every one of them can be set from a
+/// `HERON_*` variable (`HERON_LLM_BASE_URL` → `llm_base_url`). Other `HERON_*` variables
+/// (`HERON_CONFIG`, `HERON_LOG`, test and benchmark settings) are not settings and are left
+/// alone. Read from the derived `Deserialize` itself, so a new setting cannot be forgotten.
+fn settings_keys() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor};
+    /// Answers nothing; remembers the field names serde asks a struct for.
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("a probe"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(Self::Error::custom("a probe"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    static KEYS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut fields: &'static [&'static str] = &[];
+        let _ = Settings::deserialize(Probe(&mut fields));
+        fields
+    })
+}
 
 /// Settings a file can hold instead of the environment (`HERON_<KEY>_FILE`, a mounted
 /// Kubernetes or Docker secret): the file's content without its trailing newline;
@@ -502,7 +501,7 @@ fn is_setting_env_key(key: &str) -> bool {
     if TABLES.contains(&top.as_str()) {
         return nested;
     }
-    ENV_KEYS.iter().any(|k| top == *k) || ENV_PREFIXES.iter().any(|p| top.starts_with(p))
+    settings_keys().contains(&top.as_str())
 }
 
 /// Default config file, read when present and no other is named.
@@ -767,11 +766,31 @@ mod tests {
             "BIGQUERY_MAX_BYTES_PER_TICKET",
             "AGENT_DAILY_TOKENS",
             "WORKER__CONCURRENCY",
+            "PUBSUB_AUDIENCE",
+            "PUBSUB_SERVICE_ACCOUNT",
+            "PUBSUB_JWKS_URL",
+            "AUTH_POLICY_ENV",
         ] {
             assert!(is_setting_env_key(key), "{key}");
         }
         for key in ["CONFIG", "LOG", "TEST_DATABASE_URL", "BENCH_PYTHON"] {
             assert!(!is_setting_env_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn every_top_level_setting_can_be_set_from_the_environment() {
+        let keys = settings_keys();
+        assert!(keys.len() > 40, "{keys:?}");
+        for key in keys {
+            let variable = key.to_ascii_uppercase();
+            let tables = ["auth", "sns", "rate_limit", "worker", "log"];
+            let variable = if tables.contains(key) {
+                format!("{variable}__X")
+            } else {
+                variable
+            };
+            assert!(is_setting_env_key(&variable), "HERON_{variable}");
         }
     }
 

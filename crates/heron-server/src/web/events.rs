@@ -77,13 +77,20 @@ pub(super) async fn events_page(
         .items;
     render(&EventsPage {
         viewer,
-        states: ["failed", "waiting", "ignored", "pending", "processing", "processed"]
-            .into_iter()
-            .map(|value| OptionView {
-                value,
-                selected: value == event_state.as_str(),
-            })
-            .collect(),
+        states: [
+            "failed",
+            "waiting",
+            "ignored",
+            "pending",
+            "processing",
+            "processed",
+        ]
+        .into_iter()
+        .map(|value| OptionView {
+            value,
+            selected: value == event_state.as_str(),
+        })
+        .collect(),
         state: event_state.to_string(),
         events: events
             .iter()
