@@ -76,6 +76,10 @@ pub async fn build(
     store: Arc<dyn Store>,
 ) -> anyhow::Result<AgentParts> {
     let s = settings;
+    // One cap for every request to the provider, chat and embeddings alike.
+    let limit = heron_llm::RequestLimit::new(
+        usize::try_from(s.llm_max_concurrent_requests).unwrap_or(usize::MAX),
+    );
     let chat_model: Option<Arc<dyn ChatModel>> = match &s.llm_base_url {
         None => None,
         Some(base_url) => {
@@ -83,10 +87,11 @@ pub async fn build(
                 .llm_model
                 .clone()
                 .context("llm_base_url is set but llm_model is not: name the chat model")?;
-            Some(Arc::new(
+            let chat: Arc<dyn ChatModel> = Arc::new(
                 heron_llm::OpenAiChat::new(llm_settings(s, base_url, model))
                     .context("cannot set up the chat model")?,
-            ))
+            );
+            Some(Arc::new(heron_llm::Limited::new(chat, limit.clone())))
         }
     };
     let embedder: Arc<dyn Embedder> = match &s.embedding_model {
@@ -106,9 +111,10 @@ pub async fn build(
             }
             let mut llm = llm_settings(s, base_url, s.llm_model.clone().unwrap_or_default());
             llm.embedding_model = Some(model.clone());
-            Arc::new(
+            let embedder: Arc<dyn Embedder> = Arc::new(
                 heron_llm::OpenAiEmbedder::new(llm).context("cannot set up the embedding model")?,
-            )
+            );
+            Arc::new(heron_llm::Limited::new(embedder, limit.clone()))
         }
     };
     let clip = s.tool_result_bytes;

@@ -61,6 +61,9 @@ pub struct Settings {
     /// Seconds for one HTTP attempt to the model.
     pub llm_timeout: u64,
     pub llm_max_retries: u32,
+    /// Requests to the model provider (chat and embeddings) in flight at once in this
+    /// process, across enrichment, investigations, chats and drafts; more wait their turn.
+    pub llm_max_concurrent_requests: u64,
     pub llm_azure_api_version: Option<String>,
     pub llm_azure_deployment: Option<String>,
     pub llm_azure_embedding_deployment: Option<String>,
@@ -326,6 +329,7 @@ impl Default for Settings {
             embedding_dimensions: None,
             llm_timeout: 60,
             llm_max_retries: 3,
+            llm_max_concurrent_requests: 8,
             llm_azure_api_version: None,
             llm_azure_deployment: None,
             llm_azure_embedding_deployment: None,
@@ -553,8 +557,14 @@ impl Settings {
     /// safety limit by accident; the message names the key and its range.
     pub fn validate(&self) -> Result<(), String> {
         const DAY: u64 = 86_400;
-        let checks: [(&str, u64, u64, u64); 24] = [
+        let checks: [(&str, u64, u64, u64); 25] = [
             ("llm_timeout", self.llm_timeout, 1, 3600),
+            (
+                "llm_max_concurrent_requests",
+                self.llm_max_concurrent_requests,
+                1,
+                1024,
+            ),
             ("llm_max_retries", u64::from(self.llm_max_retries), 0, 20),
             (
                 "embedding_dimensions",

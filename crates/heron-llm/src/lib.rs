@@ -21,12 +21,14 @@
 //! embeddings wire formats, scripted per test, for this crate's tests and anyone else's.
 
 mod hashing;
+mod limit;
 mod openai;
 mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use hashing::HashingEmbedder;
+pub use limit::{Limited, RequestLimit};
 pub use openai::{OpenAiChat, OpenAiEmbedder};
 pub use retry::MAX_RETRY_AFTER;
 
