@@ -26,6 +26,21 @@ pub fn alerts_from_drafts(
     body: &serde_json::Value,
     seen: Timestamp,
 ) -> Vec<NewAlert> {
+    let mut alerts = alerts_without_data(event_id, schema, drafts, seen);
+    for alert in &mut alerts {
+        alert.data = body.clone();
+    }
+    alerts
+}
+
+/// [`alerts_from_drafts`] with `data` left `null`, for a caller that copies the event into
+/// only the alerts that need it (replay: the few that reach triage).
+pub fn alerts_without_data(
+    event_id: EventId,
+    schema: &SchemaName,
+    drafts: Vec<AlertDraft>,
+    seen: Timestamp,
+) -> Vec<NewAlert> {
     drafts
         .into_iter()
         .map(|draft| {
@@ -61,7 +76,7 @@ pub fn alerts_from_drafts(
                 severity: draft.severity.unwrap_or_default(),
                 fingerprint,
                 channel: draft.channel,
-                data: body.clone(),
+                data: serde_json::Value::Null,
                 created_at: seen,
             }
         })

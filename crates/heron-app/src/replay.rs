@@ -187,15 +187,14 @@ fn drafts(policies: &dyn PolicyEngine, replayed: &Replayed, checked: bool) -> Dr
     output.map_err(|e| e.to_string())
 }
 
-/// The alerts exactly as the worker would make them from `drafts`.
+/// The alerts exactly as the worker would make them from `drafts`, except that `data` (the
+/// event) is left out until triage needs it ([`Side::run`]).
 fn alerts(replayed: &Replayed, drafts: Drafts) -> Ingested {
-    let body = replayed.body.as_ref().map_err(Clone::clone)?;
     let event = &replayed.event;
-    Ok(pipeline::alerts_from_drafts(
+    Ok(pipeline::alerts_without_data(
         event.id,
         &event.schema,
         drafts?.alerts,
-        body,
         event.received_at,
     ))
 }
@@ -265,8 +264,11 @@ impl Side {
                 continue;
             }
             // Only an alert that would open a ticket is triaged (and copied: triage may
-            // rewrite it).
+            // rewrite it), with its event as `data`, as the worker gives it.
             let mut alert = alert.clone();
+            if let Ok(body) = &replayed.body {
+                alert.data = body.clone();
+            }
             let disposition =
                 match pipeline::triage_alert(&*self.policies, &mut alert, seen, Vec::new()) {
                     Ok(d) => d,

@@ -345,12 +345,13 @@ impl PolicyEngine for PolicySet {
             });
         };
         let query = || format!("data.ingest.{schema}.alerts");
-        let output = compiled
-            .eval_with_input(Value::from(event.clone()))
-            .map_err(|e| PolicyError::Evaluation {
-                query: query(),
-                message: e.to_string(),
-            })?;
+        let output =
+            compiled
+                .eval_with_input(rego_value(event))
+                .map_err(|e| PolicyError::Evaluation {
+                    query: query(),
+                    message: e.to_string(),
+                })?;
         let alerts = decode_ingest(&output).map_err(|message| PolicyError::Output {
             query: query(),
             message,
@@ -373,7 +374,7 @@ impl PolicyEngine for PolicySet {
         };
         let query = || format!("data.ingest.{schema}.alerts");
         let output = with_vm(program, |vm| {
-            vm.set_input(Value::from(event.clone()));
+            vm.set_input(rego_value(event));
             vm.execute()
         })
         .map_err(|e| PolicyError::Evaluation {
@@ -431,12 +432,13 @@ impl PolicyEngine for PolicySet {
         let Some(compiled) = compiled else {
             return Ok(Some(false));
         };
-        let output = compiled
-            .eval_with_input(Value::from(input.clone()))
-            .map_err(|e| PolicyError::Evaluation {
-                query: AUTH_AGENT_ALLOW.into(),
-                message: e.to_string(),
-            })?;
+        let output =
+            compiled
+                .eval_with_input(rego_value(input))
+                .map_err(|e| PolicyError::Evaluation {
+                    query: AUTH_AGENT_ALLOW.into(),
+                    message: e.to_string(),
+                })?;
         Ok(Some(output == Value::from(true)))
     }
 
@@ -451,12 +453,13 @@ impl PolicyEngine for PolicySet {
         let Some(compiled) = compiled else {
             return Ok(Some(false));
         };
-        let output = compiled
-            .eval_with_input(Value::from(input.clone()))
-            .map_err(|e| PolicyError::Evaluation {
-                query: AUTH_HTTP_ALLOW.into(),
-                message: e.to_string(),
-            })?;
+        let output =
+            compiled
+                .eval_with_input(rego_value(input))
+                .map_err(|e| PolicyError::Evaluation {
+                    query: AUTH_HTTP_ALLOW.into(),
+                    message: e.to_string(),
+                })?;
         Ok(Some(output == Value::from(true)))
     }
 
@@ -464,12 +467,13 @@ impl PolicyEngine for PolicySet {
         let Some(compiled) = &self.enrich else {
             return Ok(Vec::new());
         };
-        let output = compiled
-            .eval_with_input(Value::from(alert.clone()))
-            .map_err(|e| PolicyError::Evaluation {
-                query: ENRICH_PROMPTS.into(),
-                message: e.to_string(),
-            })?;
+        let output =
+            compiled
+                .eval_with_input(rego_value(alert))
+                .map_err(|e| PolicyError::Evaluation {
+                    query: ENRICH_PROMPTS.into(),
+                    message: e.to_string(),
+                })?;
         decode_enrich(&output).map_err(|message| PolicyError::Output {
             query: ENRICH_PROMPTS.into(),
             message,
@@ -514,6 +518,13 @@ thread_local! {
 /// Runs `f` on this thread's VM for `program`, loading one the first time; the least
 /// recently used of more than [`VMS_PER_THREAD`] is dropped (after policy reloads), and so
 /// is a VM whose run failed (its state is not trusted for the next input).
+/// The Rego value of `json`, read in place: regorus's `From<serde_json::Value>` runs the same
+/// `Deserialize` but needs an owned copy, a deep clone per evaluation.
+fn rego_value(json: &serde_json::Value) -> Value {
+    use serde::Deserialize as _;
+    Value::deserialize(json).unwrap_or(Value::Undefined)
+}
+
 fn with_vm<T, E>(
     program: &std::sync::Arc<regorus::rvm::program::Program>,
     f: impl FnOnce(&mut regorus::rvm::vm::RegoVM) -> Result<T, E>,
