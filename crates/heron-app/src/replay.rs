@@ -140,10 +140,37 @@ pub struct Change {
     pub examples: Vec<EventId>,
 }
 
-/// An event as both sides read it.
+/// An event as both sides read it. Its body is parsed into a `serde_json::Value` only when
+/// something needs one (the worker's own ingest of an event whose outcomes differ, triage of
+/// an alert that opens a ticket): the fast ingest reads the stored text itself.
 struct Replayed {
     event: Event,
-    body: Result<serde_json::Value, String>,
+    body: std::sync::OnceLock<Result<serde_json::Value, String>>,
+}
+
+impl Replayed {
+    fn new(event: Event) -> Self {
+        Self {
+            event,
+            body: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The body as the worker reads it, with the worker's refusals.
+    fn body(&self) -> Result<&serde_json::Value, String> {
+        self.body
+            .get_or_init(|| {
+                let body = serde_json::from_str::<serde_json::Value>(&self.event.body)
+                    .map_err(|e| format!("stored body is not JSON: {e}"))?;
+                if body.is_object() {
+                    Ok(body)
+                } else {
+                    Err("stored body is not a JSON object".to_owned())
+                }
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -177,12 +204,11 @@ type Drafts = Result<IngestOutput, String>;
 /// Ingest of one event, through the fast evaluator ([`PolicyEngine::ingest_unchecked`]) or
 /// the worker's own.
 fn drafts(policies: &dyn PolicyEngine, replayed: &Replayed, checked: bool) -> Drafts {
-    let body = replayed.body.as_ref().map_err(Clone::clone)?;
     let schema = &replayed.event.schema;
     let output = if checked {
-        policies.ingest(schema, body)
+        policies.ingest(schema, replayed.body()?)
     } else {
-        policies.ingest_unchecked(schema, body)
+        policies.ingest_unchecked(schema, &replayed.event.body)
     };
     output.map_err(|e| e.to_string())
 }
@@ -266,7 +292,7 @@ impl Side {
             // Only an alert that would open a ticket is triaged (and copied: triage may
             // rewrite it), with its event as `data`, as the worker gives it.
             let mut alert = alert.clone();
-            if let Ok(body) = &replayed.body {
+            if let Ok(body) = replayed.body() {
                 alert.data = body.clone();
             }
             let disposition =
@@ -585,19 +611,5 @@ async fn read_page(
     scan: EventScan,
 ) -> Result<Vec<Replayed>, ReplayError> {
     let events = history.scan_events(&scan).await?;
-    Ok(events
-        .into_iter()
-        .map(|event| {
-            let body = serde_json::from_str::<serde_json::Value>(&event.body)
-                .map_err(|e| format!("stored body is not JSON: {e}"))
-                .and_then(|v| {
-                    if v.is_object() {
-                        Ok(v)
-                    } else {
-                        Err("stored body is not a JSON object".to_owned())
-                    }
-                });
-            Replayed { event, body }
-        })
-        .collect())
+    Ok(events.into_iter().map(Replayed::new).collect())
 }

@@ -121,6 +121,9 @@ pub enum PolicyError {
     /// The policy ran but its output does not have the documented shape.
     #[error("policy {query} returned an unusable result: {message}")]
     Output { query: String, message: String },
+    /// The event given as text is not a JSON object.
+    #[error("the event is not a JSON object: {0}")]
+    Input(String),
 }
 
 /// Facts about the loaded policy set, for `/readyz` and the API.
@@ -143,13 +146,20 @@ pub trait PolicyEngine: Send + Sync {
     /// [`ingest`](Self::ingest) through a faster evaluator that may report a rule conflict
     /// as fewer alerts instead of an error. Only for callers that check what they report
     /// (replay re-evaluates with `ingest` every event whose outcome differs), never for the
-    /// worker. Default: `ingest`.
+    /// worker. The event is its stored JSON text, which the evaluator may read without
+    /// building a `serde_json::Value` first; text that is not a JSON object is
+    /// [`PolicyError::Input`]. Default: parse, then `ingest`.
     fn ingest_unchecked(
         &self,
         schema: &SchemaName,
-        event: &serde_json::Value,
+        event_json: &str,
     ) -> Result<IngestOutput, PolicyError> {
-        self.ingest(schema, event)
+        let event: serde_json::Value =
+            serde_json::from_str(event_json).map_err(|e| PolicyError::Input(e.to_string()))?;
+        if !event.is_object() {
+            return Err(PolicyError::Input(format!("a JSON {}", json_kind(&event))));
+        }
+        self.ingest(schema, &event)
     }
     fn info(&self) -> PolicyInfo;
     /// A digest of everything [`ingest`](Self::ingest) depends on, when the engine can tell:
@@ -233,4 +243,16 @@ pub struct PolicyTrial {
 /// [`PolicyLoadFailure`]. Synchronous; callers run it off the async threads.
 pub trait PolicyWorkbench: Send + Sync {
     fn trial(&self, extra: &[(String, String)]) -> Result<PolicyTrial, PolicyLoadFailure>;
+}
+
+/// What a JSON value is, for a message.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
 }

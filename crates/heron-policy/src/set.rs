@@ -367,14 +367,27 @@ impl PolicyEngine for PolicySet {
     fn ingest_unchecked(
         &self,
         schema: &SchemaName,
-        event: &serde_json::Value,
+        event_json: &str,
     ) -> Result<IngestOutput, PolicyError> {
         let Some(program) = self.ingest_vm.get(schema.as_str()) else {
-            return self.ingest(schema, event);
+            let event: serde_json::Value =
+                serde_json::from_str(event_json).map_err(|e| PolicyError::Input(e.to_string()))?;
+            if !event.is_object() {
+                return Err(PolicyError::Input("not an object".into()));
+            }
+            return self.ingest(schema, &event);
         };
+        // Parsed straight into the evaluator's values (serde_json's parser and the same
+        // visitor as the conversion from a `serde_json::Value`, so the same values), without
+        // the intermediate tree.
+        let input =
+            Value::from_json_str(event_json).map_err(|e| PolicyError::Input(e.to_string()))?;
+        if input.as_object().is_err() {
+            return Err(PolicyError::Input("not an object".into()));
+        }
         let query = || format!("data.ingest.{schema}.alerts");
         let output = with_vm(program, |vm| {
-            vm.set_input(rego_value(event));
+            vm.set_input(input);
             vm.execute()
         })
         .map_err(|e| PolicyError::Evaluation {

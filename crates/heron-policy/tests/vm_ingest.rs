@@ -60,7 +60,7 @@ fn the_vm_makes_the_same_alerts_as_the_interpreter_from_every_example_payload() 
             for file in files {
                 for event in objects(&file) {
                     let interpreted = set.ingest(&schema, &event).unwrap();
-                    let vm = set.ingest_unchecked(&schema, &event).unwrap();
+                    let vm = set.ingest_unchecked(&schema, &event.to_string()).unwrap();
                     assert_eq!(vm, interpreted, "{}", file.display());
                     compared += 1;
                 }
@@ -92,11 +92,39 @@ alerts contains {"title": "x", "severity": level} if input.kind == "x"
     ));
     // What replay guards against by re-evaluating, with `ingest`, every event whose outcome
     // differs between the two sets (if regorus starts reporting the conflict, this changes).
-    let vm = set.ingest_unchecked(&schema, &event);
+    let vm = set.ingest_unchecked(&schema, &event.to_string());
     assert!(vm.as_ref().is_ok_and(|o| o.alerts.is_empty()), "{vm:?}");
     let fine = serde_json::json!({"kind": "x", "a": true});
     assert_eq!(
-        set.ingest_unchecked(&schema, &fine).unwrap(),
+        set.ingest_unchecked(&schema, &fine.to_string()).unwrap(),
         set.ingest(&schema, &fine).unwrap()
+    );
+}
+
+#[test]
+fn text_that_is_not_a_json_object_is_an_input_error_for_the_vm() {
+    let set = PolicySet::from_sources(
+        vec![(
+            "demo.rego".into(),
+            "package ingest.demo\n\nalerts contains {\"title\": \"x\"} if input.kind == \"x\"\n"
+                .into(),
+        )],
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let schema = SchemaName::parse("demo").unwrap();
+    for text in ["{\"kind\": ", "[1, 2]", "\"x\"", "null"] {
+        let result = set.ingest_unchecked(&schema, text);
+        assert!(
+            matches!(result, Err(PolicyError::Input(_))),
+            "{text}: {result:?}"
+        );
+    }
+    assert_eq!(
+        set.ingest_unchecked(&schema, r#"{"kind": "x"}"#)
+            .unwrap()
+            .alerts
+            .len(),
+        1
     );
 }
