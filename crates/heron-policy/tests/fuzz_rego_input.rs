@@ -2,8 +2,10 @@
 //! Fuzzing (proptest, ignored by default; docs/development.md#fuzzing): the conversion of
 //! JSON into Rego input. Whatever JSON an event or a request carries reaches a policy
 //! unchanged (a policy that echoes its input gives it back; floats to within 4 units in the
-//! last place, see `same`), and evaluating the ingest and `auth.http` entry points over it
-//! answers or errs, never panics.
+//! last place, see `same`), evaluating the ingest and `auth.http` entry points over it
+//! answers or errs, never panics, and the two ways an event becomes ingest input (the
+//! worker's, from a parsed `serde_json::Value`; replay's, from the stored text into the VM)
+//! make the same alerts.
 
 use heron_core::SchemaName;
 use heron_core::policy::PolicyEngine;
@@ -46,6 +48,14 @@ const INGEST: &str = r#"package ingest.fuzz
 
 alert contains {"title": sprintf("%v", [input.title]), "attrs": [{"key": k, "value": sprintf("%v", [v])} | some k, v in input]} if {
 	is_object(input)
+}
+"#;
+
+/// Alerts built from every field of the input, for comparing the two ingest paths.
+const FIELDS: &str = r#"package ingest.fields
+
+alerts contains {"title": sprintf("%v", [k]), "attrs": [{"key": "value", "value": sprintf("%v", [v])}], "tags": [type_name(v)]} if {
+	some k, v in input
 }
 "#;
 
@@ -94,12 +104,14 @@ fn fuzz_json_reaches_rego_unchanged_and_never_panics_an_entry_point() {
         vec![
             ("echo.rego".into(), POLICY.into()),
             ("ingest.rego".into(), INGEST.into()),
+            ("fields.rego".into(), FIELDS.into()),
             ("auth.rego".into(), AUTH.into()),
         ],
         &LoadOptions::default(),
     )
     .unwrap();
     let schema = SchemaName::parse("fuzz").unwrap();
+    let fields = SchemaName::parse("fields").unwrap();
     fuzz("json → rego input", json(), |value| {
         let mut engine = set.engine();
         engine.set_input(regorus::Value::from(value.clone()));
@@ -111,6 +123,15 @@ fn fuzz_json_reaches_rego_unchanged_and_never_panics_an_entry_point() {
         prop_assert!(same(&value, &back), "changed on the way:\n{value}\n{back}");
         // Entry points answer or err; a panic fails the run.
         let _ = set.ingest(&schema, &value);
+        if value.is_object() {
+            // Both read the same stored text, as they do in production.
+            let text = value.to_string();
+            let parsed: Value = serde_json::from_str(&text)
+                .map_err(|e| TestCaseError::fail(format!("cannot parse back: {e}")))?;
+            let worker = set.ingest(&fields, &parsed);
+            let replay = set.ingest_unchecked(&fields, &text);
+            prop_assert_eq!(worker, replay, "the two ingest inputs differ for {}", text);
+        }
         let input = serde_json::json!({
             "req": {"method": "POST", "path": "/hooks/alert/raw/fuzz", "header": {}, "body": value.to_string()},
             "token": {"name": "t", "scopes": ["ingest"], "claims": value},
