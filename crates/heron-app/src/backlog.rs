@@ -94,7 +94,7 @@ impl BacklogBreaker {
                 pending = depth,
                 pause_above = self.limits.pause_above,
                 resume_below = self.limits.resume_below,
-                "backlog: model work (enrichment, agent triage) waits; events are still stored and processed"
+                "backlog: model work (enrichment, agent triage) waits; every event is still stored, and those that need no model are processed"
             );
             self.publish_notice(depth).await;
         } else if paused && depth <= self.limits.resume_below {
@@ -145,10 +145,10 @@ impl BacklogBreaker {
             "kind": "backlog",
             "title": format!("Backlog: {depth} events pending; model work waits"),
             "description": format!(
-                "More than {} events were pending. Every event is still stored and processed \
-                 by the policies; alerts that would open a ticket with the model's help wait \
-                 (state `waiting`), and so do agent investigations, until {} or fewer are \
-                 pending.",
+                "More than {} events were pending. Every event is still stored, and alerts that \
+                 join open tickets are processed as usual; events that would open a ticket \
+                 with the model's help wait (state `waiting`), and so do agent \
+                 investigations, until {} or fewer are pending.",
                 self.limits.pause_above, self.limits.resume_below
             ),
             "pending": depth,
