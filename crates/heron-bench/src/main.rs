@@ -137,8 +137,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Where the run's databases are made, to drop them at the end.
+    let base_url = database_url(cli.database_url.clone()).ok();
     runtime.block_on(async move {
-        match cli.command {
+        let result = match cli.command {
             Command::Intake {
                 clients,
                 seconds,
@@ -207,8 +209,45 @@ fn main() -> anyhow::Result<()> {
                 };
                 similar::run(url.as_deref(), params, &backends).await
             }
+        };
+        // A failed run leaves its databases for inspection.
+        if result.is_ok()
+            && let Some(base_url) = &base_url
+        {
+            let created = std::mem::take(&mut *lock_created());
+            for url in created {
+                drop_database(base_url, &url).await?;
+            }
         }
+        result
     })
+}
+
+/// The databases this run made ([`fresh_database`]), dropped when it ends well: a kept local
+/// PostgreSQL does not fill up with benchmark data.
+static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn lock_created() -> std::sync::MutexGuard<'static, Vec<String>> {
+    CREATED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Drops a database made by [`fresh_database`].
+pub(crate) async fn drop_database(base_url: &str, url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let name = url.rsplit('/').next().context("database URL has no path")?;
+    // `fresh_database` made the name from a UUID: [0-9a-z_] only.
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        bail!("unexpected database name {name:?}");
+    }
+    let mut conn = sqlx::PgConnection::connect(base_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await?;
+    Ok(())
 }
 
 fn database_url(given: Option<String>) -> anyhow::Result<String> {
@@ -227,7 +266,9 @@ async fn fresh_database(base: &str) -> anyhow::Result<String> {
         .execute(&mut conn)
         .await?;
     let (prefix, _) = base.rsplit_once('/').context("database URL has no path")?;
-    Ok(format!("{prefix}/{name}"))
+    let url = format!("{prefix}/{name}");
+    lock_created().push(url.clone());
+    Ok(url)
 }
 
 /// Every detect fixture, as `(schema, body)`.

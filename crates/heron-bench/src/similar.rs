@@ -340,22 +340,6 @@ async fn postgres(base_url: &str, params: &Params) -> anyhow::Result<()> {
     );
     store.close().await;
     pool.close().await;
-    drop_database(base_url, &url).await
+    crate::drop_database(base_url, &url).await
 }
 
-/// Drops the benchmark's database (a failed run leaves it for inspection).
-async fn drop_database(base_url: &str, url: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let name = url.rsplit('/').next().context("database URL has no path")?;
-    // `fresh_database` made the name from a UUID: [0-9a-z_] only.
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        bail!("unexpected database name {name:?}");
-    }
-    let mut conn = sqlx::PgConnection::connect(base_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await?;
-    Ok(())
-}
