@@ -342,4 +342,3 @@ async fn postgres(base_url: &str, params: &Params) -> anyhow::Result<()> {
     pool.close().await;
     crate::drop_database(base_url, &url).await
 }
-
