@@ -154,12 +154,7 @@ pub trait PolicyEngine: Send + Sync {
         schema: &SchemaName,
         event_json: &str,
     ) -> Result<IngestOutput, PolicyError> {
-        let event: serde_json::Value =
-            serde_json::from_str(event_json).map_err(|e| PolicyError::Input(e.to_string()))?;
-        if !event.is_object() {
-            return Err(PolicyError::Input(format!("a JSON {}", json_kind(&event))));
-        }
-        self.ingest(schema, &event)
+        self.ingest(schema, &event_object(event_json)?)
     }
     fn info(&self) -> PolicyInfo;
     /// A digest of everything [`ingest`](Self::ingest) depends on, when the engine can tell:
@@ -243,6 +238,16 @@ pub struct PolicyTrial {
 /// [`PolicyLoadFailure`]. Synchronous; callers run it off the async threads.
 pub trait PolicyWorkbench: Send + Sync {
     fn trial(&self, extra: &[(String, String)]) -> Result<PolicyTrial, PolicyLoadFailure>;
+}
+
+/// An event's stored text as the worker reads it: a JSON object, or [`PolicyError::Input`].
+pub fn event_object(event_json: &str) -> Result<serde_json::Value, PolicyError> {
+    let event: serde_json::Value =
+        serde_json::from_str(event_json).map_err(|e| PolicyError::Input(e.to_string()))?;
+    if !event.is_object() {
+        return Err(PolicyError::Input(format!("a JSON {}", json_kind(&event))));
+    }
+    Ok(event)
 }
 
 /// What a JSON value is, for a message.

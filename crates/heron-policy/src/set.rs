@@ -370,12 +370,7 @@ impl PolicyEngine for PolicySet {
         event_json: &str,
     ) -> Result<IngestOutput, PolicyError> {
         let Some(program) = self.ingest_vm.get(schema.as_str()) else {
-            let event: serde_json::Value =
-                serde_json::from_str(event_json).map_err(|e| PolicyError::Input(e.to_string()))?;
-            if !event.is_object() {
-                return Err(PolicyError::Input("not an object".into()));
-            }
-            return self.ingest(schema, &event);
+            return self.ingest(schema, &heron_core::policy::event_object(event_json)?);
         };
         // Parsed straight into the evaluator's values (serde_json's parser and the same
         // visitor as the conversion from a `serde_json::Value`, so the same values), without
