@@ -100,7 +100,13 @@ async fn send(intake: &Intake, rule: &str) {
         .unwrap();
 }
 
-fn worker(store: &Arc<dyn Store>, model: &Arc<CountingModel>, wake: &Arc<Notify>) -> Worker {
+/// A worker whose breaker trips above 10 pending events and recovers at 3, with `model` (or
+/// without one).
+fn worker(
+    store: &Arc<dyn Store>,
+    model: Option<&Arc<CountingModel>>,
+    wake: &Arc<Notify>,
+) -> Worker {
     Worker::new(
         store.clone(),
         PolicyHandle::new(Arc::new(OneAlert)),
@@ -113,7 +119,7 @@ fn worker(store: &Arc<dyn Store>, model: &Arc<CountingModel>, wake: &Arc<Notify>
             ..WorkerSettings::default()
         },
         wake.clone(),
-        Some(model.clone()),
+        model.map(|m| m.clone() as Arc<dyn Enricher>),
     )
 }
 
@@ -188,7 +194,7 @@ async fn past_the_threshold_new_tickets_wait_for_the_model_and_known_ones_still_
     let store: Arc<dyn Store> = Arc::new(FlakyStore::new(0));
     let model = Arc::new(CountingModel::default());
     let wake = Arc::new(Notify::new());
-    let worker = worker(&store, &model, &wake);
+    let worker = worker(&store, Some(&model), &wake);
     let intake = Intake::new(store.clone(), wake);
     send(&intake, "known").await;
     drain_everything(&store, &worker).await;
@@ -289,8 +295,8 @@ async fn two_processes_tripping_on_one_database_publish_one_notice() {
     let store: Arc<dyn Store> = Arc::new(FlakyStore::new(0));
     let model = Arc::new(CountingModel::default());
     let wake = Arc::new(Notify::new());
-    let first = worker(&store, &model, &wake);
-    let second = worker(&store, &model, &wake);
+    let first = worker(&store, Some(&model), &wake);
+    let second = worker(&store, Some(&model), &wake);
     let intake = Intake::new(store.clone(), wake);
     for i in 0..30 {
         send(&intake, &format!("rule-{i}")).await;
@@ -308,20 +314,7 @@ async fn two_processes_tripping_on_one_database_publish_one_notice() {
 async fn without_a_model_nothing_waits_past_the_threshold() {
     let store: Arc<dyn Store> = Arc::new(FlakyStore::new(0));
     let wake = Arc::new(Notify::new());
-    let worker = Worker::new(
-        store.clone(),
-        PolicyHandle::new(Arc::new(OneAlert)),
-        WorkerSettings {
-            batch_size: 4,
-            backlog: Some(BacklogLimits {
-                pause_above: 10,
-                resume_below: 3,
-            }),
-            ..WorkerSettings::default()
-        },
-        wake.clone(),
-        None,
-    );
+    let worker = worker(&store, None, &wake);
     let intake = Intake::new(store.clone(), wake);
     for i in 0..30 {
         send(&intake, &format!("rule-{i}")).await;
@@ -343,7 +336,7 @@ async fn waiting_events_come_back_when_the_breaker_is_turned_off() {
     for i in 0..20 {
         send(&intake, &format!("rule-{i}")).await;
     }
-    run_until_idle(&[&worker(&store, &model, &wake)]).await;
+    run_until_idle(&[&worker(&store, Some(&model), &wake)]).await;
     assert_eq!(stats(&store).await.waiting, 20);
 
     // Restarted without a breaker: nothing would ever resume them, so the worker does.

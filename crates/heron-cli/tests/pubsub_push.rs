@@ -169,17 +169,14 @@ async fn a_signed_pubsub_push_becomes_a_ticket_and_an_unsigned_one_is_refused() 
         .unwrap()
         .to_owned();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let tickets = loop {
-        let tickets: Value = http
-            .get(format!("{base}/api/v1/tickets"))
+    let api = |path: &str| {
+        http.get(format!("{base}/api/v1/{path}"))
             .bearer_auth(API_TOKEN)
             .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tickets = loop {
+        let tickets: Value = api("tickets").await.unwrap().json().await.unwrap();
         if tickets["items"].as_array().is_some_and(|t| !t.is_empty()) {
             break tickets;
         }
@@ -194,15 +191,7 @@ async fn a_signed_pubsub_push_becomes_a_ticket_and_an_unsigned_one_is_refused() 
             .starts_with("Falco: Redirect STDOUT/STDIN to Network Connection"),
         "{ticket}"
     );
-    let events: Value = http
-        .get(format!("{base}/api/v1/events"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Value = api("events").await.unwrap().json().await.unwrap();
     let stored = events["items"].as_array().unwrap();
     assert_eq!(
         stored.len(),
