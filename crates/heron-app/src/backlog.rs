@@ -109,31 +109,9 @@ impl BacklogBreaker {
         }
         let paused = self.paused.load(Ordering::Relaxed);
         if !paused && stats.waiting > 0 {
-            self.resume_waiting(self.limits.pause_above.saturating_sub(depth))
-                .await;
+            resume_waiting(&*self.store, self.limits.pause_above.saturating_sub(depth)).await;
         }
         paused
-    }
-
-    /// Lets up to `room` waiting events back into the queue.
-    async fn resume_waiting(&self, room: u64) {
-        if room == 0 {
-            return;
-        }
-        let resumed = match self.store.now().await {
-            Ok(now) => self.store.resume_waiting_events(now, room).await,
-            Err(e) => Err(e),
-        };
-        match resumed {
-            Ok(0) => {}
-            Ok(resumed) => {
-                tracing::info!(
-                    resumed,
-                    "events held by the backlog breaker are back in the queue"
-                )
-            }
-            Err(e) => tracing::warn!(error = %e, "could not resume waiting events; will try again"),
-        }
     }
 
     async fn publish_notice(&self, depth: u64) {
@@ -176,5 +154,27 @@ async fn store_now(store: &dyn Store) -> heron_core::Timestamp {
     match store.now().await {
         Ok(now) => now,
         Err(_) => chrono::Utc::now(),
+    }
+}
+
+/// Lets up to `room` waiting events back into the queue; a failure is logged (the next
+/// reading tries again).
+pub(crate) async fn resume_waiting(store: &dyn Store, room: u64) {
+    if room == 0 {
+        return;
+    }
+    let resumed = match store.now().await {
+        Ok(now) => store.resume_waiting_events(now, room).await,
+        Err(e) => Err(e),
+    };
+    match resumed {
+        Ok(0) => {}
+        Ok(resumed) => {
+            tracing::info!(
+                resumed,
+                "events held by the backlog breaker are back in the queue"
+            )
+        }
+        Err(e) => tracing::warn!(error = %e, "could not resume waiting events"),
     }
 }

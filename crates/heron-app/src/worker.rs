@@ -191,18 +191,8 @@ impl Worker {
     /// but unstarted ones are released.
     pub async fn run(&self, shutdown: watch::Receiver<bool>) {
         if self.breaker.is_none() {
-            // Held back by a breaker this process no longer has: nothing will resume them.
-            match self.store.now().await {
-                Ok(now) => match self.store.resume_waiting_events(now, u64::MAX).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(
-                        resumed = n,
-                        "waiting events are back in the queue (no backlog breaker configured)"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "could not resume waiting events"),
-                },
-                Err(e) => tracing::warn!(error = %e, "could not resume waiting events"),
-            }
+            // Held back by a breaker this process no longer has: nothing else resumes them.
+            crate::backlog::resume_waiting(self.store.as_ref(), u64::MAX).await;
         }
         let mut loops = tokio::task::JoinSet::new();
         for _ in 0..self.settings.concurrency.max(1) {

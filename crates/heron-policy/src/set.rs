@@ -434,20 +434,7 @@ impl PolicyEngine for PolicySet {
     }
 
     fn authorize_agent(&self, input: &serde_json::Value) -> Result<Option<bool>, PolicyError> {
-        let Some(compiled) = &self.auth_agent else {
-            return Ok(None);
-        };
-        let Some(compiled) = compiled else {
-            return Ok(Some(false));
-        };
-        let output =
-            compiled
-                .eval_with_input(rego_value(input))
-                .map_err(|e| PolicyError::Evaluation {
-                    query: AUTH_AGENT_ALLOW.into(),
-                    message: e.to_string(),
-                })?;
-        Ok(Some(output == Value::from(true)))
+        allows(self.auth_agent.as_ref(), AUTH_AGENT_ALLOW, input)
     }
 
     fn has_auth_http(&self) -> bool {
@@ -455,20 +442,7 @@ impl PolicyEngine for PolicySet {
     }
 
     fn authorize_http(&self, input: &serde_json::Value) -> Result<Option<bool>, PolicyError> {
-        let Some(compiled) = &self.auth_http else {
-            return Ok(None);
-        };
-        let Some(compiled) = compiled else {
-            return Ok(Some(false));
-        };
-        let output =
-            compiled
-                .eval_with_input(rego_value(input))
-                .map_err(|e| PolicyError::Evaluation {
-                    query: AUTH_HTTP_ALLOW.into(),
-                    message: e.to_string(),
-                })?;
-        Ok(Some(output == Value::from(true)))
+        allows(self.auth_http.as_ref(), AUTH_HTTP_ALLOW, input)
     }
 
     fn enrich(&self, alert: &serde_json::Value) -> Result<Vec<EnrichTask>, PolicyError> {
@@ -526,6 +500,29 @@ thread_local! {
 /// Runs `f` on this thread's VM for `program`, loading one the first time; the least
 /// recently used of more than [`VMS_PER_THREAD`] is dropped (after policy reloads), and so
 /// is a VM whose run failed (its state is not trusted for the next input).
+/// An `auth.*` package's answer: `None` without the package, `false` when its `allow` rule
+/// could not be compiled (the package is there, so nothing is allowed), else `allow == true`.
+fn allows(
+    package: Option<&Option<CompiledPolicy>>,
+    query: &str,
+    input: &serde_json::Value,
+) -> Result<Option<bool>, PolicyError> {
+    let Some(compiled) = package else {
+        return Ok(None);
+    };
+    let Some(compiled) = compiled else {
+        return Ok(Some(false));
+    };
+    let output =
+        compiled
+            .eval_with_input(rego_value(input))
+            .map_err(|e| PolicyError::Evaluation {
+                query: query.into(),
+                message: e.to_string(),
+            })?;
+    Ok(Some(output == Value::from(true)))
+}
+
 /// The Rego value of `json`, read in place: regorus's `From<serde_json::Value>` runs the same
 /// `Deserialize` but needs an owned copy, a deep clone per evaluation.
 fn rego_value(json: &serde_json::Value) -> Value {
